@@ -1,0 +1,104 @@
+"""The ``flashsale`` command line. Each command is a thin shell over a library call.
+
+Exit codes: 0 ok, 1 thresholds breached or the run failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flashsale._cli_utils import USER_ERROR, SetOption, load_or_exit
+from flashsale.scenario import ScenarioError, load_scenario
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="flashsale",
+    help="Simulate and replay e-commerce flash sales; chart who got the stock and what broke.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Scenario TOML files to check.")],
+    set_: SetOption = None,
+) -> None:
+    """Check scenario files against the schema; exit 2 naming file and field if any is bad."""
+    bad = 0
+    for path in files:
+        try:
+            sc = load_scenario(path, set_ or [])
+        except ScenarioError as e:
+            bad += 1
+            for line in str(e).splitlines():
+                typer.echo(f"error: {line}", err=True)
+            continue
+        typer.echo(
+            f"ok: {path} ({sc.name}: {sc.sale.units:,} units, {sc.humans.count:,} humans, "
+            f"{sc.bots.accounts:,} bot accounts)"
+        )
+    if bad:
+        raise typer.Exit(code=USER_ERROR)
+
+
+@app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    set_: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
+) -> None:
+    """Print the resolved scenario with every default filled in."""
+    sc = load_or_exit(file, set_)
+    data = sc.to_toml_dict()
+    typer.echo(json.dumps(data, indent=2) if as_json else _to_toml(data))
+
+
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+def _key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
+
+
+def _to_toml(data: dict[str, object], prefix: str = "") -> str:
+    """Tables as [sections], distributions inline, lists of tables as [[...]]."""
+    scalars, tables, arrays = [], [], []
+    for k, v in data.items():
+        if isinstance(v, dict) and v and "dist" not in v:
+            tables.append((k, v))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            arrays.append((k, v))
+        else:
+            scalars.append(f"{_key(k)} = {_toml_value(v)}")
+    out = "\n".join(scalars)
+    for k, v in tables:
+        name = f"{prefix}{_key(k)}"
+        body = _to_toml(v, f"{name}.")
+        out += f"\n\n[{name}]\n{body}" if not body.startswith("\n") else f"\n\n[{name}]{body}"
+    for k, items in arrays:
+        for item in items:
+            out += f"\n\n[[{prefix}{_key(k)}]]\n{_to_toml(item).strip()}"
+    return out.strip("\n") + ("\n" if not prefix else "")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,85 @@
+"""The results folder: manifest contents and honest status on success, failure, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flashsale.outcome import Outcome
+from flashsale.runs import RunError, RunFolder, default_run_dir, open_run
+from flashsale.scenario import load_scenario, scenario_hash
+
+from .test_outcome import _outcome
+
+
+def _manifest(path: Path) -> dict[str, object]:
+    return json.loads((path / "manifest.json").read_text())
+
+
+def test_complete_run_records_what_ran(smoke_path: Path, tmp_path: Path) -> None:
+    sc = load_scenario(smoke_path)
+    out = tmp_path / "run"
+    with open_run(sc, "sim", out=out, seed=7, replications=2, argv=["flashsale", "x"]) as run:
+        assert _manifest(out)["status"] == "running"
+        for rep in range(2):
+            run.save_replication(rep, _outcome(20, rep))
+    m = _manifest(out)
+    assert m["status"] == "complete" and m["error"] is None
+    assert m["scenario_name"] == "smoke" and m["scenario_hash"] == scenario_hash(sc)
+    assert m["engine"] == "sim" and m["seed"] == 7 and m["replications_done"] == [0, 1]
+    assert m["command"] == ["flashsale", "x"]
+    assert {"python", "numpy", "pydantic"} <= set(m["versions"])  # type: ignore[arg-type]
+    assert m["started_at"] and m["finished_at"]
+    loaded = RunFolder.load(out)
+    assert loaded.scenario == sc
+    assert loaded.replications() == [0, 1]
+    assert isinstance(loaded.load_replication(1), Outcome)
+
+
+def test_interrupted_run_is_marked_incomplete(smoke_path: Path, tmp_path: Path) -> None:
+    sc = load_scenario(smoke_path)
+    out = tmp_path / "run"
+    with (
+        pytest.raises(KeyboardInterrupt),
+        open_run(sc, "sim", out=out, seed=1, replications=3) as run,
+    ):
+        run.save_replication(0, _outcome(20))
+        raise KeyboardInterrupt
+    m = _manifest(out)
+    assert m["status"] == "incomplete"
+    assert "interrupted" in str(m["error"])
+    assert m["replications_done"] == [0]
+    assert not list(out.rglob("*.partial")), "no half-written file is left behind"
+
+
+def test_failed_run_keeps_the_error(smoke_path: Path, tmp_path: Path) -> None:
+    sc = load_scenario(smoke_path)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError), open_run(sc, "sim", out=out, seed=1, replications=1):
+        raise RuntimeError("checkout model exploded")
+    m = _manifest(out)
+    assert m["status"] == "failed"
+    assert m["error"] == "RuntimeError: checkout model exploded"
+
+
+def test_non_empty_out_folder_is_refused(smoke_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("precious")
+    with (
+        pytest.raises(RunError, match="exists and is not empty"),
+        open_run(load_scenario(smoke_path), "sim", out=tmp_path, seed=1, replications=1),
+    ):
+        pass
+    assert (tmp_path / "keep.txt").read_text() == "precious"
+
+
+def test_default_folder_name_is_timestamp_scenario_engine(smoke_path: Path, tmp_path: Path) -> None:
+    path = default_run_dir(load_scenario(smoke_path), "replay", root=tmp_path)
+    assert path.parent == tmp_path
+    assert path.name.endswith("Z-smoke-replay")
+
+
+def test_loading_a_non_run_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="not a run folder"):
+        RunFolder.load(tmp_path)
