@@ -1,0 +1,73 @@
+"""The reference checkout service: a real HTTP service with a real database.
+
+It is the default target of ``flashsale replay`` and a fair baseline for what a
+well-built checkout does under a flash sale: atomic stock (a conditional UPDATE in
+a transaction), holds that expire, idempotent payment, a bounded queue in front of
+finite workers, and the scenario's defenses switchable at run time. Start it with
+``flashsale serve`` or, from Python, :func:`run_in_background`.
+
+Times are seconds; sale time ``t`` is seconds from the opening (negative before).
+Accounts are integers >= 0 (the Outcome contract's account ids). Every error is
+JSON ``{"error": "<code>", "detail": "<what is wrong>", "field": "<name>"|null}``;
+bad input never reaches the stock and never gives a 500. Bodies over 16 KiB: 413.
+
+Public API (paths are the scenario's ``[target.paths]`` defaults; OpenAPI 3.1 at
+``GET /openapi.json``; ``GET /healthz`` -> ``{"ok": true}`` bypasses the queue)::
+
+    GET  /v1/sale                -> 200 {"sku", "open": bool, "opens_in_s" (0 once open),
+                                         "closes_in_s", "units", "stock_left", "phase":
+                                         "main"|"resale", "channels": {name: left}}
+    POST /v1/cart                {"account", "sku", "units", "channel"?, "captcha_token"?,
+                                  "admission_token"?}; header X-Forwarded-For = client IP
+                                 -> 201 {"reservation_id", "units", "expires_in_s"}
+                                 |  409 sold_out | sale_closed
+                                 |  425 not_open (Retry-After)
+                                 |  429 rate_limited (Retry-After)
+                                 |  403 limit_reached | captcha_required | not_admitted
+                                 |  503 overloaded (Retry-After) | 422 bad input
+    POST /v1/checkout            {"reservation_id", "account"} + header Idempotency-Key
+                                 -> 201 {"order_id", "reservation_id", "units"}
+                                 |  402 payment_failed | 504 payment_timeout
+                                 |  410 hold_expired | 404 unknown_reservation
+                                 |  409 already_paid | idempotency_key_reused
+                                 |      | request_in_progress (Retry-After)
+                                 |  400 missing Idempotency-Key | 429 | 503 | 422
+                                 The response to a key is stored: the same key and body
+                                 always get the same answer and never take stock twice;
+                                 retry a failed payment with a *new* key.
+    GET  /v1/orders/{order_id}   -> 200 {"order_id", "reservation_id", "account", "sku",
+                                         "channel", "units", "status": "paid"|"cancelled"}
+    POST /v1/orders/{order_id}/cancel  {"account"} -> 200 order (units back to the stock)
+    POST /v1/captcha             {"account"} -> 201 {"challenge_id", "prompt"}
+    POST /v1/captcha/{id}        {"account", "answer"} -> 200 {"captcha_token",
+                                 "expires_in_s"} | 403 wrong_answer | 404
+    POST /v1/waiting-room        {"account"} -> 201 {"ticket", "admitted", ...}
+    GET  /v1/waiting-room/{ticket} -> 200 {"ticket", "admitted": bool,
+                                 "admission_token"?, "position"?, "retry_after_s"}
+    POST /v1/lottery             {"account"} -> 201 {"account", "draw_in_s"}
+                                 | 409 already_entered | 425 | 410 entries_closed
+    GET  /v1/lottery/{account}   -> 200 {"account", "drawn": bool, "won": bool,
+                                 "admission_token"?, "claim_closes_in_s"?}
+
+Admin API (header ``Authorization: Bearer <admin token>``, else 401)::
+
+    POST /admin/reset[?opens_in_s=0&replication=0]  body: a resolved scenario
+                                 (Scenario.to_toml_dict()) -> 200 sale status;
+                                 wipes orders, reservations and defense state
+    POST /admin/defenses         body: a partial [defenses] table, merged and validated
+                                 like the scenario; optional "captcha_delay_s" -> 200
+    POST /admin/review           {"bot_accounts": [int]} -> 200 {"cancelled_orders",
+                                 "cancelled_units", "flagged_bot_orders", ...}
+    POST /admin/resale           {"opens_in_s"?, "units"?, "window_s"?} -> 200 sale status
+    GET  /admin/audit            -> 200 {"units", "units_sold", "units_reserved",
+                                 "stock_left", "oversold_units", "orders",
+                                 "reservations": [...], "order_rows": [...]}
+
+Capacity (scenario ``[service]``): at most ``workers`` requests are served at once,
+at most ``queue_limit`` wait, none longer than ``queue_timeout_s`` (then 503 with
+Retry-After). The payment gateway waits ``payment.gateway_s`` outside the workers
+(``timeout_s`` caps it: 504) and fails with the scenario's load-dependent
+probability, drawn from the ``payment`` random stream of the scenario's seed.
+"""
+
+from __future__ import annotations
