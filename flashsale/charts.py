@@ -1,0 +1,591 @@
+"""Charts: matplotlib figures drawn from a metrics.json document. They compute nothing.
+
+Every curve and band was already reduced across replications by
+:mod:`flashsale.metrics`; here it is only drawn. Every chart has a title, axes
+with units and a legend; colours are the Okabe-Ito palette, which stays
+distinguishable under the common colour-vision deficiencies; shaded bands are
+95% confidence intervals across replications (absent with one replication).
+
+Figures are built with the object API on the Agg canvas (no pyplot global state,
+no display needed), saved as PNG.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import PercentFormatter
+
+__all__ = [
+    "BOT_COLOR",
+    "HUMAN_COLOR",
+    "OKABE_ITO",
+    "RUN_COLORS",
+    "Chart",
+    "draw_compare_charts",
+    "draw_run_charts",
+]
+
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+}
+"""Okabe & Ito (2008), a palette safe for colour-blind readers."""
+
+HUMAN_COLOR = OKABE_ITO["blue"]
+BOT_COLOR = OKABE_ITO["vermillion"]
+RUN_COLORS = tuple(
+    OKABE_ITO[c]
+    for c in ("blue", "vermillion", "bluish_green", "orange", "reddish_purple", "sky_blue", "black")
+)
+"""One colour per run in a comparison (yellow left out: too faint for lines on white)."""
+
+_PCT_COLORS = {50: OKABE_ITO["bluish_green"], 95: OKABE_ITO["orange"], 99: OKABE_ITO["vermillion"]}
+_DPI = 110
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A drawn chart: file, title and a one-line caption saying how to read it."""
+
+    name: str
+    title: str
+    caption: str
+    path: Path
+
+
+def _arr(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _figure(rows: int = 1, cols: int = 1, height: float = 4.6, **kw: Any) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(9, height), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, cols, squeeze=False, **kw)
+
+
+def _save(fig: Figure, folder: Path, name: str, title: str, caption: str) -> Chart:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    tmp = folder / f".{name}.partial.png"
+    fig.savefig(tmp, dpi=_DPI)
+    tmp.replace(path)
+    return Chart(name, title, caption, path)
+
+
+def _band(
+    ax: Axes,
+    x: Sequence[float],
+    b: Mapping[str, Any],
+    color: str,
+    label: str,
+    steps: bool = True,
+) -> None:
+    """Mean line plus its CI band; as steps when the values are per time bin."""
+    xs = np.asarray(x, dtype=float)
+    ax.plot(
+        xs,
+        _arr(b["mean"]),
+        color=color,
+        label=label,
+        lw=1.6,
+        drawstyle="steps-post" if steps else "default",
+    )
+    lo, hi = _arr(b["ci_low"]), _arr(b["ci_high"])
+    if np.isfinite(lo).any():
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.25, lw=0, step="post" if steps else None)
+
+
+def _ci_note(n_reps: int) -> str:
+    return (
+        f"shaded: 95% CI across {n_reps} replications"
+        if n_reps > 1
+        else "one replication: no confidence band"
+    )
+
+
+def _wrap(label: str, width: int = 48) -> str:
+    return "\n".join(textwrap.wrap(label, width)) or label
+
+
+# ---------------------------------------------------------------- one run
+
+
+def _stock(doc: Mapping[str, Any], folder: Path) -> Chart | None:
+    windows = doc["series"]["timeline"]
+    if not windows:
+        return None
+    fig, axes = _figure(1, len(windows))
+    units = doc["metrics"]["units_sold"]
+    sell = doc["metrics"]["sellout_time_s"]
+    for ax, (name, tc) in zip(axes[0], windows.items(), strict=True):
+        _band(ax, tc["t_s"], tc["stock_left"], OKABE_ITO["blue"], "stock left (units)")
+        _band(ax, tc["t_s"], tc["reserved"], OKABE_ITO["orange"], "held in carts (units)")
+        if name == "main" and sell["mean"] is not None:
+            ax.axvline(
+                sell["mean"],
+                color=OKABE_ITO["black"],
+                ls="--",
+                lw=1.2,
+                label=f"sold out at {sell['mean']:.1f} s (mean)",
+            )
+            if sell["ci_low"] is not None:
+                ax.axvspan(
+                    sell["ci_low"],
+                    sell["ci_high"],
+                    color=OKABE_ITO["black"],
+                    alpha=0.12,
+                    label="sell-out 95% CI",
+                )
+        ax.set_title("main sale" if name == "main" else "re-sale")
+        ax.set_xlabel("time from the opening (s)")
+        ax.set_ylabel("units")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"Stock left over time (units kept: {units['mean']:,.0f} mean)")
+    return _save(
+        fig,
+        folder,
+        "stock_left",
+        "Stock left over time",
+        f"Units neither sold nor held in a cart. {_ci_note(len(doc['replications']))}.",
+    )
+
+
+def _sales(doc: Mapping[str, Any], folder: Path) -> Chart | None:
+    tc = doc["series"]["timeline"].get("main")
+    if tc is None:
+        return None
+    fig, axes = _figure()
+    ax = axes[0][0]
+    _band(ax, tc["t_s"], tc["sold_human_per_s"], HUMAN_COLOR, "humans")
+    _band(ax, tc["t_s"], tc["sold_bot_per_s"], BOT_COLOR, "bots")
+    ax.set_title(f"Units paid per second, humans vs bots (bins of {tc['bin_s']:g} s)")
+    ax.set_xlabel("time from the opening (s)")
+    ax.set_ylabel("units paid per second")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    return _save(
+        fig,
+        folder,
+        "sales_per_second",
+        "Sales per second, humans vs bots",
+        f"Who the stock went to, as it went. {_ci_note(len(doc['replications']))}.",
+    )
+
+
+def _success(doc: Mapping[str, Any], folder: Path) -> Chart:
+    sba = doc["metrics"]["success_by_arrival"]
+    x = np.asarray(sba["bin_start_s"], dtype=float)
+    mean = _arr(sba["mean"])
+    lo, hi = _arr(sba["ci_low"]), _arr(sba["ci_high"])
+    fig, axes = _figure()
+    ax = axes[0][0]
+    err = None
+    if np.isfinite(lo).any():
+        err = np.vstack([np.clip(mean - lo, 0, None), np.clip(hi - mean, 0, None)])
+    ax.bar(
+        x,
+        np.nan_to_num(mean),
+        width=sba["bin_s"],
+        align="edge",
+        color=HUMAN_COLOR,
+        alpha=0.85,
+        edgecolor="white",
+        label="humans who got a unit",
+    )
+    if err is not None:
+        ax.errorbar(
+            x + sba["bin_s"] / 2,
+            mean,
+            yerr=np.nan_to_num(err),
+            fmt="none",
+            ecolor=OKABE_ITO["black"],
+            elinewidth=0.8,
+            capsize=2,
+            label="95% CI",
+        )
+    ax.axvline(0, color=OKABE_ITO["black"], ls=":", lw=1, label="opening (t = 0)")
+    ax.set_title(f"Success chance by arrival time, humans (bins of {sba['bin_s']:g} s)")
+    ax.set_xlabel("arrival offset from the opening (s)")
+    ax.set_ylabel("share of humans who got a unit")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper right")
+    return _save(
+        fig,
+        folder,
+        "success_by_arrival",
+        "Success chance by arrival offset",
+        "Does arriving a few seconds late doom you? Empty bins had no arrivals.",
+    )
+
+
+def _lorenz(doc: Mapping[str, Any], folder: Path) -> Chart:
+    lz = doc["series"]["lorenz"]
+    g = doc["metrics"]["units_per_person_gini"]
+    fig, axes = _figure(height=5.2)
+    ax = axes[0][0]
+    p = lz["population_share"]
+    ax.plot([0, 1], [0, 1], color=OKABE_ITO["black"], ls="--", lw=1, label="perfect equality")
+    ci = f" (95% CI {g['ci_low']:.3f} to {g['ci_high']:.3f})" if g["ci_low"] is not None else ""
+    _band(
+        ax,
+        p,
+        lz,
+        OKABE_ITO["reddish_purple"],
+        f"units per person, Gini {g['mean']:.3f}{ci}",
+        steps=False,
+    )
+    ax.set_title("Lorenz curve of units per person (an operator's accounts count once)")
+    ax.set_xlabel("share of persons, fewest units first")
+    ax.set_ylabel("share of units kept")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    return _save(
+        fig,
+        folder,
+        "lorenz",
+        "Lorenz curve of units per person",
+        "The further the curve sags below the diagonal, the more the stock "
+        "concentrated on few persons.",
+    )
+
+
+def _outcomes(doc: Mapping[str, Any], folder: Path) -> Chart:
+    rates = doc["metrics"]["outcome_rates"]
+    results = list(next(iter(rates.values())))
+    fig, axes = _figure(height=5.2)
+    ax = axes[0][0]
+    y = np.arange(len(results))
+    h = 0.38
+    for i, (kind, color) in enumerate((("human", HUMAN_COLOR), ("bot", BOT_COLOR))):
+        if kind not in rates or all(rates[kind][r]["mean"] is None for r in results):
+            continue
+        m = _arr([rates[kind][r]["mean"] for r in results])
+        lo = _arr([rates[kind][r]["ci_low"] for r in results])
+        hi = _arr([rates[kind][r]["ci_high"] for r in results])
+        pos = y + (i - 0.5) * h
+        xerr = None
+        if np.isfinite(lo).any():
+            xerr = np.nan_to_num(np.vstack([m - lo, hi - m]).clip(0))
+        ax.barh(
+            pos,
+            np.nan_to_num(m),
+            height=h,
+            color=color,
+            label=f"{kind}s",
+            xerr=xerr,
+            error_kw={"elinewidth": 0.8, "capsize": 2},
+        )
+        for yy, v in zip(pos, m, strict=True):
+            if np.isfinite(v):
+                ax.text(v, yy, f" {100 * v:.1f}%", va="center", fontsize=7)
+    ax.set_yticks(y, [r.replace("_", " ") for r in results])
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlim(0, 1.12)
+    ax.set_xlabel("share of journeys of that kind")
+    ax.set_title("How journeys ended, per kind")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(loc="lower right")
+    return _save(
+        fig,
+        folder,
+        "outcomes",
+        "Outcome breakdown per kind",
+        "Each kind's journeys sum to 100%; whiskers are 95% CIs across replications.",
+    )
+
+
+def _latency(doc: Mapping[str, Any], folder: Path) -> Chart | None:
+    lat = doc["series"]["latency"].get("main")
+    if not lat:
+        return None
+    steps = [s for s in lat if s not in ("t_s", "bin_s")]
+    if not steps:
+        return None
+    fig, axes = _figure(len(steps), 1, height=1.0 + 2.0 * len(steps), sharex=True)
+    for ax, step in zip(axes[:, 0], steps, strict=True):
+        for p, b in lat[step].items():
+            _band(ax, lat["t_s"], b, _PCT_COLORS[int(p[1:])], p)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{step}\nlatency (s)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(loc="upper right", fontsize=8, ncol=3)
+    axes[-1, 0].set_xlabel("time the request was sent, from the opening (s)")
+    fig.suptitle(f"Latency percentiles over time per step (bins of {lat['bin_s']:g} s, log scale)")
+    return _save(
+        fig,
+        folder,
+        "latency",
+        "Latency percentiles over time",
+        "Send-to-response seconds; gaps are bins without requests of that step.",
+    )
+
+
+def _load(doc: Mapping[str, Any], folder: Path) -> Chart | None:
+    tc = doc["series"]["timeline"].get("main")
+    if tc is None:
+        return None
+    fig, axes = _figure(3, 1, height=7.0, sharex=True)
+    panels = (
+        ("queue", "queue length\n(requests)", OKABE_ITO["orange"], "waiting for a worker"),
+        ("in_flight", "in flight\n(requests)", OKABE_ITO["blue"], "being served"),
+        ("errors_per_s", "errors per s", OKABE_ITO["vermillion"], "status >= 500 or no response"),
+    )
+    for ax, (col, ylabel, color, label) in zip(axes[:, 0], panels, strict=True):
+        _band(ax, tc["t_s"], tc[col], color, label)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time from the opening (s)")
+    fig.suptitle(f"Checkout queue, requests in flight and errors (bins of {tc['bin_s']:g} s)")
+    return _save(
+        fig,
+        folder,
+        "load",
+        "Queue length and requests in flight",
+        f"Queue and in-flight are bin means. {_ci_note(len(doc['replications']))}.",
+    )
+
+
+def draw_run_charts(doc: Mapping[str, Any], folder: Path) -> list[Chart]:
+    """Draw every chart of one run into ``folder``; charts without data are skipped."""
+    drawn = [
+        _stock(doc, folder),
+        _sales(doc, folder),
+        _success(doc, folder),
+        _lorenz(doc, folder),
+        _outcomes(doc, folder),
+        _latency(doc, folder),
+        _load(doc, folder),
+    ]
+    return [c for c in drawn if c is not None]
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def _bars(
+    docs: Sequence[Mapping[str, Any]],
+    labels: Sequence[str],
+    metrics: Sequence[tuple[str, str]],
+    folder: Path,
+) -> Chart:
+    cols = 3
+    rows = -(-len(metrics) // cols)
+    fig, axes = _figure(rows, cols, height=1.2 + 2.6 * rows)
+    x = np.arange(len(docs))
+    for ax, (name, label) in zip(axes.flat, metrics, strict=False):
+        ms = [d["metrics"][name] for d in docs]
+        mean = _arr([m["mean"] for m in ms])
+        lo, hi = _arr([m["ci_low"] for m in ms]), _arr([m["ci_high"] for m in ms])
+        err = np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
+        ax.bar(x, np.nan_to_num(mean), color=RUN_COLORS[: len(docs)], yerr=err, capsize=3)
+        for xx, v in zip(x, mean, strict=True):
+            ax.text(
+                xx,
+                0,
+                "n/a" if np.isnan(v) else f"{v:.3g}",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color="white" if np.isfinite(v) and v > 0 else "black",
+            )
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks(x, [f"run {i + 1}" for i in x], fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.set_visible(False)
+    fig.legend(handles=_run_patches(labels), loc="outside lower center", fontsize=8)
+    fig.suptitle("Key metrics per run (bars: mean; whiskers: 95% CI across replications)")
+    return _save(
+        fig,
+        folder,
+        "compare_metrics",
+        "Key metrics side by side",
+        "Overlapping whiskers do not prove two runs equal; see the paired differences.",
+    )
+
+
+def _run_patches(labels: Sequence[str]) -> list[Patch]:
+    return [
+        Patch(color=RUN_COLORS[i % len(RUN_COLORS)], label=f"run {i + 1}: {_wrap(lab, 70)}")
+        for i, lab in enumerate(labels)
+    ]
+
+
+def _overlay(
+    docs: Sequence[Mapping[str, Any]],
+    labels: Sequence[str],
+    folder: Path,
+    name: str,
+    title: str,
+    pick: Any,
+    ylabel: str,
+    xlabel: str,
+    caption: str,
+    percent_y: bool = False,
+    steps: bool = True,
+) -> Chart | None:
+    curves = [pick(d) for d in docs]
+    if all(c is None for c in curves):
+        return None
+    fig, axes = _figure(height=5.0)
+    ax = axes[0][0]
+    for i, (c, lab) in enumerate(zip(curves, labels, strict=True)):
+        if c is not None:
+            x, b = c
+            _band(ax, x, b, RUN_COLORS[i % len(RUN_COLORS)], f"run {i + 1}: {_wrap(lab)}", steps)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if percent_y:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, folder, name, title, caption)
+
+
+def _paired(
+    pairs: Sequence[Mapping[str, Any]], labels: Sequence[str], folder: Path
+) -> Chart | None:
+    """Paired differences vs run 1: one panel per metric, one bar per other run."""
+    if not pairs:
+        return None
+    names = list(pairs[0]["metrics"])
+    cols = 3
+    rows = -(-len(names) // cols)
+    fig, axes = _figure(rows, cols, height=1.2 + 2.6 * rows)
+    for ax, name in zip(axes.flat, names, strict=False):
+        ds = [p["metrics"][name] for p in pairs]
+        mean = _arr([d["mean"] for d in ds])
+        lo, hi = _arr([d["ci_low"] for d in ds]), _arr([d["ci_high"] for d in ds])
+        x = np.arange(len(ds))
+        err = np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
+        colors = [RUN_COLORS[p["run"] % len(RUN_COLORS)] for p in pairs]
+        ax.bar(x, np.nan_to_num(mean), color=colors, yerr=err, capsize=3)
+        ax.axhline(0, color=OKABE_ITO["black"], lw=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks(x, [f"run {p['run'] + 1}\n- run 1" for p in pairs], fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    fig.legend(handles=_run_patches(labels), loc="outside lower center", fontsize=8)
+    fig.suptitle("Paired differences vs run 1 (same seed: common random numbers), 95% CI")
+    return _save(
+        fig,
+        folder,
+        "compare_paired",
+        "Paired differences vs run 1",
+        "A whisker that does not cross zero is a difference the replications support.",
+    )
+
+
+def draw_compare_charts(
+    docs: Sequence[Mapping[str, Any]],
+    labels: Sequence[str],
+    key_metrics: Sequence[tuple[str, str]],
+    pairs: Sequence[Mapping[str, Any]],
+    folder: Path,
+) -> list[Chart]:
+    """Charts of several runs: key-metric bars with CIs, overlaid curves, paired differences."""
+
+    def timeline(col: str) -> Any:
+        def pick(d: Mapping[str, Any]) -> Any:
+            tc = d["series"]["timeline"].get("main")
+            return None if tc is None else (tc["t_s"], tc[col])
+
+        return pick
+
+    drawn = [
+        _bars(docs, labels, key_metrics, folder),
+        _paired(pairs, labels, folder),
+        _overlay(
+            docs,
+            labels,
+            folder,
+            "compare_stock_left",
+            "Stock left over time",
+            timeline("stock_left"),
+            "units",
+            "time from the opening (s)",
+            "Steeper = sold faster; shaded: 95% CI across replications.",
+        ),
+        _overlay(
+            docs,
+            labels,
+            folder,
+            "compare_human_sales",
+            "Units paid per second by humans",
+            timeline("sold_human_per_s"),
+            "units per second",
+            "time from the opening (s)",
+            "Humans' sales per second in each run.",
+        ),
+        _overlay(
+            docs,
+            labels,
+            folder,
+            "compare_bot_sales",
+            "Units paid per second by bots",
+            timeline("sold_bot_per_s"),
+            "units per second",
+            "time from the opening (s)",
+            "Bots' sales per second in each run.",
+        ),
+        _overlay(
+            docs,
+            labels,
+            folder,
+            "compare_success_by_arrival",
+            "Humans' success chance by arrival offset",
+            lambda d: (
+                d["metrics"]["success_by_arrival"]["bin_start_s"],
+                d["metrics"]["success_by_arrival"],
+            ),
+            "share of humans who got a unit",
+            "arrival offset from the opening (s)",
+            "Flat = arrival time does not matter (a lottery or a shuffled pre-queue).",
+            percent_y=True,
+        ),
+        _overlay(
+            docs,
+            labels,
+            folder,
+            "compare_lorenz",
+            "Lorenz curves of units per person",
+            lambda d: (d["series"]["lorenz"]["population_share"], d["series"]["lorenz"]),
+            "share of units kept",
+            "share of persons, fewest units first",
+            "Closer to the diagonal = fairer.",
+            percent_y=True,
+            steps=False,
+        ),
+    ]
+    return [c for c in drawn if c is not None]

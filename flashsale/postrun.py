@@ -1,0 +1,134 @@
+"""The post-run pipeline both engines call: tables -> metrics.json, charts, report.html.
+
+``flashsale simulate`` and ``flashsale replay`` call :func:`finish_run` once the
+run folder is complete; ``flashsale report`` calls it again on a stored run. It
+reads only the run folder (manifest + Outcome tables + the replay audit in the
+manifest, if any), so whichever engine made the run, the same figures come out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import typer
+
+from flashsale.charts import draw_run_charts
+from flashsale.metrics import compute_metrics
+from flashsale.outcome import Outcome, OutcomeError
+from flashsale.report import write_run_report
+from flashsale.runs import RunError, RunFolder, write_json_atomic
+from flashsale.scenario import ScenarioError
+from flashsale.thresholds import Verdict, check_thresholds, exit_code
+
+__all__ = ["SUMMARY", "finish_run", "load_run_metrics", "summary_lines"]
+
+SUMMARY: tuple[tuple[str, str, str], ...] = (
+    ("units_sold", "units sold", "count"),
+    ("sellout_time_s", "sell-out time", "seconds"),
+    ("bot_unit_share", "bot share of units", "share"),
+    ("human_success_share", "human success share", "share"),
+    ("yellow_cart_rate", "yellow-cart rate", "share"),
+    ("oversold_units", "oversold units", "count"),
+)
+"""The key figures: printed after every run and shown first in the report."""
+
+
+def _audits(run: RunFolder, reps: Sequence[int]) -> list[Mapping[str, Any]] | None:
+    """The replay audit entries matching ``reps``, or None when the run has none."""
+    audit = run.manifest.get("audit")
+    if audit is None:
+        return None
+    if not isinstance(audit, list) or not all(isinstance(a, dict) for a in audit):
+        raise RunError(f"{run.path / 'manifest.json'}: audit: must be a list of objects")
+    if len(audit) == len(reps):
+        return audit
+    if reps and max(reps) < len(audit):
+        return [audit[r] for r in reps]
+    raise RunError(
+        f"{run.path / 'manifest.json'}: audit: {len(audit)} entries for replications {list(reps)}"
+    )
+
+
+def load_run_metrics(run: RunFolder) -> dict[str, Any]:
+    """Compute the metrics document of a run folder from its stored tables.
+
+    Raises RunError when the folder holds no usable replication or a bad table.
+    """
+    reps = run.replications()
+    if not reps:
+        raise RunError(f"{run.path}: no finished replication to report on (status {run.status})")
+    try:
+        scenario = run.scenario
+        outcomes: list[Outcome] = [run.load_replication(r) for r in reps]
+    except (OutcomeError, ScenarioError) as e:
+        raise RunError(str(e)) from None
+    doc = compute_metrics(scenario, outcomes, _audits(run, reps), replications=reps)
+    doc["run"] = {
+        "path": str(run.path),
+        "engine": run.manifest.get("engine"),
+        "status": run.status,
+        "seed": run.manifest.get("seed"),
+        "replications_asked": run.manifest.get("replications"),
+        "scale": run.manifest.get("scale"),
+        "scenario_hash": run.manifest.get("scenario_hash"),
+        "started_at": run.manifest.get("started_at"),
+        "finished_at": run.manifest.get("finished_at"),
+    }
+    return doc
+
+
+def _fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    if kind == "share":
+        return f"{100 * value:.1f}%"
+    if kind == "seconds":
+        return f"{value:.1f} s"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The key figures, one line each: mean and, with replications, its 95% CI."""
+    lines = []
+    for name, label, kind in SUMMARY:
+        m = metrics[name]
+        text = _fmt(m["mean"], kind)
+        if m["mean"] is None and name == "sellout_time_s":
+            text = "not sold out"
+        if m["ci_low"] is not None and m["ci_high"] is not None and m["ci_low"] != m["ci_high"]:
+            text += f"  (95% CI {_fmt(m['ci_low'], kind)} to {_fmt(m['ci_high'], kind)})"
+        lines.append(f"  {label:<22}{text}")
+    return lines
+
+
+def finish_run(run: RunFolder, echo: Callable[[str], None] = typer.echo) -> int:
+    """Write metrics.json, the charts and report.html into ``run``; print the summary.
+
+    Returns the exit code: 0 when every threshold held, 1 when any was breached.
+    """
+    doc = load_run_metrics(run)
+    scenario = run.scenario
+    verdicts: list[Verdict] = check_thresholds(scenario.thresholds, doc["metrics"])
+    doc["thresholds"] = [v.as_json() for v in verdicts]
+    write_json_atomic(run.path / "metrics.json", doc)
+    charts = draw_run_charts(doc, run.path / "charts")
+    report = write_run_report(scenario, doc, charts, verdicts, run.path / "report.html")
+
+    reps = len(doc["replications"])
+    echo(
+        f"{scenario.name}: {reps} replication{'s' if reps != 1 else ''} "
+        f"({run.manifest.get('engine')}, status {run.status})"
+    )
+    for line in summary_lines(doc["metrics"]):
+        echo(line)
+    if verdicts:
+        echo("thresholds:")
+        for v in verdicts:
+            echo(f"  {v}")
+    echo(f"results: {run.path}")
+    echo(f"report:  {report}")
+    code = exit_code(verdicts)
+    if code:
+        echo(f"{sum(not v.passed for v in verdicts)} threshold(s) breached: exit code {code}")
+    return code

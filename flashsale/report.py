@@ -1,0 +1,355 @@
+"""report.html: one self-contained page a reviewer can mail around.
+
+The page embeds its charts as base64 PNG and its style inline: no network, no
+scripts, no files next to it. It reads only a metrics document, the drawn charts
+and the threshold verdicts; it computes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from flashsale.charts import Chart
+from flashsale.runs import write_json_atomic
+from flashsale.scenario import Scenario
+from flashsale.thresholds import Verdict
+
+__all__ = [
+    "KEY_METRICS",
+    "fmt_metric",
+    "scenario_brief",
+    "write_compare_report",
+    "write_run_report",
+]
+
+KEY_METRICS: tuple[tuple[str, str], ...] = (
+    ("units_sold", "units sold (kept)"),
+    ("sellout_time_s", "sell-out time"),
+    ("bot_unit_share", "bot share of units"),
+    ("human_success_share", "human success share"),
+    ("units_per_person_gini", "Gini, units per person"),
+    ("units_per_person_jain", "Jain's index, units per person"),
+    ("yellow_cart_rate", "yellow-cart rate"),
+    ("oversold_units", "oversold units"),
+    ("throughput_peak_orders_per_s", "peak orders per second"),
+    ("time_to_purchase_p50_human_s", "time to purchase, humans (median)"),
+    ("time_to_purchase_p50_bot_s", "time to purchase, bots (median)"),
+    ("error_rate", "error rate (requests)"),
+)
+"""The figures shown first in a report and compared between runs."""
+
+_SHARES = ("_share", "_rate", "rates", "precision", "recall")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1000px;
+margin:2em auto;padding:0 1em;color:#1a1a1a;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pass{background:#d9f2e6}.fail{background:#fde0d0;font-weight:bold}
+.warn{background:#fff4cc;padding:.5em 1em;border-left:4px solid #E69F00}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #ddd}
+figcaption{font-size:.9em;color:#444}.muted{color:#666;font-size:.9em}
+"""
+
+
+def fmt_metric(name: str, value: float | None) -> str:
+    """A metric value as a reader wants it: shares in %, seconds with s, counts grouped."""
+    if value is None:
+        return "n/a"
+    leaf = name.split(".")[-1]
+    if any(k in name for k in _SHARES) or name.startswith("success_by_arrival"):
+        return f"{100 * value:.2f}%"
+    if "_s." in name or leaf.endswith("_s") or name.endswith("_s"):
+        return f"{value:.3g} s" if value < 10 else f"{value:,.1f} s"
+    if "gini" in name or "jain" in name:
+        return f"{value:.4f}"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _ci(name: str, m: Mapping[str, Any]) -> str:
+    if m.get("ci_low") is None:
+        return "n/a"
+    return f"{fmt_metric(name, m['ci_low'])} to {fmt_metric(name, m['ci_high'])}"
+
+
+def scenario_brief(scenario: Scenario) -> list[tuple[str, str]]:
+    """The scenario in a few lines: stock, demand, bots, service, defenses on."""
+    s = scenario
+    d = s.defenses
+    defenses = [
+        name.replace("_", " ")
+        for name in (
+            "account_limit",
+            "rate_limit",
+            "captcha",
+            "waiting_room",
+            "lottery",
+            "review",
+            "resale",
+        )
+        if getattr(d, name).enabled
+    ]
+    channels = ", ".join(f"{c.name} ({100 * c.stock_share:.0f}% of stock)" for c in s.sale.channels)
+    opens = f"{s.sale.date} " if s.sale.date else ""
+    return [
+        ("scenario", f"{s.name}: {s.description}" if s.description else s.name),
+        (
+            "sale",
+            f"{s.sale.units:,} units of {s.sale.sku}, opens {opens}{s.sale.opens_at}, "
+            f"runs {s.sale.window_s:g} s; channels: {channels}",
+        ),
+        (
+            "humans",
+            f"{s.humans.count:,} ({s.humans.arrivals.profile} arrivals), "
+            f"{s.humans.units_per_order} unit(s) per order",
+        ),
+        (
+            "bots",
+            f"{s.bots.operators:,} operators x {s.bots.accounts_per_operator:,} accounts "
+            f"= {s.bots.accounts:,} accounts, {s.bots.request_rate_per_s:g} requests/s each, "
+            f"{s.bots.units_per_order} unit(s) per order",
+        ),
+        (
+            "service",
+            f"{s.service.workers} workers, queue limit {s.service.queue_limit:,}, "
+            f"client timeout {s.service.queue_timeout_s:g} s, cart hold "
+            f"{s.service.cart_hold_s:g} s, payment failure "
+            f"{100 * s.service.payment.failure_prob:g}% at low load",
+        ),
+        ("defenses", ", ".join(defenses) if defenses else "none"),
+        ("seed", str(s.seed)),
+    ]
+
+
+def _img(chart: Chart) -> str:
+    data = base64.b64encode(chart.path.read_bytes()).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(chart.title)}">'
+        f"<figcaption><b>{_e(chart.title)}.</b> {_e(chart.caption)}</figcaption></figure>"
+    )
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], num_from: int = 1) -> str:
+    out = ["<table><tr>", *(f"<th>{_e(h)}</th>" for h in head), "</tr>"]
+    for row in rows:
+        cells = "".join(
+            f'<td class="num">{c}</td>' if i >= num_from else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
+        out.append(f"<tr>{cells}</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _flat_scalars(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Every scalar metric block (one with a ``mean``), as dotted names."""
+    out: list[tuple[str, Any]] = []
+    for k, v in metrics.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping) and "mean" in v and not isinstance(v["mean"], list):
+            out.append((name, v))
+        elif isinstance(v, Mapping) and "mean" not in v:
+            out.extend(_flat_scalars(v, f"{name}."))
+    return out
+
+
+def _page(title: str, body: Sequence[str]) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
+
+
+def _write(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _ci_note(doc: Mapping[str, Any]) -> str:
+    ci = doc["ci"]
+    return (
+        f'<p class="muted">Intervals: {100 * ci["level"]:.0f}% Student t across '
+        f"replications (n - 1 degrees of freedom). Why: {_e(ci['why'])}</p>"
+    )
+
+
+def write_run_report(
+    scenario: Scenario,
+    doc: Mapping[str, Any],
+    charts: Sequence[Chart],
+    verdicts: Sequence[Verdict],
+    path: Path,
+) -> Path:
+    """Write one run's report.html: scenario in brief, key figures, verdicts, charts."""
+    run = doc.get("run", {})
+    reps = doc["replications"]
+    m = doc["metrics"]
+    body = [f"<h1>Flash sale report: {_e(scenario.name)}</h1>"]
+    body.append(
+        f'<p class="muted">engine {_e(run.get("engine"))}, {len(reps)} replication(s) '
+        f"{_e(reps)}, status {_e(run.get('status'))}"
+        + (f", replay scale {_e(run.get('scale'))}" if run.get("scale") is not None else "")
+        + f", finished {_e(run.get('finished_at'))}; folder {_e(run.get('path'))}</p>"
+    )
+    if run.get("status") not in (None, "complete"):
+        body.append(
+            f'<p class="warn">This run is <b>{_e(run.get("status"))}</b>: the figures '
+            "cover only the replications that finished.</p>"
+        )
+    body.append("<h2>Scenario</h2>")
+    body.append(
+        _table(
+            ["", ""], [(f"<b>{_e(k)}</b>", _e(v)) for k, v in scenario_brief(scenario)], num_from=9
+        )
+    )
+    body.append("<h2>Threshold verdicts</h2>")
+    if verdicts:
+        rows = [
+            (
+                f'<span class="{"pass" if v.passed else "fail"}">'
+                f"{'PASS' if v.passed else 'FAIL'}</span>",
+                _e(str(v.threshold)),
+                _e(fmt_metric(v.threshold.metric, v.value)),
+                _e(_ci(v.threshold.metric, {"ci_low": v.ci_low, "ci_high": v.ci_high})),
+            )
+            for v in verdicts
+        ]
+        body.append(_table(["verdict", "check", "mean", "95% CI"], rows, num_from=2))
+        failed = sum(not v.passed for v in verdicts)
+        body.append(
+            f"<p><b>{failed} of {len(verdicts)} checks breached</b> (exit code 1).</p>"
+            if failed
+            else f"<p>All {len(verdicts)} checks held.</p>"
+        )
+    else:
+        body.append("<p>The scenario sets no thresholds.</p>")
+    body.append("<h2>Key figures</h2>")
+    rows = [
+        (
+            _e(label),
+            _e(fmt_metric(name, m[name]["mean"])),
+            _e(_ci(name, m[name])),
+            _e(", ".join(fmt_metric(name, v) for v in m[name]["values"])),
+        )
+        for name, label in KEY_METRICS
+    ]
+    body.append(_table(["metric", "mean", "95% CI", "per replication"], rows))
+    body.append(_ci_note(doc))
+    body.append("<h2>Charts</h2>")
+    body.extend(_img(c) for c in charts)
+    body.append("<h2>Every metric</h2><details open><summary>metrics.json in a table</summary>")
+    rows = [
+        (f"<code>{_e(name)}</code>", _e(fmt_metric(name, b["mean"])), _e(_ci(name, b)), _e(b["n"]))
+        for name, b in _flat_scalars(m)
+    ]
+    body.append(_table(["metric", "mean", "95% CI", "n"], rows))
+    body.append("</details><h2>Definitions</h2>")
+    body.append(
+        _table(
+            ["metric", "meaning"],
+            [(f"<code>{_e(k)}</code>", _e(v)) for k, v in doc["doc"].items()],
+            num_from=9,
+        )
+    )
+    return _write(path, _page(f"flashsale report: {scenario.name}", body))
+
+
+def write_compare_report(
+    docs: Sequence[Mapping[str, Any]],
+    labels: Sequence[str],
+    charts: Sequence[Chart],
+    pairs: Sequence[Mapping[str, Any]],
+    paired_reason: str,
+    folder: Path,
+) -> Path:
+    """Write compare.json and report.html for several runs side by side."""
+    body = ["<h1>Flash sale comparison</h1>", "<h2>Runs</h2>"]
+    body.append(
+        _table(
+            ["run", "what differs", "scenario", "engine", "replications", "folder"],
+            [
+                (
+                    f"run {i + 1}",
+                    _e(lab),
+                    _e(d["scenario"]),
+                    _e(d.get("run", {}).get("engine")),
+                    _e(len(d["replications"])),
+                    f"<code>{_e(d.get('run', {}).get('path'))}</code>",
+                )
+                for i, (d, lab) in enumerate(zip(docs, labels, strict=True))
+            ],
+            num_from=9,
+        )
+    )
+    body.append("<h2>Key metrics (mean and 95% CI)</h2>")
+    rows = []
+    for name, label in KEY_METRICS:
+        cells = [_e(label)]
+        for d in docs:
+            b = d["metrics"][name]
+            cells.append(
+                f'{_e(fmt_metric(name, b["mean"]))}<br><span class="muted">'
+                f"{_e(_ci(name, b))}</span>"
+            )
+        rows.append(cells)
+    body.append(_table(["metric", *(f"run {i + 1}" for i in range(len(docs)))], rows))
+    body.append("<h2>Paired differences vs run 1</h2>")
+    body.append(f"<p>{_e(paired_reason)}</p>")
+    if pairs:
+        rows = []
+        for name, label in KEY_METRICS:
+            cells = [_e(label)]
+            for p in pairs:
+                b = p["metrics"].get(name)
+                cells.append(
+                    "n/a"
+                    if b is None
+                    else f'{_e(_signed(name, b["mean"]))}<br><span class="muted">'
+                    f"{_e(_ci_signed(name, b))}</span>"
+                )
+            rows.append(cells)
+        body.append(_table(["metric", *(f"run {p['run'] + 1} - run 1" for p in pairs)], rows))
+    body.append(_ci_note(docs[0]))
+    body.append("<h2>Charts</h2>")
+    body.extend(_img(c) for c in charts)
+    write_json_atomic(
+        folder / "compare.json",
+        {
+            "schema": "flashsale.compare/1",
+            "runs": [
+                {"label": lab, "path": d.get("run", {}).get("path"), "scenario": d["scenario"]}
+                for d, lab in zip(docs, labels, strict=True)
+            ],
+            "key_metrics": {name: [d["metrics"][name] for d in docs] for name, _ in KEY_METRICS},
+            "paired": {"reason": paired_reason, "differences": list(pairs)},
+        },
+    )
+    return _write(folder / "report.html", _page("flashsale comparison", body))
+
+
+def _signed(name: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    text = fmt_metric(name, abs(value))
+    return f"+{text}" if value >= 0 else f"-{text}"
+
+
+def _ci_signed(name: str, b: Mapping[str, Any]) -> str:
+    if b.get("ci_low") is None:
+        return "n/a"
+    return f"{_signed(name, b['ci_low'])} to {_signed(name, b['ci_high'])}"
