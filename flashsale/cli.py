@@ -12,6 +12,9 @@ from typing import Annotated
 import typer
 
 from flashsale._cli_utils import USER_ERROR, SetOption, load_or_exit
+from flashsale.commands.compare import compare
+from flashsale.commands.report import report
+from flashsale.commands.serve import serve_command
 from flashsale.scenario import ScenarioError, load_scenario
 
 __all__ = ["app", "main"]
@@ -97,6 +100,11 @@ def _to_toml(data: dict[str, object], prefix: str = "") -> str:
         for item in items:
             out += f"\n\n[[{prefix}{_key(k)}]]\n{_to_toml(item).strip()}"
     return out.strip("\n") + ("\n" if not prefix else "")
+
+
+app.command()(report)
+app.command()(compare)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

@@ -1,0 +1,112 @@
+"""``flashsale serve``: run the reference checkout service in the foreground."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flashsale._cli_utils import SetOption, fail, load_or_exit
+from flashsale.scenario import Scenario, ScenarioError, parse_scenario
+from flashsale.service.backends import describe_db, open_store
+from flashsale.service.runtime import Runtime
+from flashsale.service.server import ADMIN_TOKEN_ENV, bind, is_loopback, serve
+
+__all__ = ["serve_command"]
+
+
+def _scenario(path: Path, overrides: list[str] | None) -> Scenario:
+    """A TOML scenario, or a resolved one as JSON (``flashsale show --json``)."""
+    if path.suffix != ".json":
+        return load_or_exit(path, overrides)
+    if overrides:
+        fail(f"{path}: --set works on TOML scenarios only")
+    try:
+        return parse_scenario(json.loads(path.read_text()), str(path))
+    except (OSError, ValueError) as e:  # ScenarioError is a ValueError
+        fail(str(e) if isinstance(e, ScenarioError) else f"{path}: cannot read: {e}")
+
+
+def serve_command(
+    scenario: Annotated[
+        Path, typer.Argument(help="Scenario TOML (or resolved JSON) to put on sale.")
+    ] = Path("scenarios/smoke.toml"),
+    set_: SetOption = None,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; loopback only unless --allow-remote-bind.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="TCP port; 0 picks a free one.")
+    ] = 8000,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="postgresql://user@host:port/db[?schema=name], or a SQLite file path "
+            "(default: a new SQLite file in a temporary folder)."
+        ),
+    ] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=ADMIN_TOKEN_ENV,
+            help=f"Bearer token for /admin/* (env {ADMIN_TOKEN_ENV}; default: random, printed).",
+        ),
+    ] = None,
+    opens_in: Annotated[
+        float, typer.Option("--opens-in", min=0, help="Seconds from now until the opening.")
+    ] = 0.0,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh/--resume",
+            help="Start the sale afresh, or resume the sale already in --db (after a crash).",
+        ),
+    ] = False,
+    allow_remote_bind: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote-bind",
+            help="Allow a non-loopback --host. The service has no user authentication: "
+            "only for a closed test network.",
+        ),
+    ] = False,
+    ready_file: Annotated[
+        Path | None, typer.Option(hidden=True, help="Write the base URL here once serving.")
+    ] = None,
+) -> None:
+    """Run the reference checkout service (HTTP API, SQLite or PostgreSQL, defenses)."""
+    sc = _scenario(scenario, set_)
+    if not is_loopback(host) and not allow_remote_bind:
+        fail(f"--host {host}: not a loopback address; add --allow-remote-bind to expose it")
+    database = db or str(Path(tempfile.mkdtemp(prefix="flashsale-")) / "sale.db")
+    try:
+        store = open_store(database)
+    except ValueError as e:
+        fail(str(e))
+    try:
+        sock = bind(host, port)
+    except OSError as e:
+        fail(f"--host {host} --port {port}: cannot listen: {e}")
+    token = admin_token or secrets.token_urlsafe(24)
+    bound_host, bound_port = sock.getsockname()[:2]
+    url = f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}"
+    runtime = Runtime(store, sc, token, fresh=fresh or db is None, opens_in_s=opens_in)
+
+    def started() -> None:
+        state = "resumed the sale in" if runtime.resumed else "new sale in"
+        typer.echo(f"flashsale service listening on {url} ({state} {describe_db(store)})")
+        typer.echo(f"  scenario {sc.name}: {sc.sale.units:,} units of {sc.sale.sku}")
+        if admin_token is None:
+            typer.echo(f"  admin token: {token}")
+        typer.echo(f"  API: {url}/openapi.json   stop: Ctrl-C")
+        if ready_file is not None:
+            tmp = ready_file.with_name(ready_file.name + ".tmp")
+            tmp.write_text(url)
+            os.replace(tmp, ready_file)
+
+    serve(runtime, sock, started)

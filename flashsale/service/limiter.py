@@ -1,0 +1,88 @@
+"""The capacity limiter: ``workers`` requests in service, a bounded queue, a timeout.
+
+It mirrors the simulation's checkout model (scenario ``[service]``): a request
+that finds every worker busy waits in a FIFO queue; if ``queue_limit`` requests
+already wait it is refused at once, and if it waits ``queue_timeout_s`` it gives
+up. Both refusals are :class:`Overloaded` (a 503 with Retry-After) rather than an
+unbounded queue, which is what turns a flash sale into timeouts everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+__all__ = ["CapacityLimiter", "Overloaded"]
+
+
+class Overloaded(Exception):
+    """No worker could take the request: answer 503 with ``Retry-After``."""
+
+    def __init__(self, reason: str, retry_after_s: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class CapacityLimiter:
+    """At most ``workers`` holders of a slot; at most ``queue_limit`` waiting for one."""
+
+    def __init__(self, workers: int, queue_limit: int, queue_timeout_s: float) -> None:
+        if workers < 1:
+            raise ValueError(f"workers(={workers}) must be >= 1")
+        if queue_limit < 0:
+            raise ValueError(f"queue_limit(={queue_limit}) must be >= 0")
+        if not queue_timeout_s > 0:
+            raise ValueError(f"queue_timeout_s(={queue_timeout_s}) must be > 0")
+        self.workers = workers
+        self.queue_limit = queue_limit
+        self.queue_timeout_s = queue_timeout_s
+        self.active = 0
+        self.waiting = 0
+        self._sem = asyncio.Semaphore(workers)
+
+    @property
+    def occupancy(self) -> float:
+        """Requests in service and queued, per worker: the payment model's load."""
+        return (self.active + self.waiting) / self.workers
+
+    async def _acquire(self) -> None:
+        if self._sem.locked():
+            if self.waiting >= self.queue_limit:
+                raise Overloaded("queue full", 1.0)
+            self.waiting += 1
+            try:
+                await asyncio.wait_for(self._sem.acquire(), self.queue_timeout_s)
+            except TimeoutError:
+                raise Overloaded("queue timeout", 1.0) from None
+            finally:
+                self.waiting -= 1
+        else:
+            await self._sem.acquire()  # a free worker: returns without suspending
+        self.active += 1
+
+    def _release(self) -> None:
+        self.active -= 1
+        self._sem.release()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a worker for the block; raises :class:`Overloaded` if none comes."""
+        await self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    @asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Give the worker back during the block (a wait outside the service, like the
+        payment gateway) and take one again afterwards, ahead of the queue's limits:
+        a request already admitted is never refused half-way."""
+        self._release()
+        try:
+            yield
+        finally:
+            await self._sem.acquire()
+            self.active += 1

@@ -1,0 +1,200 @@
+"""OpenAPI 3.1 description of the service, served at ``/openapi.json``.
+
+Request schemas come from the pydantic body models, so the document cannot
+drift from what the handlers validate; every route must have an entry here
+(:func:`openapi_spec` refuses an undocumented one).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.routing import BaseRoute, Route
+
+from flashsale.service.bodies import (
+    AccountIn,
+    CaptchaSolveIn,
+    CartIn,
+    CheckoutIn,
+    ResaleIn,
+    ReviewIn,
+)
+
+__all__ = ["OPERATIONS", "openapi_spec"]
+
+_ERR = "JSON error {error, detail, field}"
+_BUSY = {"429": "rate_limited (Retry-After)", "503": "overloaded (Retry-After)"}
+_BAD = {"400": "malformed JSON", "413": "body over 16 KiB", "422": "invalid body"}
+
+OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, dict[str, str]]] = {
+    ("GET", "/v1/sale"): (
+        "Sale status: sku, open, opens_in_s, closes_in_s, phase, units, stock_left, channels",
+        None,
+        {"200": "sale status", "503": "overloaded"},
+    ),
+    ("POST", "/v1/cart"): (
+        "Add to cart: reserve units with a hold that expires (header X-Forwarded-For: client IP)",
+        CartIn,
+        {
+            "201": "{reservation_id, units, expires_in_s}",
+            "403": "limit_reached | captcha_required | not_admitted",
+            "409": "sold_out | sale_closed",
+            "425": "not_open (Retry-After)",
+            **_BUSY,
+            **_BAD,
+        },
+    ),
+    ("POST", "/v1/checkout"): (
+        "Pay for a reservation; header Idempotency-Key: same key and body, same answer",
+        CheckoutIn,
+        {
+            "201": "{order_id, reservation_id, units}",
+            "402": "payment_failed (hold released)",
+            "504": "payment_timeout (hold released)",
+            "404": "unknown_reservation",
+            "409": "already_paid | idempotency_key_reused | request_in_progress",
+            "410": "hold_expired",
+            **_BUSY,
+            **_BAD,
+        },
+    ),
+    ("GET", "/v1/orders/{order_id}"): (
+        "Order status",
+        None,
+        {"200": "{order_id, reservation_id, account, channel, units, status}", "404": _ERR},
+    ),
+    ("POST", "/v1/orders/{order_id}/cancel"): (
+        "Cancel one's own order; the units go back to the stock",
+        AccountIn,
+        {"200": "the cancelled order", "404": "unknown_order", **_BAD},
+    ),
+    ("POST", "/v1/captcha"): (
+        "A CAPTCHA challenge",
+        AccountIn,
+        {"201": "{challenge_id, prompt}", **_BUSY, **_BAD},
+    ),
+    ("POST", "/v1/captcha/{challenge_id}"): (
+        "Answer a challenge (one try); a right answer gives a single-use captcha_token",
+        CaptchaSolveIn,
+        {
+            "200": "{captcha_token, expires_in_s}",
+            "403": "wrong_answer",
+            "404": "unknown_challenge",
+            "409": "challenge_used",
+            **_BAD,
+        },
+    ),
+    ("POST", "/v1/waiting-room"): (
+        "Join the waiting room",
+        AccountIn,
+        {"201": "{ticket, admitted, position, retry_after_s}", "409": "off", **_BAD},
+    ),
+    ("GET", "/v1/waiting-room/{ticket}"): (
+        "Poll a ticket: admitted with an admission_token, or the position",
+        None,
+        {"200": "{ticket, admitted, admission_token?, position, retry_after_s}", "404": _ERR},
+    ),
+    ("POST", "/v1/lottery"): (
+        "Enter the lottery during its entry window",
+        AccountIn,
+        {
+            "201": "{account, draw_in_s}",
+            "409": "already_entered | off",
+            "410": "entries_closed",
+            "425": "not_open",
+            **_BAD,
+        },
+    ),
+    ("GET", "/v1/lottery/{account}"): (
+        "Lottery result for an account",
+        None,
+        {"200": "{account, drawn, won, admission_token?, claim_closes_in_s?}", "404": _ERR},
+    ),
+    ("POST", "/admin/reset"): (
+        "Start a sale afresh from a resolved scenario (query: opens_in_s, replication)",
+        None,
+        {"200": "sale status", "401": "no admin token", "422": "invalid_scenario"},
+    ),
+    ("POST", "/admin/defenses"): (
+        "Switch defenses: a partial [defenses] table, plus optional captcha_delay_s",
+        None,
+        {"200": "the defenses now in force", "401": "no admin token", "422": "invalid"},
+    ),
+    ("POST", "/admin/review"): (
+        "Post-hoc review: cancel orders flagged as unusual activity",
+        ReviewIn,
+        {"200": "{cancelled_orders, cancelled_units, ...}", "401": "no admin token"},
+    ),
+    ("POST", "/admin/resale"): (
+        "Open a re-sale",
+        ResaleIn,
+        {"200": "sale status and units_added", "401": "no admin token", "422": "invalid"},
+    ),
+    ("GET", "/admin/audit"): (
+        "Every reservation and order, with totals recomputed from the rows",
+        None,
+        {
+            "200": "{units, units_sold, units_reserved, stock_left, oversold_units, orders, "
+            "cancelled_units, channels, reservations, order_rows}",
+            "401": "no admin token",
+        },
+    ),
+    ("GET", "/healthz"): ("Liveness (outside the worker pool)", None, {"200": "{ok: true}"}),
+}
+
+
+def _operation(
+    path: str, summary: str, body: type[BaseModel] | None, responses: dict[str, str]
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {code: {"description": text} for code, text in responses.items()},
+    }
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+    if path.startswith("/admin/"):
+        op["security"] = [{"adminToken": []}]
+    if path == "/v1/checkout":
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        )
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body.model_json_schema()}},
+        }
+    return op
+
+
+def openapi_spec(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The document for ``routes``; KeyError names a route with no entry in OPERATIONS."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not isinstance(route, Route) or not route.include_in_schema:
+            continue
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            key = (method, route.path)
+            if key not in OPERATIONS:
+                raise KeyError(f"{method} {route.path} is not documented in OPERATIONS")
+            summary, body, responses = OPERATIONS[key]
+            paths.setdefault(route.path, {})[method.lower()] = _operation(
+                route.path, summary, body, responses
+            )
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "flashsale reference checkout service", "version": "1"},
+        "paths": paths,
+        "components": {"securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}}},
+    }

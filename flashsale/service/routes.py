@@ -1,0 +1,220 @@
+"""The public ``/v1`` endpoints (see the package docstring for shapes and statuses).
+
+Every handler runs inside a worker slot of the capacity limiter, so a flash sale
+meets the same finite workers and bounded queue as in the simulation. Order of
+checks in add-to-cart: the body, then rate limits, then the clock, then the
+defenses, then the stock: a request refused early costs no database write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flashsale.service.bodies import (
+    AccountIn,
+    ApiError,
+    CaptchaSolveIn,
+    CartIn,
+    CheckoutIn,
+    error_response,
+    read_body,
+)
+from flashsale.service.guards import CAPTCHA_TOKEN_TTL_S
+from flashsale.service.limiter import CapacityLimiter, Overloaded
+from flashsale.service.runtime import Runtime
+from flashsale.service.store import Charge
+
+__all__ = ["public_routes", "runtime"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def client_ip(request: Request) -> str:
+    """The client's IP: the first X-Forwarded-For hop (one per bot operator or human in a
+    replay), else the socket's peer."""
+    fwd = request.headers.get("x-forwarded-for")
+    if fwd:
+        return fwd.split(",", 1)[0].strip()
+    return request.client.host if request.client else "?"
+
+
+def in_worker(handler: Handler) -> Handler:
+    """Run ``handler`` holding a worker of the capacity limiter; 503 if none comes."""
+
+    async def wrapped(request: Request) -> Response:
+        limiter = runtime(request).limiter
+        request.state.limiter = limiter
+        try:
+            async with limiter.slot():
+                return await handler(request)
+        except Overloaded as e:
+            return error_response(
+                ApiError(503, "overloaded", f"service overloaded ({e.reason})", None, 1.0)
+            )
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+async def sale(request: Request) -> Response:
+    """Sale status: is it open, when it opens, stock left."""
+    return JSONResponse(await runtime(request).status(time.time()))
+
+
+def _sale_clock(rt: Runtime, now: float) -> None:
+    """425 before the opening, 409 after the close (of the current phase)."""
+    r = rt.record
+    if now < r.opens_at:
+        raise ApiError(
+            425, "not_open", f"the sale opens in {r.opens_at - now:.3f} s", None, r.opens_at - now
+        )
+    if now >= r.closes_at:
+        raise ApiError(409, "sale_closed", "the sale is over")
+
+
+async def cart(request: Request) -> Response:
+    """Add to cart: reserve units with a hold that expires."""
+    rt = runtime(request)
+    body = await read_body(request, CartIn)
+    if body.sku != rt.scenario.sale.sku:
+        raise ApiError(422, "unknown_sku", f"no product {body.sku!r} on sale", "sku")
+    channel = body.channel if body.channel is not None else rt.channels[0]
+    if channel not in rt.channels:
+        raise ApiError(
+            422, "unknown_channel", f"channel {channel!r}; channels: {rt.channels}", "channel"
+        )
+    now = time.time()
+    t = rt.t(now)
+    g = rt.guards
+    g.rate(body.account, client_ip(request), t)
+    _sale_clock(rt, now)
+    g.check_captcha(body.account, body.captcha_token, t)
+    g.check_limit(body.account, body.units)
+    hold_s = rt.scenario.service.cart_hold_s
+    got = await rt.store.reserve(body.account, channel, body.units, now, hold_s, g.max_units)
+    if got == "sold_out":
+        raise ApiError(409, "sold_out", f"no {body.units} units left on {channel}")
+    if got == "limit_reached":
+        g.check_limit(body.account, body.units)  # the mirror was behind the database
+        raise ApiError(403, "limit_reached", "account limit reached", "units")
+    g.reserved(body.account, body.units, body.captcha_token)
+    return JSONResponse(
+        {"reservation_id": got.reservation_id, "units": got.units, "expires_in_s": hold_s},
+        status_code=201,
+    )
+
+
+async def checkout(request: Request) -> Response:
+    """Pay for a reservation, idempotently."""
+    rt = runtime(request)
+    key = request.headers.get("idempotency-key", "")
+    if not 1 <= len(key) <= 200:
+        raise ApiError(
+            400,
+            "missing_idempotency_key",
+            "send header Idempotency-Key (1-200 characters), one per payment attempt",
+            "Idempotency-Key",
+        )
+    body = await read_body(request, CheckoutIn)
+    rt.guards.rate(body.account, client_ip(request), rt.t(time.time()))
+    limiter: CapacityLimiter = request.state.limiter
+    gateway = rt.gateway
+
+    async def slow_charge() -> Charge:
+        async with limiter.paused():  # the gateway's wait is outside the workers
+            return await gateway.charge()
+
+    def charge() -> Charge | Awaitable[Charge]:
+        return gateway.decide() if gateway.instant else slow_charge()
+
+    digest = hashlib.sha256(f"{body.reservation_id}:{body.account}".encode()).hexdigest()
+    reply = await rt.store.checkout(
+        key,
+        digest,
+        body.reservation_id,
+        body.account,
+        time.time,
+        charge,
+        stale_after_s=rt.scenario.service.payment.timeout_s + 30.0,
+    )
+    if reply.released is not None:
+        rt.guards.release(*reply.released)
+    headers = {"Retry-After": "1"} if reply.body.get("error") == "request_in_progress" else None
+    return JSONResponse(reply.body, status_code=reply.status, headers=headers)
+
+
+def _order_id(request: Request) -> int:
+    raw = request.path_params["order_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, "unknown_order", f"no order {raw!r}", "order_id")
+    return int(raw)
+
+
+async def order(request: Request) -> Response:
+    """Order status."""
+    rt = runtime(request)
+    oid = _order_id(request)
+    found = await rt.store.order(oid)
+    if found is None:
+        raise ApiError(404, "unknown_order", f"no order {oid}", "order_id")
+    return JSONResponse(found)
+
+
+async def cancel(request: Request) -> Response:
+    """Cancel one's own paid order; its units go back to the stock."""
+    rt = runtime(request)
+    oid = _order_id(request)
+    body = await read_body(request, AccountIn)
+    done = await rt.store.cancel(oid, body.account)
+    if done is None:
+        raise ApiError(404, "unknown_order", f"no order {oid} of this account", "order_id")
+    rt.guards.release(body.account, int(done["units"]))
+    return JSONResponse(done)
+
+
+async def captcha(request: Request) -> Response:
+    """A CAPTCHA challenge for an account."""
+    rt = runtime(request)
+    body = await read_body(request, AccountIn)
+    rt.guards.rate(body.account, client_ip(request), rt.t(time.time()))
+    cid, prompt = rt.guards.challenge(body.account)
+    return JSONResponse({"challenge_id": cid, "prompt": prompt}, status_code=201)
+
+
+async def captcha_solve(request: Request) -> Response:
+    """Answer a challenge; a right answer gives a single-use captcha_token."""
+    rt = runtime(request)
+    raw = request.path_params["challenge_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, "unknown_challenge", f"no challenge {raw!r}", "challenge_id")
+    body = await read_body(request, CaptchaSolveIn)
+    if rt.guards.captcha_delay_s > 0:  # the provider's verification call
+        async with request.state.limiter.paused():
+            await asyncio.sleep(rt.guards.captcha_delay_s)
+    token = rt.guards.solve(int(raw), body.account, body.answer, rt.t(time.time()))
+    return JSONResponse({"captcha_token": token, "expires_in_s": CAPTCHA_TOKEN_TTL_S})
+
+
+def public_routes() -> list[Route]:
+    return [
+        Route("/v1/sale", in_worker(sale), methods=["GET"]),
+        Route("/v1/cart", in_worker(cart), methods=["POST"]),
+        Route("/v1/checkout", in_worker(checkout), methods=["POST"]),
+        Route("/v1/orders/{order_id}", in_worker(order), methods=["GET"]),
+        Route("/v1/orders/{order_id}/cancel", in_worker(cancel), methods=["POST"]),
+        Route("/v1/captcha", in_worker(captcha), methods=["POST"]),
+        Route("/v1/captcha/{challenge_id}", in_worker(captcha_solve), methods=["POST"]),
+    ]

@@ -1,0 +1,162 @@
+"""The running sale: scenario, clock, store, limiter, gateway and defenses together.
+
+The database is the source of truth; everything here can be rebuilt from it. On
+start an existing sale in the database is resumed (a restart after a crash loses
+no committed order), unless a fresh sale is asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from typing import Any
+
+from flashsale.sim.stock import split_units
+
+from flashsale.scenario import Scenario, parse_scenario
+from flashsale.service.guards import Guards
+from flashsale.service.limiter import CapacityLimiter
+from flashsale.service.payment import PaymentGateway
+from flashsale.service.store import SaleRecord, Store
+from flashsale.streams import Streams
+
+__all__ = ["SWEEP_INTERVAL_S", "Runtime"]
+
+SWEEP_INTERVAL_S = 0.5
+"""Expired holds go back to the stock within this long of their expiry."""
+
+
+class Runtime:
+    """Everything a request handler needs; ``app.state.runtime``."""
+
+    def __init__(
+        self,
+        store: Store,
+        scenario: Scenario,
+        admin_token: str,
+        *,
+        fresh: bool = True,
+        opens_in_s: float = 0.0,
+        replication: int = 0,
+        captcha_delay_s: float = 0.0,
+    ) -> None:
+        self.store = store
+        self.admin_token = admin_token
+        self._initial = (scenario, fresh, opens_in_s, replication)
+        self._captcha_delay_s = captcha_delay_s
+        self._sweeper: asyncio.Task[None] | None = None
+        self.resumed = False
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        scenario, fresh, opens_in_s, replication = self._initial
+        await self.store.setup()
+        record = None if fresh else await self.store.load_sale()
+        if record is None:
+            await self.reset(scenario, opens_in_s, replication)
+        else:
+            self.resumed = True
+            await self._configure(record)
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.store.close()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            for account, units in await self.store.expire(time.time()):
+                self.guards.release(account, units)
+
+    # ------------------------------------------------------------------ sale
+
+    async def reset(self, scenario: Scenario, opens_in_s: float, replication: int) -> None:
+        """Start ``scenario`` afresh: t = 0 is ``opens_in_s`` from now."""
+        opens_at = time.time() + opens_in_s
+        record = SaleRecord(
+            scenario=scenario.to_toml_dict(),
+            replication=replication,
+            main_opens_at=opens_at,
+            opens_at=opens_at,
+            closes_at=opens_at + scenario.sale.window_s,
+        )
+        stock = split_units(scenario.sale.units, [c.stock_share for c in scenario.sale.channels])
+        await self.store.reset(
+            record, {c.name: n for c, n in zip(scenario.sale.channels, stock, strict=True)}
+        )
+        await self._configure(record)
+
+    async def _configure(self, record: SaleRecord) -> None:
+        self.record = record
+        self.scenario = parse_scenario(record.scenario, "<sale in the database>")
+        svc = self.scenario.service
+        self.streams = Streams.for_replication(self.scenario.seed, record.replication)
+        self.limiter = CapacityLimiter(svc.workers, svc.queue_limit, svc.queue_timeout_s)
+        self.gateway = PaymentGateway(
+            svc.payment, self.streams["payment"], lambda: self.limiter.occupancy
+        )
+        self.channels = [c.name for c in self.scenario.sale.channels]
+        await self.rebuild_guards()
+
+    async def rebuild_guards(self, captcha_delay_s: float | None = None) -> None:
+        if captcha_delay_s is not None:
+            self._captcha_delay_s = captcha_delay_s
+        self.guards = Guards(
+            self.scenario.defenses,
+            self.streams,
+            await self.store.account_usage(),
+            self._captcha_delay_s,
+        )
+
+    async def switch_defenses(self, scenario: Scenario, captcha_delay_s: float | None) -> None:
+        """New defenses, same sale: the stock, orders and clock stay."""
+        self.record = dataclasses.replace(self.record, scenario=scenario.to_toml_dict())
+        await self.store.update_sale(self.record, {})
+        self.scenario = scenario
+        await self.rebuild_guards(captcha_delay_s)
+
+    async def open_resale(
+        self, opens_in_s: float, units: int | None, window_s: float | None
+    ) -> int:
+        """A second sale phase; ``units`` more are added (default: the scenario's number,
+        or none when the re-sale offers the cancelled units, already back in stock)."""
+        rs = self.scenario.defenses.resale
+        add = units if units is not None else (rs.units if isinstance(rs.units, int) else 0)
+        opens_at = time.time() + opens_in_s
+        self.record = dataclasses.replace(
+            self.record,
+            phase="resale",
+            opens_at=opens_at,
+            closes_at=opens_at + (window_s if window_s is not None else rs.window_s),
+        )
+        shares = [c.stock_share for c in self.scenario.sale.channels]
+        extra = dict(zip(self.channels, split_units(add, shares), strict=True)) if add else {}
+        await self.store.update_sale(self.record, extra)
+        return add
+
+    # ----------------------------------------------------------------- clock
+
+    def t(self, now: float) -> float:
+        """Sale time: seconds from the main sale's opening."""
+        return now - self.record.main_opens_at
+
+    async def status(self, now: float) -> dict[str, Any]:
+        levels = await self.store.levels()
+        r = self.record
+        return {
+            "sku": self.scenario.sale.sku,
+            "open": r.opens_at <= now < r.closes_at,
+            "opens_in_s": round(max(0.0, r.opens_at - now), 3),
+            "closes_in_s": round(max(0.0, r.closes_at - now), 3),
+            "phase": r.phase,
+            "units": sum(u for u, _ in levels.values()),
+            "stock_left": sum(left for _, left in levels.values()),
+            "channels": {c: left for c, (_, left) in levels.items()},
+        }

@@ -1,0 +1,162 @@
+"""Running the service: in the foreground (``flashsale serve``) or as a subprocess.
+
+:func:`run_in_background` is what tests and the replay use: it starts
+``flashsale serve`` in a child process on a free loopback port (a real process,
+so a test can SIGKILL it), waits until it answers, yields its base URL and stops
+it cleanly. uvicorn runs with httptools and uvloop when they are installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import uvicorn
+
+from flashsale.scenario import Scenario
+from flashsale.service.app import create_app
+from flashsale.service.runtime import Runtime
+
+__all__ = ["ADMIN_TOKEN_ENV", "ServiceURL", "bind", "is_loopback", "run_in_background", "serve"]
+
+ADMIN_TOKEN_ENV = "FLASHSALE_ADMIN_TOKEN"
+"""Environment variable holding the admin token (kept off the command line)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 picks a free port. Listening before the app has
+    started means early clients wait in the backlog instead of being refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(4096)
+    return sock
+
+
+def serve(
+    runtime: Runtime, sock: socket.socket, on_started: Callable[[], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn's graceful shutdown); ``on_started`` runs
+    once the sale is loaded."""
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover - Windows
+        loop = "asyncio"
+    config = uvicorn.Config(
+        create_app(runtime, on_started),
+        loop=loop,
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=30,
+        backlog=4096,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+class ServiceURL(str):
+    """The base URL (a str), with what a caller needs besides: the admin token, the
+    database and the server process."""
+
+    admin_token: str
+    db: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+
+@contextlib.contextmanager
+def run_in_background(
+    scenario: Scenario,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    db: str | Path | None = None,
+    *,
+    admin_token: str | None = None,
+    fresh: bool = True,
+    opens_in_s: float = 0.0,
+    ready_timeout_s: float = 30.0,
+) -> Iterator[ServiceURL]:
+    """Start the service in a child process; yield its base URL; stop it.
+
+    ``db`` None: a fresh SQLite file in a temporary folder. ``fresh`` False resumes
+    the sale already in ``db`` (a restart). The yielded URL carries
+    ``.admin_token`` (random unless given), ``.db`` and ``.process``.
+    """
+    if not is_loopback(host):
+        raise ValueError(f"host {host!r}: run_in_background binds loopback only")
+    token = admin_token or secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="flashsale-serve-") as tmp:
+        spec = Path(tmp) / "scenario.json"
+        spec.write_text(json.dumps(scenario.to_toml_dict()))
+        ready = Path(tmp) / "ready"
+        database = str(db) if db is not None else str(Path(tmp) / "sale.db")
+        cmd = [
+            sys.executable,
+            "-c",
+            "from flashsale.cli import main; main()",
+            "serve",
+            str(spec),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--db",
+            database,
+            "--opens-in",
+            str(opens_in_s),
+            "--ready-file",
+            str(ready),
+            "--fresh" if fresh else "--resume",
+        ]
+        log = (Path(tmp) / "server.log").open("wb")
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, ADMIN_TOKEN_ENV: token}
+        )
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while not ready.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    tail = (Path(tmp) / "server.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"the service did not start:\n{tail}")
+                time.sleep(0.05)
+            url = ServiceURL(ready.read_text().strip())
+            url.admin_token, url.db, url.process = token, database, proc
+            yield url
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            log.close()

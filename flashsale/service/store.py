@@ -1,0 +1,128 @@
+"""The storage interface of the checkout service, and what travels through it.
+
+The service never touches SQL; it calls a :class:`Store`. Both backends
+(:mod:`~flashsale.service.sqlite_store`, :mod:`~flashsale.service.postgres_store`)
+share one implementation of the rules (:mod:`~flashsale.service.sql`), so SQLite
+and PostgreSQL take stock, expire holds and replay idempotent payments the same
+way; only connections and DDL differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "Charge",
+    "Reply",
+    "Reserved",
+    "SaleRecord",
+    "Store",
+]
+
+
+@dataclass(frozen=True)
+class SaleRecord:
+    """The sale the database holds; survives a restart.
+
+    ``opens_at``/``closes_at`` are wall-clock epoch seconds of the current phase
+    (the main sale, then perhaps a re-sale); ``main_opens_at`` is the main sale's
+    t = 0, the origin of sale time for every defense.
+    """
+
+    scenario: dict[str, Any]
+    replication: int
+    main_opens_at: float
+    opens_at: float
+    closes_at: float
+    phase: Literal["main", "resale"] = "main"
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A hold on stock: paid for by checkout, or released when it expires."""
+
+    reservation_id: int
+    units: int
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer decided inside a transaction (stored under an idempotency key)."""
+
+    status: int
+    body: dict[str, Any]
+    released: tuple[int, int] | None = None
+    """(account, units) given back to the stock by this answer (a failed payment)."""
+
+
+Charge = Literal["paid", "failed", "timeout"]
+"""What the payment gateway answered."""
+
+
+class Store(Protocol):
+    """Everything the service persists. Each method is one transaction."""
+
+    async def setup(self) -> None:
+        """Create the tables if they do not exist."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def load_sale(self) -> SaleRecord | None:
+        """The sale in the database, or None if it holds none yet."""
+
+    async def reset(self, sale: SaleRecord, stock: Mapping[str, int]) -> None:
+        """Wipe every row and start ``sale`` with ``stock`` units per channel."""
+
+    async def update_sale(self, sale: SaleRecord, add_units: Mapping[str, int]) -> None:
+        """Replace the sale record (a re-sale) and add ``add_units`` to each channel."""
+
+    async def levels(self) -> dict[str, tuple[int, int]]:
+        """Per channel: (units ever offered, units left to reserve)."""
+
+    async def account_usage(self) -> dict[int, int]:
+        """Units each account holds in carts or has bought (the per-account limit's truth)."""
+
+    async def reserve(
+        self, account: int, channel: str, units: int, now: float, hold_s: float, max_units: int
+    ) -> Reserved | Literal["sold_out", "limit_reached"]:
+        """Take ``units`` from the channel's stock into a hold, if the stock and the
+        account's limit (``max_units`` held or bought) allow it; else take nothing."""
+
+    async def checkout(
+        self,
+        key: str,
+        body_hash: str,
+        reservation_id: int,
+        account: int,
+        clock: Callable[[], float],
+        charge: Callable[[], Charge | Awaitable[Charge]],
+        stale_after_s: float,
+    ) -> Reply:
+        """Pay for a hold, once per idempotency key.
+
+        ``charge()`` is called once the key is claimed and the hold checked. If it
+        returns the gateway's answer at once, the whole checkout is one
+        transaction; if it returns an awaitable, that is awaited between two
+        transactions so no lock is held while the gateway is slow. A key left
+        pending for ``stale_after_s`` (a crash mid-payment) may be claimed again.
+        """
+
+    async def order(self, order_id: int) -> dict[str, Any] | None:
+        """One order as the API shows it."""
+
+    async def cancel(self, order_id: int, account: int | None) -> dict[str, Any] | None:
+        """Cancel a paid order (``account`` None: the operator's review) and give its
+        units back to the stock. None if no such order (or not this account's)."""
+
+    async def expire(self, now: float) -> list[tuple[int, int]]:
+        """Release holds that expired before ``now``; (account, units) per hold."""
+
+    async def paid_orders(self) -> list[tuple[int, int, int]]:
+        """(order_id, account, units) of every paid order, oldest first."""
+
+    async def audit(self, now: float) -> dict[str, Any]:
+        """Expire stale holds, then export every reservation and order with totals."""
