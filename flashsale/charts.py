@@ -25,6 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
+from flashsale.metrics import metric_unit
+
 __all__ = [
     "BOT_COLOR",
     "HUMAN_COLOR",
@@ -57,6 +59,17 @@ RUN_COLORS = tuple(
 
 _PCT_COLORS = {50: OKABE_ITO["bluish_green"], 95: OKABE_ITO["orange"], 99: OKABE_ITO["vermillion"]}
 _DPI = 110
+_UNIT_LABELS = {"s": "seconds", "units": "units", "orders/s": "orders per second", "index": "index"}
+
+
+def _unit_axis(ax: Axes, name: str) -> None:
+    """Label a bar chart's value axis with the metric's unit; shares as percentages."""
+    unit = metric_unit(name)
+    if unit == "share":
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_ylabel("share", fontsize=8)
+    else:
+        ax.set_ylabel(_UNIT_LABELS[unit], fontsize=8)
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,8 @@ def _band(
     color: str,
     label: str,
     steps: bool = True,
+    shade: bool = True,
+    log: bool = False,
 ) -> None:
     """Mean line plus its CI band; as steps when the values are per time bin."""
     xs = np.asarray(x, dtype=float)
@@ -107,13 +122,18 @@ def _band(
         drawstyle="steps-post" if steps else "default",
     )
     lo, hi = _arr(b["ci_low"]), _arr(b["ci_high"])
+    if not shade:
+        return
+    if log:
+        # A t interval can dip below zero; on a log axis that would swamp the chart.
+        lo = np.maximum(lo, _arr(b["mean"]) / 10)
     if np.isfinite(lo).any():
         ax.fill_between(xs, lo, hi, color=color, alpha=0.25, lw=0, step="post" if steps else None)
 
 
 def _ci_note(n_reps: int) -> str:
     return (
-        f"shaded: 95% CI across {n_reps} replications"
+        f"lines: mean of {n_reps} replications; shaded: 95% CI"
         if n_reps > 1
         else "one replication: no confidence band"
     )
@@ -134,8 +154,9 @@ def _stock(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     units = doc["metrics"]["units_sold"]
     sell = doc["metrics"]["sellout_time_s"]
     for ax, (name, tc) in zip(axes[0], windows.items(), strict=True):
-        _band(ax, tc["t_s"], tc["stock_left"], OKABE_ITO["blue"], "stock left (units)")
-        _band(ax, tc["t_s"], tc["reserved"], OKABE_ITO["orange"], "held in carts (units)")
+        # States are recorded at the end of each interval: drawn there, joined by lines.
+        _band(ax, tc["t_end_s"], tc["stock_left"], OKABE_ITO["blue"], "stock left", steps=False)
+        _band(ax, tc["t_end_s"], tc["reserved"], OKABE_ITO["orange"], "held in carts", steps=False)
         if name == "main" and sell["mean"] is not None:
             ax.axvline(
                 sell["mean"],
@@ -158,7 +179,11 @@ def _stock(doc: Mapping[str, Any], folder: Path) -> Chart | None:
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"Stock left over time (units kept: {units['mean']:,.0f} mean)")
+    fig.suptitle(
+        f"Stock left over time (units kept: {units['mean']:,.0f} mean)\n"
+        f"{_ci_note(len(doc['replications']))}",
+        fontsize=11,
+    )
     return _save(
         fig,
         folder,
@@ -176,7 +201,10 @@ def _sales(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     ax = axes[0][0]
     _band(ax, tc["t_s"], tc["sold_human_per_s"], HUMAN_COLOR, "humans")
     _band(ax, tc["t_s"], tc["sold_bot_per_s"], BOT_COLOR, "bots")
-    ax.set_title(f"Units paid per second, humans vs bots (bins of {tc['bin_s']:g} s)")
+    ax.set_title(
+        f"Units paid per second, humans vs bots (bins of {tc['bin_s']:g} s)\n"
+        f"{_ci_note(len(doc['replications']))}"
+    )
     ax.set_xlabel("time from the opening (s)")
     ax.set_ylabel("units paid per second")
     ax.set_ylim(bottom=0)
@@ -300,9 +328,10 @@ def _outcomes(doc: Mapping[str, Any], folder: Path) -> Chart:
             xerr=xerr,
             error_kw={"elinewidth": 0.8, "capsize": 2},
         )
-        for yy, v in zip(pos, m, strict=True):
-            if np.isfinite(v):
-                ax.text(v, yy, f" {100 * v:.1f}%", va="center", fontsize=7)
+        ends = np.fmax(m, hi)
+        for yy, v, end in zip(pos, m, ends, strict=True):
+            if np.isfinite(v) and v > 0:
+                ax.text(end + 0.01, yy, f"{100 * v:.1f}%", va="center", fontsize=7)
     ax.set_yticks(y, [r.replace("_", " ") for r in results])
     ax.invert_yaxis()
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
@@ -330,13 +359,18 @@ def _latency(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     fig, axes = _figure(len(steps), 1, height=1.0 + 2.0 * len(steps), sharex=True)
     for ax, step in zip(axes[:, 0], steps, strict=True):
         for p, b in lat[step].items():
-            _band(ax, lat["t_s"], b, _PCT_COLORS[int(p[1:])], p)
+            # Only p95 gets its band: three overlapping bands hide the lines.
+            _band(ax, lat["t_s"], b, _PCT_COLORS[int(p[1:])], p, shade=p == "p95", log=True)
         ax.set_yscale("log")
         ax.set_ylabel(f"{step}\nlatency (s)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="upper right", fontsize=8, ncol=3)
     axes[-1, 0].set_xlabel("time the request was sent, from the opening (s)")
-    fig.suptitle(f"Latency percentiles over time per step (bins of {lat['bin_s']:g} s, log scale)")
+    fig.suptitle(
+        f"Latency percentiles over time per step (bins of {lat['bin_s']:g} s, log scale)\n"
+        f"{_ci_note(len(doc['replications']))} (p95 only)",
+        fontsize=11,
+    )
     return _save(
         fig,
         folder,
@@ -363,7 +397,11 @@ def _load(doc: Mapping[str, Any], folder: Path) -> Chart | None:
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("time from the opening (s)")
-    fig.suptitle(f"Checkout queue, requests in flight and errors (bins of {tc['bin_s']:g} s)")
+    fig.suptitle(
+        f"Checkout queue, requests in flight and errors (bins of {tc['bin_s']:g} s)\n"
+        f"{_ci_note(len(doc['replications']))}",
+        fontsize=11,
+    )
     return _save(
         fig,
         folder,
@@ -417,6 +455,7 @@ def _bars(
                 color="white" if np.isfinite(v) and v > 0 else "black",
             )
         ax.set_title(label, fontsize=9)
+        _unit_axis(ax, name)
         ax.set_xticks(x, [f"run {i + 1}" for i in x], fontsize=8)
         ax.grid(alpha=0.3, axis="y")
     for ax in list(axes.flat)[len(metrics) :]:
@@ -473,12 +512,16 @@ def _overlay(
 
 
 def _paired(
-    pairs: Sequence[Mapping[str, Any]], labels: Sequence[str], folder: Path
+    pairs: Sequence[Mapping[str, Any]],
+    labels: Sequence[str],
+    metrics: Sequence[tuple[str, str]],
+    folder: Path,
 ) -> Chart | None:
     """Paired differences vs run 1: one panel per metric, one bar per other run."""
     if not pairs:
         return None
-    names = list(pairs[0]["metrics"])
+    titles = dict(metrics)
+    names = [n for n, _ in metrics if n in pairs[0]["metrics"]]
     cols = 3
     rows = -(-len(names) // cols)
     fig, axes = _figure(rows, cols, height=1.2 + 2.6 * rows)
@@ -491,7 +534,8 @@ def _paired(
         colors = [RUN_COLORS[p["run"] % len(RUN_COLORS)] for p in pairs]
         ax.bar(x, np.nan_to_num(mean), color=colors, yerr=err, capsize=3)
         ax.axhline(0, color=OKABE_ITO["black"], lw=0.8)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(titles[name], fontsize=9)
+        _unit_axis(ax, name)
         ax.set_xticks(x, [f"run {p['run'] + 1}\n- run 1" for p in pairs], fontsize=8)
         ax.grid(alpha=0.3, axis="y")
     for ax in list(axes.flat)[len(names) :]:
@@ -516,26 +560,27 @@ def draw_compare_charts(
 ) -> list[Chart]:
     """Charts of several runs: key-metric bars with CIs, overlaid curves, paired differences."""
 
-    def timeline(col: str) -> Any:
+    def timeline(col: str, at: str = "t_s") -> Any:
         def pick(d: Mapping[str, Any]) -> Any:
             tc = d["series"]["timeline"].get("main")
-            return None if tc is None else (tc["t_s"], tc[col])
+            return None if tc is None else (tc[at], tc[col])
 
         return pick
 
     drawn = [
         _bars(docs, labels, key_metrics, folder),
-        _paired(pairs, labels, folder),
+        _paired(pairs, labels, key_metrics, folder),
         _overlay(
             docs,
             labels,
             folder,
             "compare_stock_left",
             "Stock left over time",
-            timeline("stock_left"),
+            timeline("stock_left", "t_end_s"),
             "units",
             "time from the opening (s)",
             "Steeper = sold faster; shaded: 95% CI across replications.",
+            steps=False,
         ),
         _overlay(
             docs,

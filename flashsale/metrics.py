@@ -38,6 +38,7 @@ __all__ = [
     "grouped_quantiles",
     "jain",
     "lorenz",
+    "metric_unit",
     "replication_metrics",
     "units_per_person",
 ]
@@ -92,6 +93,20 @@ METRIC_DOCS: dict[str, str] = {
 }
 """Every metric in metrics.json, with its meaning and unit; the README repeats them."""
 
+
+def metric_unit(name: str) -> str:
+    """The unit of a metric (dotted names allowed): share, s, units, orders/s or index."""
+    if any(k in name for k in ("_share", "_rate", "rates", "precision", "recall", "by_arrival")):
+        return "share"
+    if name.endswith("_s") or "_s." in name:
+        return "s"
+    if "gini" in name or "jain" in name:
+        return "index"
+    if name.endswith("_per_s"):
+        return "orders/s"
+    return "units"
+
+
 _R = {name: i for i, name in enumerate(RESULT)}
 _HUMAN = KIND.index("human")
 _BOT = KIND.index("bot")
@@ -100,7 +115,7 @@ _RESALE = SALE.index("resale")
 _PAY = STEP.index("pay")
 _LORENZ_POINTS = 101
 _TIMELINE_POINTS = 500
-_LATENCY_POINTS = 120
+_LATENCY_POINTS = 60
 _ARRIVAL_BINS = 30
 
 
@@ -429,7 +444,11 @@ def _timeline_curves(
         return None
     lo, w, nb = grid
     per_rep = [_timeline_rows(o.timeline, lo, w, nb) for o in outcomes]
-    curves: dict[str, Any] = {"t_s": (lo + w * np.arange(nb)).tolist(), "bin_s": w}
+    curves: dict[str, Any] = {
+        "t_s": (lo + w * np.arange(nb)).tolist(),
+        "t_end_s": (lo + w * np.arange(1, nb + 1)).tolist(),
+        "bin_s": w,
+    }
     for name in per_rep[0]:
         curves[name] = band(np.vstack([r[name] for r in per_rep]))
     return curves

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flashsale.charts import Chart
+from flashsale.metrics import metric_unit
 from flashsale.runs import write_json_atomic
 from flashsale.scenario import Scenario
 from flashsale.thresholds import Verdict
@@ -42,8 +43,6 @@ KEY_METRICS: tuple[tuple[str, str], ...] = (
 )
 """The figures shown first in a report and compared between runs."""
 
-_SHARES = ("_share", "_rate", "rates", "precision", "recall")
-
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1000px;
 margin:2em auto;padding:0 1em;color:#1a1a1a;line-height:1.45}
@@ -62,12 +61,12 @@ def fmt_metric(name: str, value: float | None) -> str:
     """A metric value as a reader wants it: shares in %, seconds with s, counts grouped."""
     if value is None:
         return "n/a"
-    leaf = name.split(".")[-1]
-    if any(k in name for k in _SHARES) or name.startswith("success_by_arrival"):
+    unit = metric_unit(name)
+    if unit == "share":
         return f"{100 * value:.2f}%"
-    if "_s." in name or leaf.endswith("_s") or name.endswith("_s"):
+    if unit == "s":
         return f"{value:.3g} s" if value < 10 else f"{value:,.1f} s"
-    if "gini" in name or "jain" in name:
+    if unit == "index":
         return f"{value:.4f}"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 

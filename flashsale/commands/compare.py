@@ -1,0 +1,36 @@
+"""``flashsale compare RUN_DIR RUN_DIR...``: runs side by side, with paired differences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flashsale._cli_utils import fail
+from flashsale.compare import compare_runs
+from flashsale.runs import RunError
+
+__all__ = ["compare"]
+
+
+def compare(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Two or more run folders; the first is the baseline.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Output folder (new or empty); default results/<UTC time>-compare."
+        ),
+    ] = None,
+) -> None:
+    """Compare runs: key metrics with CIs, overlaid curves, paired differences vs the first.
+
+    Exit 0 when the comparison was written, 2 for a bad run folder or output folder.
+    """
+    try:
+        path = compare_runs(run_dirs, out)
+    except RunError as e:
+        fail(str(e))
+    typer.echo(f"report: {path}")
