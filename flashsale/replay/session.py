@@ -1,0 +1,174 @@
+"""One replay, from plan to results folder: what the Locust processes and the command share.
+
+The *plan* is everything a Locust process needs to run its share of the sale:
+the resolved scenario, the scale, the replication, the wall-clock instant of the
+opening (sale t = 0) and its part of the schedule. It is plain JSON, so the
+master can hand it to workers in a Locust message. Each process rebuilds the
+same schedule from it (flashsale.replay.scale is deterministic) and runs the
+journeys whose index ``i`` has ``i % parts == part``.
+
+After the run, :func:`assemble` merges the shares into one Outcome and
+:func:`record_results` writes it, the replay's own counts and the target's
+audit into the run folder; :func:`conclude` runs the post-run pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from flashsale.arrivals import HUMAN, Schedule
+from flashsale.outcome import Outcome, load_outcome, save_outcome
+from flashsale.replay.audit import audit_record, cross_check, fetch_audit
+from flashsale.replay.recorder import lateness, merge_parts
+from flashsale.replay.scale import replay_schedule
+from flashsale.replay.timeline import build_timeline
+from flashsale.runs import RunFolder, write_json_atomic
+from flashsale.scenario import Scenario, parse_scenario
+from flashsale.streams import Streams
+
+__all__ = [
+    "DRAIN_S",
+    "LEAD_IN_S",
+    "Plan",
+    "assemble",
+    "behaviour_seeds",
+    "conclude",
+    "load_staging",
+    "record_results",
+    "write_staging",
+]
+
+LEAD_IN_S = 5.0
+"""Seconds between planning and the first scheduled arrival: time for workers to get ready."""
+
+DRAIN_S = 5.0
+"""Seconds after the window (plus one request timeout) before unfinished journeys are cut."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A share of one replay (JSON-safe: it travels from master to workers)."""
+
+    scenario: dict[str, Any]  # the full-scale resolved scenario, target applied
+    scale: float
+    replication: int
+    t0: float  # wall-clock epoch of the opening (sale t = 0)
+    part: int
+    parts: int
+    key: str  # makes idempotency keys unique to this replay
+    base_url: str  # the target, already checked by flashsale.replay.target
+
+    def full(self) -> Scenario:
+        return parse_scenario(self.scenario, "plan")
+
+    def schedule(self) -> tuple[Scenario, Schedule, np.ndarray]:
+        """(scaled scenario, this part's journeys, their behaviour seeds)."""
+        full = self.full()
+        scaled, sched = replay_schedule(full, self.scale, self.replication)
+        seeds = behaviour_seeds(sched, full.seed, self.replication)
+        mine = np.arange(len(sched)) % self.parts == self.part
+        return scaled, sched.subset(mine), seeds[mine]
+
+    def end_s(self, scaled: Scenario) -> float:
+        """Sale time after which no request is sent: the window, one timeout, a margin."""
+        return scaled.sale.window_s + scaled.target.request_timeout_s + DRAIN_S
+
+    def max_requests(self, scaled: Scenario) -> int:
+        """This part's share of ``target.max_requests`` (the shares sum to it)."""
+        total = scaled.target.max_requests
+        return total // self.parts + (1 if self.part < total % self.parts else 0)
+
+    def for_part(self, part: int, parts: int) -> Plan:
+        return Plan(**{**asdict(self), "part": part, "parts": parts})
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        return cls(**dict(data))
+
+
+def behaviour_seeds(schedule: Schedule, seed: int, replication: int) -> np.ndarray:
+    """One seed per journey for its own Generator: humans from the ``humans`` stream,
+    bots from ``bots``, in schedule order, so a journey draws the same think times
+    and CAPTCHA luck whichever process runs it."""
+    streams = Streams.for_replication(seed, replication)
+    is_h = schedule.kind == HUMAN
+    seeds = np.empty(len(schedule), dtype=np.uint64)
+    seeds[is_h] = streams["humans"].integers(0, 2**63, size=int(is_h.sum()), dtype=np.uint64)
+    seeds[~is_h] = streams["bots"].integers(0, 2**63, size=int((~is_h).sum()), dtype=np.uint64)
+    return seeds
+
+
+def assemble(
+    scaled: Scenario,
+    chunks: Iterable[tuple[str, dict[str, np.ndarray]]],
+    expected_journeys: int,
+) -> Outcome:
+    """One Outcome from every process's shares (raises MergeError if they do not add up)."""
+    journeys, requests = merge_parts(chunks, expected_journeys)
+    timeline = build_timeline(scaled, journeys, requests)
+    return Outcome.from_columns(
+        journeys, requests, timeline, tuple(c.name for c in scaled.sale.channels)
+    )
+
+
+def replay_counts(outcome: Outcome, parts: int, budget_spent: bool) -> dict[str, Any]:
+    """The replay's own facts for the manifest: lateness, requests, processes."""
+    return {
+        **lateness(outcome.journeys),
+        "requests": int(outcome.requests["journey"].size),
+        "processes": parts,
+        "request_budget_spent": budget_spent,
+    }
+
+
+def write_staging(folder: Path, outcome: Outcome, counts: Mapping[str, Any]) -> None:
+    """Hand the merged Outcome from the Locust process to ``flashsale replay``."""
+    save_outcome(outcome, folder)
+    write_json_atomic(folder / "replay.json", dict(counts))
+
+
+def load_staging(folder: Path) -> tuple[Outcome, dict[str, Any]]:
+    counts: dict[str, Any] = json.loads((folder / "replay.json").read_text())
+    return load_outcome(folder), counts
+
+
+def record_results(
+    run: RunFolder,
+    outcome: Outcome,
+    counts: Mapping[str, Any],
+    scale: float,
+    base_url: str,
+    admin_token: str | None,
+) -> list[str]:
+    """Write replication 0, the replay counts, the scale and the audit; return problems.
+
+    Problems are disagreements between the client's count and the service's audit
+    (and oversold units); without an admin token there is no audit to check.
+    """
+    run.save_replication(0, outcome)
+    run.update(scale=scale, replay=dict(counts), target=base_url)
+    if admin_token is None:
+        return []
+    record = audit_record(fetch_audit(base_url, admin_token), base_url)
+    run.update(audit=[record])
+    return cross_check(outcome.journeys, record)
+
+
+def conclude(run: RunFolder, problems: list[str]) -> int:
+    """Metrics, charts and report for the finished run; 1 if the audit disagreed."""
+    from flashsale.postrun import finish_run
+
+    code = finish_run(run)
+    for p in problems:
+        typer.echo(f"error: {run.path}: {p}", err=True)
+    return 1 if problems else code

@@ -1,0 +1,86 @@
+"""The timeline table of a replay, built from what the client saw.
+
+The simulation knows its stock and its queue at every instant; a replay only
+knows its own requests and journeys. So here ``stock_left`` and ``reserved`` are
+the client-side view (units carted and not yet paid, held until the scenario's
+``cart_hold_s`` expires unless paid earlier), ``in_flight`` counts requests sent
+and not yet answered, and ``queue`` is 0: a client cannot see the service's
+queue (its effect is in the latencies). The audit of the service, in the
+manifest, is the server-side truth the metrics cross-check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from flashsale.arrivals import BOT, HUMAN
+from flashsale.outcome import RESULT
+from flashsale.scenario import Scenario
+
+__all__ = ["build_timeline"]
+
+_PURCHASED = RESULT.index("purchased")
+
+
+def _count_before(
+    times: np.ndarray, edges: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Sum of ``weights`` (or count) of events with time < each edge."""
+    t = times[~np.isnan(times)]
+    w = weights[~np.isnan(times)] if weights is not None else np.ones(t.size, dtype=np.int64)
+    order = np.argsort(t)
+    cum = np.concatenate([[0], np.cumsum(w[order])])
+    return cum[np.searchsorted(t[order], edges, side="left")]
+
+
+def build_timeline(
+    scenario: Scenario, journeys: Mapping[str, np.ndarray], requests: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """One row per ``outputs.timeline_interval_s`` from the first arrival to the last event."""
+    dt = scenario.outputs.timeline_interval_s
+    times = [journeys["arrived"], journeys["finished"], requests["sent"] + requests["latency"]]
+    finite = np.concatenate([x[~np.isnan(x)] for x in times] + [np.zeros(1)])
+    start = np.floor(min(finite.min(), 0.0) / dt) * dt
+    n = int(np.ceil((finite.max() - start) / dt)) + 1
+    t = start + dt * np.arange(n)
+    ends = t + dt
+
+    units = journeys["units"].astype(np.int64)
+    bought = journeys["result"] == _PURCHASED
+    carted = journeys["carted"]
+    # a hold ends when paid, else when it expires
+    release = np.where(bought, journeys["finished"], carted + scenario.service.cart_hold_s)
+    per_order = np.where(
+        journeys["kind"] == HUMAN, scenario.humans.units_per_order, scenario.bots.units_per_order
+    ).astype(np.int64)
+    held = _count_before(carted, ends, per_order) - _count_before(
+        np.where(np.isnan(carted), np.nan, release), ends, per_order
+    )
+
+    def sold(kind: np.uint8) -> np.ndarray:
+        mask = bought & (journeys["kind"] == kind)
+        fin, u = journeys["finished"][mask], units[mask]
+        return np.diff(_count_before(fin, np.concatenate([t[:1], ends]), u))
+
+    sold_h, sold_b = sold(HUMAN), sold(BOT)
+    sold_total = np.cumsum(sold_h + sold_b)
+    done = requests["sent"] + requests["latency"]
+    status = requests["status"]
+    err = (status >= 500) | (status == 0)
+    return {
+        "t": t.astype(np.float64),
+        "stock_left": np.maximum(scenario.sale.units - sold_total - held, 0).astype(np.int64),
+        "reserved": held.astype(np.int64),
+        "sold_human": sold_h.astype(np.int64),
+        "sold_bot": sold_b.astype(np.int64),
+        "arrivals": np.diff(
+            _count_before(journeys["arrived"], np.concatenate([t[:1], ends]))
+        ).astype(np.int64),
+        "in_flight": (_count_before(requests["sent"], ends) - _count_before(done, ends)).astype(
+            np.int64
+        ),
+        "queue": np.zeros(n, dtype=np.int64),
+        "errors": np.diff(_count_before(done[err], np.concatenate([t[:1], ends]))).astype(np.int64),
+    }
