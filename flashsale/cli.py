@@ -13,6 +13,7 @@ import typer
 
 from flashsale._cli_utils import USER_ERROR, SetOption, load_or_exit
 from flashsale.commands.compare import compare
+from flashsale.commands.replay import replay
 from flashsale.commands.report import report
 from flashsale.commands.serve import serve_command
 from flashsale.scenario import ScenarioError, load_scenario
@@ -105,6 +106,7 @@ def _to_toml(data: dict[str, object], prefix: str = "") -> str:
 app.command()(report)
 app.command()(compare)
 app.command("serve")(serve_command)
+app.command()(replay)
 
 
 def main() -> None:

@@ -46,15 +46,15 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from flashsale.arrivals import HUMAN
 from flashsale.outcome import Outcome
-from flashsale.replay.audit import AuditError, reset_target, sale_status
+from flashsale.replay.audit import AuditError
 from flashsale.replay.journey import Buyer, Halt, Journey, Reply
 from flashsale.replay.recorder import MergeError, Recorder, decode_part, encode_part
 from flashsale.replay.scale import ScaleError, scale_scenario
 from flashsale.replay.session import (
-    LEAD_IN_S,
     Plan,
     assemble,
     conclude,
+    opening_epoch,
     record_results,
     replay_counts,
     write_staging,
@@ -211,6 +211,7 @@ class _Controller:
         self.done: dict[str, bool] = {}
         self.finalized = False
         self.failed: str | None = None
+        self.stop_reason: str | None = None
         self._run_cm: Any = None
         self.run: RunFolder | None = None
 
@@ -253,17 +254,9 @@ class _Controller:
 
     def _make_plan(self) -> Plan:
         assert self.base_url is not None
-        first = min(0.0, self._first_arrival())
-        if self.opens_at is not None:
-            t0 = self.opens_at
-        elif self.admin_token:
-            opens_in = LEAD_IN_S - first
-            reset_target(self.base_url, self.admin_token, self.scaled, opens_in, self.replication)
-            t0 = time.time() + opens_in
-        else:
-            status = sale_status(self.base_url, self.scaled)
-            opens_in = float(status.get("opens_in_s") or 0.0)
-            t0 = time.time() + (opens_in if opens_in > 0 else LEAD_IN_S - first)
+        t0 = self.opens_at
+        if t0 is None:
+            t0 = opening_epoch(self.base_url, self.scaled, self.admin_token, self.replication)
         return Plan(
             scenario=self.full.to_toml_dict(),
             scale=self.scale,
@@ -274,12 +267,6 @@ class _Controller:
             key=secrets.token_hex(6),
             base_url=self.base_url,
         )
-
-    def _first_arrival(self) -> float:
-        sc = self.full
-        early = sc.humans.arrivals
-        earliest = -getattr(early, "early_window_s", 0.0) if sc.humans.count else 0.0
-        return min(earliest, sc.bots.start_offset_s if sc.bots.operators else 0.0)
 
     # -- gathering
     def lanes(self) -> int:
@@ -301,6 +288,9 @@ class _Controller:
         if who in self.parts:
             self.done[who] = budget_spent
 
+    def missing(self) -> list[int]:
+        return sorted(i for cid, i in self.parts.items() if cid not in self.done)
+
     def all_done(self) -> bool:
         return bool(self.parts) and set(self.done) == set(self.parts)
 
@@ -311,22 +301,20 @@ class _Controller:
         return self.plan.t0 + self.plan.end_s(scaled) + scaled.target.request_timeout_s + _GRACE_S
 
     # -- results (test_stop / quitting)
-    def finalize(self, interrupted: bool) -> None:
+    def finalize(self) -> None:
         if self.finalized or self.plan is None:
             return
         self.finalized = True
         env = self.env
         if not self.all_done():
-            missing = sorted(set(self.parts) - set(self.done))
-            why = "interrupted (Ctrl-C)" if interrupted else f"no results from {missing}"
-            self._abandon(why, interrupted)
+            self._abandon(self.stop_reason or "interrupted (Ctrl-C)")
             env.process_exit_code = 1
             return
         try:
             _, sched, _ = self.plan.for_part(0, 1).schedule()
             outcome = assemble(self.scaled, self.chunks, len(sched))
         except MergeError as e:
-            self._abandon(f"merge failed: {e}", False)
+            self._abandon(f"merge failed: {e}", failed=True)
             env.process_exit_code = 1
             return
         counts = replay_counts(outcome, len(self.parts), any(self.done.values()))
@@ -347,13 +335,16 @@ class _Controller:
         self._run_cm.__exit__(None, None, None)
         return conclude(self.run, problems)
 
-    def _abandon(self, why: str, interrupted: bool) -> None:
+    def _abandon(self, why: str, failed: bool = False) -> None:
+        """Leave the results folder marked incomplete (cut short) or failed (bad merge)."""
         sys.stderr.write(f"error: replay {why}\n")
-        if self._run_cm is None:
+        if self._run_cm is None or self.run is None:
             return
-        exc: BaseException = KeyboardInterrupt() if interrupted else RuntimeError(why)
+        exc: BaseException = RuntimeError(why) if failed else KeyboardInterrupt()
         with contextlib.suppress(BaseException):
             self._run_cm.__exit__(type(exc), exc, None)
+        if not failed:
+            self.run.update(error=why)
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
@@ -363,23 +354,37 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
 
 def _on_test_stop(environment: Environment, **_: Any) -> None:
     if _proc.controller is not None and _proc.controller.all_done():
-        _proc.controller.finalize(interrupted=False)
+        _proc.controller.finalize()
 
 
 def _on_quitting(environment: Environment, **_: Any) -> None:
     if _proc.controller is not None:
-        _proc.controller.finalize(interrupted=True)
+        _proc.controller.finalize()
 
 
 # ------------------------------------------------------------------------------ shape
 
 
 class ScenarioReplay(LoadTestShape):
-    """One pacer per Locust process until every part has reported (or the hard deadline)."""
+    """One pacer per Locust process until every part has reported.
+
+    Bounded twice: by the plan (the sale window, one request timeout and a grace
+    period) and by Locust's ``--run-time`` if given, which this shape reads itself
+    (Locust leaves the run time of a shape to the shape).
+    """
+
+    use_common_options = True
 
     def tick(self) -> tuple[int, float, list[type[User]]] | None:
         ctl = _proc.controller
-        if ctl is None or ctl.failed or ctl.all_done() or time.time() > ctl.deadline():
+        if ctl is None or ctl.failed or ctl.all_done():
+            return None
+        if time.time() > ctl.deadline():
+            ctl.stop_reason = f"parts {ctl.missing()} sent no results by the deadline"
+            return None
+        run_time = getattr(ctl.env.parsed_options, "run_time", None)
+        if run_time and time.perf_counter() - self.start_time > run_time:
+            ctl.stop_reason = f"stopped by --run-time {run_time}s before every journey ended"
             return None
         lanes = ctl.lanes()
         return lanes, float(lanes), [SalePacer]

@@ -15,6 +15,7 @@ audit into the run folder; :func:`conclude` runs the post-run pipeline.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,13 @@ import typer
 
 from flashsale.arrivals import HUMAN, Schedule
 from flashsale.outcome import Outcome, load_outcome, save_outcome
-from flashsale.replay.audit import audit_record, cross_check, fetch_audit
+from flashsale.replay.audit import (
+    audit_record,
+    cross_check,
+    fetch_audit,
+    reset_target,
+    sale_status,
+)
 from flashsale.replay.recorder import lateness, merge_parts
 from flashsale.replay.scale import replay_schedule
 from flashsale.replay.timeline import build_timeline
@@ -40,8 +47,11 @@ __all__ = [
     "assemble",
     "behaviour_seeds",
     "conclude",
+    "first_arrival",
     "load_staging",
+    "opening_epoch",
     "record_results",
+    "replay_counts",
     "write_staging",
 ]
 
@@ -94,6 +104,36 @@ class Plan:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
         return cls(**dict(data))
+
+
+def first_arrival(scenario: Scenario) -> float:
+    """The earliest scheduled arrival possible (sale seconds, <= 0): early refreshers or bots."""
+    early = scenario.humans.arrivals
+    humans = -getattr(early, "early_window_s", 0.0) if scenario.humans.count else 0.0
+    bots = scenario.bots.start_offset_s if scenario.bots.operators else 0.0
+    return min(0.0, humans, bots)
+
+
+def opening_epoch(
+    base_url: str,
+    scaled: Scenario,
+    admin_token: str | None,
+    replication: int,
+    lead_in_s: float = LEAD_IN_S,
+) -> float:
+    """The wall-clock instant of the opening (sale t = 0) that target and replay share.
+
+    With an admin token the target is reset to ``scaled`` and told to open so that
+    the earliest arrival comes ``lead_in_s`` from now; without one (a staging
+    target we may not reset) its own ``opens_in_s`` decides, or, if it is already
+    open, the schedule is started ``lead_in_s`` from now.
+    """
+    opens_in = lead_in_s - first_arrival(scaled)
+    if admin_token:
+        reset_target(base_url, admin_token, scaled, opens_in, replication)
+        return time.time() + opens_in
+    told = float(sale_status(base_url, scaled).get("opens_in_s") or 0.0)
+    return time.time() + (told if told > 0 else opens_in)
 
 
 def behaviour_seeds(schedule: Schedule, seed: int, replication: int) -> np.ndarray:

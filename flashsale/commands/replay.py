@@ -1,0 +1,163 @@
+"""``flashsale replay``: the scenario as real traffic, against the reference service or staging.
+
+Locust runs in a child process (``python -m locust -f locustfiles/flashsale.py
+--headless``): gevent's monkey-patching stays out of this process, which starts
+and stops the reference service, resets it to the sale, and writes the results
+folder with the same post-run pipeline as ``flashsale simulate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flashsale._cli_utils import SetOption, fail, load_or_exit
+from flashsale.replay.audit import AuditError
+from flashsale.replay.scale import ScaleError, scale_scenario
+from flashsale.replay.session import (
+    DRAIN_S,
+    conclude,
+    load_staging,
+    opening_epoch,
+    record_results,
+)
+from flashsale.replay.target import TargetError, apply_target_config, check_target
+from flashsale.runs import RunError, open_run
+
+__all__ = ["LOCUSTFILE", "replay"]
+
+LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "flashsale.py"
+"""The locustfile both ``locust -f`` users and this command run."""
+
+_STARTUP_S = 5.0  # Locust's own start-up, before the first arrival is due
+_GRACE_S = 60.0  # beyond the plan, before the child is declared stuck
+
+
+def replay(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    target: Annotated[
+        str | None,
+        typer.Option(help="Base URL of the target; default: start the reference service."),
+    ] = None,
+    target_config: Annotated[
+        Path | None, typer.Option(help="TOML file with a [target] table (e.g. staging).")
+    ] = None,
+    scale: Annotated[float, typer.Option(help="Share of the people replayed, (0, 1].")] = 1.0,
+    processes: Annotated[int, typer.Option(help="Locust worker processes (1 = none).")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Results folder (new or empty).")] = None,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(help="Allow a non-loopback target that the configuration names."),
+    ] = False,
+    db: Annotated[
+        str | None, typer.Option(help="Reference service database (default: fresh SQLite).")
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Replay SCENARIO with Locust (open model, bounded), then report and audit the run.
+
+    Exit 0 ok, 1 a threshold breached / the audit disagrees / the replay failed,
+    2 bad input or a refused target.
+    """
+    sc = load_or_exit(scenario, set_)
+    source = str(scenario)
+    try:
+        if target_config is not None:
+            sc = apply_target_config(sc, target_config)
+            source = str(target_config)
+        scaled = scale_scenario(sc, scale)
+        url = target or sc.target.base_url
+        if url is not None:
+            url = check_target(url, sc, allow_remote, source)
+    except (TargetError, ScaleError) as e:
+        fail(str(e))
+    if processes < 1:
+        fail(f"--processes: must be >= 1, got {processes}")
+    if not LOCUSTFILE.exists():
+        fail(f"{LOCUSTFILE}: the locustfile is missing (run from a source checkout)")
+    passthrough = [x for item in (set_ or []) for x in ("--set", item)]
+    if target_config is not None:
+        passthrough += ["--target-config", str(target_config)]
+    if allow_remote:
+        passthrough.append("--allow-remote")
+    try:
+        run_cm = open_run(scaled, "replay", out=out, seed=sc.seed, replications=1)
+        run = run_cm.__enter__()
+    except RunError as e:
+        fail(str(e))
+    with contextlib.ExitStack() as stack:
+        stack.push(run_cm)
+        admin = os.environ.get("FLASHSALE_ADMIN_TOKEN")
+        if url is None:
+            from flashsale.service.server import run_in_background
+
+            service = stack.enter_context(run_in_background(scaled, db=db))
+            url, admin = str(service), service.admin_token
+        run.update(scale=scale)
+        try:
+            t0 = opening_epoch(url, scaled, admin, 0, _STARTUP_S + 5.0)
+        except AuditError as e:
+            raise RuntimeError(str(e)) from None
+        staging = run.path / ".locust"
+        end = t0 + scaled.sale.window_s + 2 * scaled.target.request_timeout_s + DRAIN_S
+        run_time = int(end - time.time() + 30)
+        cmd = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+            "--host",
+            url,
+            "--scenario",
+            str(scenario),
+            "--scale",
+            repr(scale),
+            "--flashsale-staging",
+            str(staging),
+            "--flashsale-opens-at",
+            repr(t0),
+            "--run-time",
+            f"{run_time}s",
+            *(["--processes", str(processes)] if processes > 1 else []),
+            *passthrough,
+        ]
+        rc = _run_locust(cmd, run_time + _GRACE_S)
+        if not (staging / "replay.json").exists():
+            raise RuntimeError(f"Locust exited with code {rc} before the replay finished")
+        outcome, counts = load_staging(staging)
+        shutil.rmtree(staging)
+        problems = record_results(run, outcome, counts, scale, url, admin)
+    raise typer.Exit(conclude(run, problems))
+
+
+def _run_locust(cmd: list[str], timeout_s: float) -> int:
+    """Run Locust to its end; on Ctrl-C stop it first (SIGINT, then kill), then re-raise."""
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"Locust did not finish within {timeout_s:.0f} s; killed") from None
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
