@@ -98,12 +98,12 @@ def metric_unit(name: str) -> str:
     """The unit of a metric (dotted names allowed): share, s, units, orders/s or index."""
     if any(k in name for k in ("_share", "_rate", "rates", "precision", "recall", "by_arrival")):
         return "share"
+    if name.endswith("_per_s"):
+        return "orders/s"
     if name.endswith("_s") or "_s." in name:
         return "s"
     if "gini" in name or "jain" in name:
         return "index"
-    if name.endswith("_per_s"):
-        return "orders/s"
     return "units"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
 import typer
 
 from flashsale.charts import draw_run_charts
@@ -63,6 +64,8 @@ def load_run_metrics(run: RunFolder) -> dict[str, Any]:
         outcomes: list[Outcome] = [run.load_replication(r) for r in reps]
     except (OutcomeError, ScenarioError) as e:
         raise RunError(str(e)) from None
+    except (pa.ArrowException, OSError) as e:  # a truncated or foreign file
+        raise RunError(f"{run.path}: cannot read a table: {e}") from None
     doc = compute_metrics(scenario, outcomes, _audits(run, reps), replications=reps)
     doc["run"] = {
         "path": str(run.path),

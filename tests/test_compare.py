@@ -1,0 +1,122 @@
+"""`flashsale compare`: labels by what differs, paired differences, files, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from flashsale.cli import app
+from flashsale.compare import paired_differences, run_labels
+from flashsale.metrics import compute_metrics
+from flashsale.scenario import Scenario
+
+from .test_metrics_data import make_outcome, make_run, scenario, synthetic_outcome
+
+
+def _sc(**defenses: object) -> Scenario:
+    return scenario(
+        sale={"units": 150, "window_s": 30},
+        humans={"count": 300},
+        bots={"operators": 2, "accounts_per_operator": 10, "units_per_order": 2},
+        defenses=defenses,
+    )
+
+
+def _manifest(sc: Scenario, **extra: object) -> dict[str, object]:
+    return {
+        "scenario": sc.to_toml_dict(),
+        "scenario_name": sc.name,
+        "engine": "sim",
+        "seed": sc.seed,
+        **extra,
+    }
+
+
+def test_labels_name_what_differs() -> None:
+    base = _sc()
+    wr = _sc(waiting_room={"enabled": True})
+    assert run_labels([_manifest(base), _manifest(wr)]) == [
+        "defenses.waiting_room.enabled=false",
+        "defenses.waiting_room.enabled=true",
+    ]
+    # Same scenario, simulated and replayed: the engine (and replay scale) tell them apart.
+    labels = run_labels([_manifest(base), _manifest(base, engine="replay", scale=0.01)])
+    assert labels == ["engine=sim, scale=none", "engine=replay, scale=0.01"]
+    # Identical runs fall back to the scenario name.
+    assert run_labels([_manifest(base), _manifest(base)]) == ["hand", "hand"]
+
+
+def test_labels_ignore_description_and_thresholds() -> None:
+    a = scenario(description="one")
+    b = scenario(
+        description="two",
+        thresholds={"oversold_units": "== 0"},
+        humans={"count": 5, "arrivals": {"profile": "burst", "early_window_s": 10}},
+    )
+    assert run_labels([_manifest(a), _manifest(b)]) == ["humans.count=4", "humans.count=5"]
+
+
+def _docs(values_a: list[int], values_b: list[int]) -> list[dict[str, object]]:
+    def doc(values: list[int]) -> dict[str, object]:
+        outs = [
+            make_outcome([{"result": "purchased", "units": 1, "person": p} for p in range(v)])
+            for v in values
+        ]
+        return compute_metrics(scenario(sale={"units": 10}), outs)
+
+    return [doc(values_a), doc(values_b)]
+
+
+def test_paired_differences_need_a_shared_seed_and_replications() -> None:
+    docs = _docs([3, 5, 4], [4, 7, 5])
+    pairs, why = paired_differences(docs, [1, 1])
+    d = pairs[0]["metrics"]["units_sold"]
+    assert d["values"] == [1.0, 2.0, 1.0]
+    assert d["mean"] == pytest.approx(4 / 3)
+    assert "common random numbers" in why
+    assert paired_differences(docs, [1, 2])[0] == []
+    assert "different seeds" in paired_differences(docs, [1, 2])[1]
+    short = _docs([3, 5], [4, 7, 5])
+    assert "different replications" in paired_differences(short, [1, 1])[1]
+
+
+@pytest.mark.slow
+def test_compare_command_writes_its_own_report(tmp_path: Path) -> None:
+    rng = np.random.default_rng
+    a, b = _sc(), _sc(waiting_room={"enabled": True})
+    make_run(tmp_path / "a", a, [synthetic_outcome(a, rng(i)) for i in range(2)])
+    make_run(tmp_path / "b", b, [synthetic_outcome(b, rng(i + 5)) for i in range(2)])
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(
+        app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    page = (out / "report.html").read_text()
+    assert "defenses.waiting_room.enabled=true" in page
+    assert page.count('src="data:image/png;base64,') == len(list((out / "charts").glob("*.png")))
+    assert {p.stem for p in (out / "charts").glob("*.png")} >= {
+        "compare_metrics",
+        "compare_paired",
+        "compare_stock_left",
+        "compare_lorenz",
+        "compare_success_by_arrival",
+    }
+    data = json.loads((out / "compare.json").read_text())
+    assert data["paired"]["differences"][0]["metrics"]["units_sold"]["n"] == 2
+    # The output folder is now taken: a second compare into it is refused.
+    res = CliRunner().invoke(
+        app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]
+    )
+    assert res.exit_code == 2 and "not empty" in res.output
+
+
+def test_compare_refuses_bad_input(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["compare", str(tmp_path)])
+    assert res.exit_code == 2 and "at least two run folders" in res.output
+    res = runner.invoke(app, ["compare", str(tmp_path / "x"), str(tmp_path / "y")])
+    assert res.exit_code == 2 and "not a run folder" in res.output

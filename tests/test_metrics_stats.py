@@ -1,0 +1,69 @@
+"""Confidence intervals against the direct Student t formula."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from flashsale.stats import band, mean_ci, paired_diff, summarize
+
+
+def test_mean_ci_matches_the_t_formula() -> None:
+    x = [2.0, 4.0, 4.0, 5.0, 7.0, 8.0]
+    m, lo, hi, n = mean_ci(x)
+    s = np.std(x, ddof=1)
+    half = stats.t.ppf(0.975, len(x) - 1) * s / math.sqrt(len(x))
+    assert (m, n) == (pytest.approx(5.0), 6)
+    assert (lo, hi) == pytest.approx((5.0 - half, 5.0 + half))
+    # Same as scipy's own interval on the standard error.
+    assert (lo, hi) == pytest.approx(stats.t.interval(0.95, 5, loc=5.0, scale=stats.sem(x)))
+
+
+def test_mean_ci_small_and_empty_samples() -> None:
+    assert mean_ci([]) == (None, None, None, 0)
+    assert mean_ci([None, None]) == (None, None, None, 0)
+    assert mean_ci([3.0]) == (3.0, None, None, 1)
+    assert mean_ci([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0, 3)
+    # Nulls are left out; n counts what was used.
+    m, _, hi, n = mean_ci([1.0, None, 3.0])
+    assert (m, n) == (2.0, 2)
+    assert hi - m == pytest.approx(stats.t.ppf(0.975, 1) * math.sqrt(2) / math.sqrt(2))
+
+
+def test_summarize_keeps_values() -> None:
+    out = summarize([1, None, 3])
+    assert out["values"] == [1, None, 3]
+    assert out["n"] == 2
+
+
+def test_band_is_pointwise_t_interval() -> None:
+    rows = np.array([[1.0, 10.0, np.nan], [3.0, 10.0, 5.0], [5.0, 10.0, np.nan]])
+    b = band(rows)
+    _, lo, hi, _ = mean_ci([1.0, 3.0, 5.0])
+    assert b["mean"] == pytest.approx([3.0, 10.0, 5.0])
+    assert (b["ci_low"][0], b["ci_high"][0]) == pytest.approx((lo, hi))
+    assert b["ci_low"][1] == pytest.approx(10.0)
+    assert b["ci_low"][2] is None  # one value: no interval
+
+
+def test_paired_difference_is_tighter_than_independent_intervals() -> None:
+    rng = np.random.default_rng(4)
+    shared = rng.normal(100, 10, 8)  # the common random numbers' shared noise
+    base = shared + rng.normal(0, 0.5, 8)
+    other = shared + 2 + rng.normal(0, 0.5, 8)
+    d = paired_diff(list(base), list(other))
+    _, lo_d, hi_d, _ = mean_ci(list(other - base))
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((lo_d, hi_d))
+    assert d["ci_low"] > 0  # the paired interval resolves the +2 shift...
+    _, _, hi_a, _ = mean_ci(list(base))
+    _, lo_b, _, _ = mean_ci(list(other))
+    assert lo_b < hi_a  # ...which the independent intervals cannot
+    assert paired_diff([1.0, None], [2.0, 3.0])["n"] == 1
+
+
+def test_paired_difference_needs_equal_lengths() -> None:
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_diff([1.0], [1.0, 2.0])
