@@ -121,3 +121,14 @@ def test_metric_formatting() -> None:
     assert fmt_metric("throughput_peak_orders_per_s", 170.0) == "170"
     assert fmt_metric("units_per_person_gini", 0.5) == "0.5000"
     assert fmt_metric("review_precision", None) == "n/a"
+
+
+def test_readme_documents_every_metric() -> None:
+    from flashsale.metrics import METRIC_DOCS
+
+    from .conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Metrics, charts and reports") :]
+    missing = [name for name in METRIC_DOCS if f"`{name}`" not in section]
+    assert not missing, f"README metrics section lacks: {missing}"
