@@ -182,11 +182,15 @@ def grouped_quantiles(
 ) -> np.ndarray:
     """Quantiles ``qs`` (in [0, 1]) of ``values`` within each group 0..n_groups-1.
 
-    One sort for all groups (numpy's default linear interpolation); empty groups
+    Sorted once for all groups (numpy's default linear interpolation); empty groups
     are NaN. Returns an array of shape (len(qs), n_groups).
     """
-    order = np.lexsort((values, group))
-    v = values[order]
+    # Sort by value, then stably by group: with few groups the second sort is a
+    # radix sort on uint16, several times faster than lexsort on millions of rows.
+    by_value = np.argsort(values)
+    small = group.dtype if n_groups > np.iinfo(np.uint16).max else np.uint16
+    by_group = np.argsort(group[by_value].astype(small), kind="stable")
+    v = values[by_value][by_group]
     counts = np.bincount(group, minlength=n_groups)[:n_groups]
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     out = np.full((len(qs), n_groups), np.nan)
