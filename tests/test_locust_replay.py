@@ -1,0 +1,206 @@
+"""The Locust engine end to end, on loopback only, every run bounded in time and requests.
+
+Locust runs as a subprocess (gevent's monkey-patching stays out of pytest), with
+``--run-time`` and a subprocess timeout; the sale is smoke, shortened with --set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from flashsale.outcome import RESULT, load_outcome
+from flashsale.replay.journey import Buyer, JourneyLog
+from flashsale.replay.recorder import Recorder, decode_part, encode_part
+from flashsale.replay.scale import replay_schedule, scale_scenario
+from flashsale.replay.session import assemble, conclude, opening_epoch, record_results
+from flashsale.runs import RunFolder, open_run
+from flashsale.scenario import load_scenario
+from flashsale.service.server import run_in_background
+
+from .conftest import ROOT, SCENARIOS
+
+SMOKE = SCENARIOS / "smoke.toml"
+SHORT = [
+    "--set", "sale.window_s=6",
+    "--set", "humans.arrivals.early_window_s=2",
+    "--set", "humans.arrivals.decay_s=2",
+    "--set", "target.max_requests=5000",
+]  # fmt: skip
+SCALE = 0.2
+FLASHSALE = str(Path(sys.executable).parent / "flashsale")
+LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "flashsale.py")]
+pytestmark = pytest.mark.slow
+
+
+def _short_scenario() -> Any:
+    return load_scenario(SMOKE, [SHORT[i + 1] for i in range(0, len(SHORT), 2)])
+
+
+def _check_run(out: Path, processes: int) -> dict[str, Any]:
+    """The invariants of a finished replay run folder; returns its manifest."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["scale"] == SCALE
+    outcome = load_outcome(out / "rep-000")
+    jr = outcome.journeys
+    _, sched = replay_schedule(_short_scenario(), SCALE, 0)
+    # every scheduled journey recorded exactly once, with its scheduled arrival
+    assert jr["journey"].tolist() == list(range(len(sched)))
+    assert np.array_equal(jr["arrived"], sched.t)
+    assert int(jr["requests"].sum()) == outcome.requests["journey"].size
+    assert manifest["replay"]["processes"] == processes
+    audit = manifest["audit"][0]
+    sold = int(jr["units"][jr["result"] == RESULT.index("purchased")].sum())
+    assert audit["units_sold"] == sold and audit["oversold_units"] == 0
+    assert sold <= scale_scenario(_short_scenario(), SCALE).sale.units
+    return manifest
+
+
+def test_flashsale_replay_smoke_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [FLASHSALE, "replay", str(SMOKE), "--scale", str(SCALE)]
+    proc = subprocess.run(
+        [*cmd, "--out", str(out), *SHORT], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _check_run(out, processes=1)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "audit_mismatch_units" in json.dumps(metrics)
+    assert (out / "report.html").exists()
+    assert "units sold" in proc.stdout
+
+
+def _plain_locust(out: Path, url: Any, extra: list[str]) -> list[str]:
+    return [
+        *LOCUST, "--headless", "--only-summary", "--loglevel", "WARNING",
+        "--scenario", str(SMOKE), "--scale", str(SCALE), *SHORT,
+        "--host", str(url), "--admin-token", url.admin_token,
+        "--out", str(out), "--run-time", "90s", *extra,
+    ]  # fmt: skip
+
+
+def test_plain_locust_with_two_processes_merges_without_loss(tmp_path: Path) -> None:
+    scaled = scale_scenario(_short_scenario(), SCALE)
+    with run_in_background(scaled) as url:
+        proc = subprocess.run(
+            _plain_locust(tmp_path / "run", url, ["--processes", "2"]),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _check_run(tmp_path / "run", processes=2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_master_and_worker_merge_without_loss(tmp_path: Path) -> None:
+    scaled = scale_scenario(_short_scenario(), SCALE)
+    port = str(_free_port())
+    with run_in_background(scaled) as url:
+        master = subprocess.Popen(
+            _plain_locust(
+                tmp_path / "run",
+                url,
+                [
+                    "--master",
+                    "--master-bind-host",
+                    "127.0.0.1",
+                    "--master-bind-port",
+                    port,
+                    "--expect-workers",
+                    "1",
+                ],
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        worker = subprocess.Popen(
+            [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", port],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _, err = master.communicate(timeout=180)
+        finally:
+            worker.wait(timeout=30) if worker.poll() is None else None
+    assert master.returncode == 0, err[-2000:]
+    _check_run(tmp_path / "run", processes=1)
+
+
+def test_remote_target_is_refused_with_exit_2(tmp_path: Path) -> None:
+    cmd = [FLASHSALE, "replay", str(SMOKE)]
+    proc = subprocess.run(
+        [*cmd, "--target", "http://203.0.113.7:8000", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "not loopback and the configuration does not name it" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
+    plain = subprocess.run(
+        [*LOCUST, "--headless", "--scenario", str(SMOKE), "--host", "http://203.0.113.7:8000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plain.returncode == 2 and "not loopback" in plain.stderr
+
+
+def test_a_deliberately_wrong_count_is_caught(tmp_path: Path) -> None:
+    # the service sold nothing; the client-side table claims one purchase of 2 units
+    scaled = scale_scenario(_short_scenario(), SCALE)
+    rec = Recorder(0.0)
+    rec.journey(
+        Buyer(journey=0, kind=1, account=0, person=0, channel=0, arrived=0.0),
+        JourneyLog(started=0.0, carted=0.1, finished=0.2, result="purchased", units=2),
+    )
+    outcome = assemble(scaled, [decode_part(p) for p in encode_part(rec)], 1)
+    with (
+        run_in_background(scaled) as url,
+        open_run(scaled, "replay", out=tmp_path / "run", seed=0, replications=1) as run,
+    ):
+        opening_epoch(str(url), scaled, url.admin_token, 0)
+        problems = record_results(run, outcome, {"journeys": 1}, SCALE, str(url), url.admin_token)
+    assert problems and "bought 2 units" in problems[0] and "says 0 sold" in problems[0]
+    assert conclude(RunFolder.load(tmp_path / "run"), problems) == 1
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["audit"][0]["units_sold"] == 0
+
+
+def test_ctrl_c_stops_locust_and_marks_the_run_incomplete(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [FLASHSALE, "replay", str(SMOKE), "--scale", str(SCALE)]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(out), *SHORT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "manifest.json").exists():
+        time.sleep(0.2)
+    time.sleep(4)  # the service is up and Locust is starting
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete"
+    assert not (out / "rep-000").exists()

@@ -1,0 +1,57 @@
+"""Scaling a sale down: counts and capacity scale, the schedule is a thinned full-scale one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flashsale.arrivals import BOT, HUMAN, build_schedule
+from flashsale.replay.scale import ScaleError, replay_schedule, scale_scenario
+from flashsale.scenario import load_scenario
+from flashsale.streams import Streams
+
+from .conftest import SCENARIOS
+
+
+def test_poco_m3_at_one_percent() -> None:
+    sc = load_scenario(SCENARIOS / "poco_m3.toml")
+    s = scale_scenario(sc, 0.01)
+    assert s.sale.units == 500 and s.humans.count == 2500
+    # 5,000 bot accounts -> 50: operators kept, accounts per operator scaled
+    assert (s.bots.operators, s.bots.accounts_per_operator) == (50, 1)
+    assert s.service.workers == 1 and s.service.queue_limit == 200
+
+
+def test_scale_one_is_the_scenario_and_bad_scales_are_refused() -> None:
+    sc = load_scenario(SCENARIOS / "smoke.toml")
+    assert scale_scenario(sc, 1.0) is sc
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ScaleError, match="--scale must be in"):
+            scale_scenario(sc, bad)
+
+
+def test_thinned_schedule_is_a_subset_of_the_full_one_renumbered() -> None:
+    sc = load_scenario(SCENARIOS / "smoke.toml")
+    scaled, sched = replay_schedule(sc, 0.2, replication=0)
+    full = build_schedule(sc, Streams.for_replication(sc.seed, 0)["arrivals"])
+    h, a = scaled.humans.count, scaled.bots.accounts
+    assert (h, a) == (200, 10)
+    assert len(sched) == h + a
+    assert np.isin(sched.t, full.t).all()  # the same arrival instants, a subset
+    assert np.all(np.diff(sched.t) >= 0)
+    assert sorted(sched.account.tolist()) == list(range(h + a))
+    is_h = sched.kind == HUMAN
+    assert (sched.person[is_h] == sched.account[is_h]).all()
+    assert (sched.person[sched.kind == BOT] == h + sched.operator[sched.kind == BOT]).all()
+    again = replay_schedule(sc, 0.2, replication=0)[1]
+    assert np.array_equal(again.t, sched.t) and np.array_equal(again.account, sched.account)
+
+
+def test_thinning_keeps_the_shape_in_time() -> None:
+    # the burst's early share survives thinning: binomial 4-sigma band around 0.3
+    sc = load_scenario(SCENARIOS / "poco_m3.toml")
+    _, sched = replay_schedule(sc, 0.02, replication=1)
+    humans = sched.t[sched.kind == HUMAN]
+    n = humans.size
+    early = float((humans < 0).mean())
+    assert abs(early - 0.3) < 4 * np.sqrt(0.3 * 0.7 / n)

@@ -1,0 +1,62 @@
+"""The replay's target: loopback by default, remote only when configured and allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flashsale.replay.target import TargetError, apply_target_config, check_target, is_loopback
+from flashsale.scenario import load_scenario
+
+from .conftest import SCENARIOS
+
+
+@pytest.mark.parametrize(
+    ("url", "loop"),
+    [
+        ("http://127.0.0.1:8000", True),
+        ("http://127.8.9.1", True),
+        ("http://localhost:1", True),
+        ("http://[::1]:80", True),
+        ("https://staging.example.com", False),
+        ("http://10.0.0.5:8000", False),
+    ],
+)
+def test_is_loopback(url: str, loop: bool) -> None:
+    assert is_loopback(url) is loop
+
+
+def test_loopback_needs_nothing() -> None:
+    sc = load_scenario(SCENARIOS / "smoke.toml")
+    assert check_target("http://127.0.0.1:9/", sc, False, "x") == "http://127.0.0.1:9"
+
+
+def test_remote_url_on_the_command_line_alone_is_refused() -> None:
+    sc = load_scenario(SCENARIOS / "smoke.toml")
+    with pytest.raises(TargetError, match="does not name it"):
+        check_target("https://staging.example.com", sc, True, "smoke.toml")
+
+
+def test_remote_named_by_config_needs_allow_remote(tmp_path: Path) -> None:
+    cfg = tmp_path / "staging.toml"
+    cfg.write_text('[target]\nbase_url = "https://staging.example.com"\n')
+    sc = apply_target_config(load_scenario(SCENARIOS / "smoke.toml"), cfg)
+    with pytest.raises(TargetError, match="pass --allow-remote"):
+        check_target("https://staging.example.com", sc, False, str(cfg))
+    assert check_target("https://staging.example.com", sc, True, str(cfg)).endswith(".com")
+
+
+def test_bad_target_configs(tmp_path: Path) -> None:
+    sc = load_scenario(SCENARIOS / "smoke.toml")
+    missing = tmp_path / "none.toml"
+    with pytest.raises(TargetError, match="no such file"):
+        apply_target_config(sc, missing)
+    extra = tmp_path / "extra.toml"
+    extra.write_text('[target]\nbase_url = "http://127.0.0.1:1"\n[sale]\nunits = 3\n')
+    with pytest.raises(TargetError, match="unexpected: sale"):
+        apply_target_config(sc, extra)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[target]\nbase_url = "ftp://x"\n')
+    with pytest.raises(TargetError, match=r"bad.toml: target.base_url: must be an http\(s\) URL"):
+        apply_target_config(sc, bad)
