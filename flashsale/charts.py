@@ -251,13 +251,28 @@ def _success(doc: Mapping[str, Any], folder: Path) -> Chart:
             label="95% CI",
         )
     ax.axvline(0, color=OKABE_ITO["black"], ls=":", lw=1, label="opening (t = 0)")
+    # How many arrived in each bin: a 0% bar over 5 humans means less than over 5,000.
+    ax2 = ax.twinx()
+    ax2.plot(
+        x + sba["bin_s"] / 2,
+        sba["humans_per_bin"],
+        color="#7f7f7f",
+        lw=1,
+        marker=".",
+        ms=3,
+        label="humans arriving per bin (right axis)",
+    )
+    ax2.set_ylabel("humans arriving per bin (mean)", color="#555555")
+    ax2.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
     ax.set_title(f"Success chance by arrival time, humans (bins of {sba['bin_s']:g} s)")
     ax.set_xlabel("arrival offset from the opening (s)")
     ax.set_ylabel("share of humans who got a unit")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(loc="upper right")
+    ax.legend(h1 + h2, l1 + l2, loc="upper right")
     return _save(
         fig,
         folder,

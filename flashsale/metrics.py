@@ -26,7 +26,7 @@ import numpy as np
 
 from flashsale.outcome import KIND, RESULT, SALE, STEP, Outcome
 from flashsale.scenario import BurstArrivals, Scenario
-from flashsale.stats import CI_LEVEL, CI_METHOD, band, summarize
+from flashsale.stats import CI_LEVEL, CI_METHOD, Bounds, band, summarize
 
 __all__ = [
     "LATE_START_S",
@@ -38,6 +38,7 @@ __all__ = [
     "grouped_quantiles",
     "jain",
     "lorenz",
+    "metric_bounds",
     "metric_unit",
     "replication_metrics",
     "units_per_person",
@@ -105,6 +106,11 @@ def metric_unit(name: str) -> str:
     if "gini" in name or "jain" in name:
         return "index"
     return "units"
+
+
+def metric_bounds(name: str) -> Bounds:
+    """The values a metric can take: shares and indices lie in [0, 1], the rest are >= 0."""
+    return (0.0, 1.0) if metric_unit(name) in ("share", "index") else (0.0, None)
 
 
 _R = {name: i for i, name in enumerate(RESULT)}
@@ -454,7 +460,7 @@ def _timeline_curves(
         "bin_s": w,
     }
     for name in per_rep[0]:
-        curves[name] = band(np.vstack([r[name] for r in per_rep]))
+        curves[name] = band(np.vstack([r[name] for r in per_rep]), bounds=(0.0, None))
     return curves
 
 
@@ -477,7 +483,9 @@ def _latency_curves(
     curves: dict[str, Any] = {"t_s": (lo + w * np.arange(nb)).tolist(), "bin_s": w}
     for s in steps:
         curves[STEP[s]] = {
-            f"p{p}": band(np.vstack([r[i, s * nb : (s + 1) * nb] for r in per_rep]))
+            f"p{p}": band(
+                np.vstack([r[i, s * nb : (s + 1) * nb] for r in per_rep]), bounds=(0.0, None)
+            )
             for i, p in enumerate(PERCENTILES)
         }
     return curves
@@ -502,7 +510,7 @@ def _success_by_arrival(scenario: Scenario, outcomes: Sequence[Outcome]) -> dict
         "bin_start_s": edges[:-1].tolist(),
         "bin_s": float(edges[1] - edges[0]),
         "values": [[None if math.isnan(v) else float(v) for v in s] for s in shares],
-        **band(np.vstack(shares)),
+        **band(np.vstack(shares), bounds=(0.0, 1.0)),
         "humans_per_bin": np.mean(np.vstack(tried), axis=0).tolist(),
     }
 
@@ -547,7 +555,7 @@ def compute_metrics(
         for i, o in enumerate(outcomes)
     ]
     keys = list(dict.fromkeys(k for r in per_rep for k in r))
-    flat = {k: summarize([r.get(k) for r in per_rep]) for k in keys}
+    flat = {k: summarize([r.get(k) for r in per_rep], bounds=metric_bounds(k)) for k in keys}
     metrics = _nest(flat)
     metrics["success_by_arrival"] = _success_by_arrival(scenario, outcomes)
 
@@ -560,7 +568,7 @@ def compute_metrics(
     series: dict[str, Any] = {
         "lorenz": {
             "population_share": np.linspace(0, 1, _LORENZ_POINTS).tolist(),
-            **band(np.vstack([lorenz(p) for p in persons])),
+            **band(np.vstack([lorenz(p) for p in persons]), bounds=(0.0, 1.0)),
         },
         "timeline": {},
         "latency": {},

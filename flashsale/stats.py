@@ -11,6 +11,10 @@ wider than the sample's range).
 Null values (a metric undefined in a replication, e.g. the sell-out time of a
 replication that did not sell out) are left out; ``n`` says how many were used.
 One usable value gives a mean without an interval.
+
+An interval may be clipped to the values the metric can take (``bounds``): a
+share's t interval can reach below 0 when replications agree closely near 0, and
+"-0.6%" would only confuse a reader.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["CI_LEVEL", "CI_METHOD", "band", "mean_ci", "paired_diff", "summarize"]
+__all__ = ["CI_LEVEL", "CI_METHOD", "Bounds", "band", "mean_ci", "paired_diff", "summarize"]
 
 CI_LEVEL = 0.95
 CI_METHOD = "student_t"
+
+Bounds = tuple[float | None, float | None]
+"""Lowest and highest value a metric can take (None: unbounded)."""
 
 
 def _half_width(std: np.ndarray | float, n: np.ndarray | int, level: float) -> Any:
@@ -56,13 +63,25 @@ def mean_ci(
     return m, m - h, m + h, n
 
 
-def summarize(values: Sequence[float | None], level: float = CI_LEVEL) -> dict[str, Any]:
+def _clip(v: float | None, bounds: Bounds) -> float | None:
+    if v is None:
+        return None
+    lo, hi = bounds
+    return min(max(v, lo if lo is not None else v), hi if hi is not None else v)
+
+
+def summarize(
+    values: Sequence[float | None], level: float = CI_LEVEL, bounds: Bounds = (None, None)
+) -> dict[str, Any]:
     """The JSON block every scalar metric gets: per-replication values, mean, CI, n."""
     m, lo, hi, n = mean_ci(values, level)
+    lo, hi = _clip(lo, bounds), _clip(hi, bounds)
     return {"values": list(values), "mean": m, "ci_low": lo, "ci_high": hi, "n": n}
 
 
-def band(rows: np.ndarray, level: float = CI_LEVEL) -> dict[str, list[float | None]]:
+def band(
+    rows: np.ndarray, level: float = CI_LEVEL, bounds: Bounds = (None, None)
+) -> dict[str, list[float | None]]:
     """Pointwise mean and t interval of curves stacked as rows (replication x point).
 
     NaN entries (a bin empty in one replication) are left out point by point.
@@ -75,7 +94,12 @@ def band(rows: np.ndarray, level: float = CI_LEVEL) -> dict[str, list[float | No
         dev = np.where(ok, a - mean, 0.0)
         std = np.sqrt((dev**2).sum(axis=0) / np.maximum(n - 1, 1))
     h = _half_width(std, n, level)
-    return {"mean": _jsonable(mean), "ci_low": _jsonable(mean - h), "ci_high": _jsonable(mean + h)}
+    lo, hi = mean - h, mean + h
+    if bounds[0] is not None:
+        lo = np.maximum(lo, bounds[0])
+    if bounds[1] is not None:
+        hi = np.minimum(hi, bounds[1])
+    return {"mean": _jsonable(mean), "ci_low": _jsonable(lo), "ci_high": _jsonable(hi)}
 
 
 def paired_diff(

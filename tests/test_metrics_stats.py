@@ -67,3 +67,12 @@ def test_paired_difference_is_tighter_than_independent_intervals() -> None:
 def test_paired_difference_needs_equal_lengths() -> None:
     with pytest.raises(ValueError, match="equal lengths"):
         paired_diff([1.0], [1.0, 2.0])
+
+
+def test_intervals_are_clipped_to_what_the_metric_can_take() -> None:
+    out = summarize([0.0, 0.0, 0.03], bounds=(0.0, 1.0))
+    assert out["ci_low"] == 0.0  # the raw t interval reaches below zero
+    half = stats.t.ppf(0.975, 2) * np.std([0.0, 0.0, 0.03], ddof=1) / math.sqrt(3)
+    assert out["ci_high"] == pytest.approx(0.01 + half)
+    b = band(np.array([[0.99, 0.0], [1.0, 0.0], [1.0, 0.03]]), bounds=(0.0, 1.0))
+    assert b["ci_high"][0] == 1.0 and b["ci_low"][1] == 0.0
