@@ -16,6 +16,7 @@ from flashsale.commands.compare import compare
 from flashsale.commands.replay import replay
 from flashsale.commands.report import report
 from flashsale.commands.serve import serve_command
+from flashsale.commands.simulate import simulate
 from flashsale.scenario import ScenarioError, load_scenario
 
 __all__ = ["app", "main"]
@@ -107,6 +108,7 @@ app.command()(report)
 app.command()(compare)
 app.command("serve")(serve_command)
 app.command()(replay)
+app.command()(simulate)
 
 
 def main() -> None:

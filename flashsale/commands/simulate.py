@@ -1,0 +1,80 @@
+"""``flashsale simulate``: the SimPy engine over many replications, then metrics and charts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from flashsale.sim.engine import UnsupportedScenario, check_supported
+from flashsale.sim.runner import run_replications
+from flashsale.sim.stock import OversellError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flashsale._cli_utils import SetOption, fail, load_or_exit
+from flashsale.outcome import Outcome
+from flashsale.postrun import finish_run
+from flashsale.runs import RunError, open_run
+
+__all__ = ["simulate"]
+
+
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    replications: Annotated[
+        int, typer.Option(min=1, help="Independent replications (seeds r = 0..N-1).")
+    ] = 1,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Root seed; default: the scenario's seed.")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Parallel processes; default min(replications, CPU count)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Results folder (new or empty).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Simulate SCENARIO at full scale with SimPy, write the run folder, print the summary.
+
+    Exit 0 ok, 1 a threshold breached or the run failed (e.g. the stock books did not
+    balance), 2 bad input (including a defense the simulator does not model).
+    """
+    sc = load_or_exit(scenario, set_)
+    try:
+        check_supported(sc)
+    except UnsupportedScenario as e:
+        fail(f"{scenario}: {e}")
+    root_seed = sc.seed if seed is None else seed
+    n_workers = workers or min(replications, os.cpu_count() or 1)
+    stack = contextlib.ExitStack()
+    try:  # open_run refuses a non-empty --out before the run starts
+        run = stack.enter_context(
+            open_run(sc, "sim", out=out, seed=root_seed, replications=replications)
+        )
+    except RunError as e:
+        fail(str(e))
+    try:
+        with stack, _progress() as bar:
+            task = bar.add_task(f"simulating {sc.name}", total=replications)
+
+            def done(r: int, outcome: Outcome) -> None:
+                run.save_replication(r, outcome)
+                bar.advance(task)
+
+            run_replications(sc, root_seed, replications, n_workers, done)
+    except OversellError as e:
+        fail(f"{run.path}: the run failed: {e}", code=1)
+    raise typer.Exit(code=finish_run(run))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("replications"),
+        TimeElapsedColumn(),
+        transient=False,
+    )

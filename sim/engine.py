@@ -1,0 +1,175 @@
+"""One replication of a scenario: a Scenario and a replication index in, an Outcome out.
+
+Composition: the shared arrival schedule (flashsale.arrivals), one SimPy process
+per journey (flashsale.sim.journey) driven by human or bot behaviour, a shop
+answering requests (flashsale.sim.shop) over the FIFO worker queue and the stock,
+and the enabled defenses. Every random quantity comes from its own named stream
+(flashsale.streams), so switching a defense on changes nothing else.
+
+A defense the engine does not model is refused (:class:`UnsupportedScenario`),
+never silently ignored.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+from simpy.events import Timeout
+
+from flashsale.arrivals import BOT, HUMAN, Schedule, build_schedule
+from flashsale.outcome import Outcome
+from flashsale.scenario import Scenario
+from flashsale.streams import Streams
+
+from .account_limit import AccountLimit
+from .bots import bot_behaviour
+from .defense import Defense
+from .humans import human_behaviour
+from .journey import Behaviour, Journey
+from .rate_limit import RateLimit
+from .service import CheckoutService
+from .shop import Shop
+from .timeline import build_timeline
+
+KIND_HUMAN, KIND_BOT = int(HUMAN), int(BOT)
+
+__all__ = ["MODELLED_DEFENSES", "SimResult", "UnsupportedScenario", "check_supported", "simulate"]
+
+MODELLED_DEFENSES = ("account_limit", "rate_limit")
+"""Defenses this engine models; a scenario enabling any other is refused."""
+
+
+class UnsupportedScenario(ValueError):
+    """The scenario asks for something the simulator does not model; ``field`` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+def check_supported(scenario: Scenario) -> None:
+    """Raise UnsupportedScenario for the first enabled defense the engine does not model."""
+    for name in type(scenario.defenses).model_fields:
+        if name not in MODELLED_DEFENSES and getattr(scenario.defenses, name).enabled:
+            raise UnsupportedScenario(
+                f"defenses.{name}.enabled",
+                f"the simulator does not model this defense yet (it models: "
+                f"{', '.join(MODELLED_DEFENSES)}); disable it to simulate",
+            )
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """The Outcome, plus the raw queue log (tests compare it with queueing theory)."""
+
+    outcome: Outcome
+    service: CheckoutService
+    events: int  # SimPy events processed
+
+
+def _defenses(scenario: Scenario) -> list[Defense]:
+    d = scenario.defenses
+    out: list[Defense] = []
+    if d.rate_limit.enabled:
+        out.append(RateLimit(d.rate_limit))
+    if d.account_limit.enabled:
+        out.append(AccountLimit(d.account_limit))
+    return out
+
+
+def simulate(
+    scenario: Scenario,
+    replication: int = 0,
+    seed: int | None = None,
+    schedule: Schedule | None = None,
+) -> SimResult:
+    """Run one replication. ``seed`` defaults to the scenario's; ``schedule`` replaces the
+    generated arrivals (tests use fixed arrival times)."""
+    check_supported(scenario)
+    streams = Streams.for_replication(scenario.seed if seed is None else seed, replication)
+    arrivals = build_schedule(scenario, streams["arrivals"])
+    if schedule is None:
+        schedule = arrivals
+    start = float(schedule.t[0]) if len(schedule) else 0.0
+    env = simpy.Environment(initial_time=min(start, 0.0))
+    shop = Shop(
+        scenario, env, schedule, streams["service"], streams["payment"], _defenses(scenario)
+    )
+    humans = human_behaviour(scenario.humans, streams["humans"])
+    bots = bot_behaviour(
+        scenario.bots, streams["bots"], scenario.humans.count + scenario.bots.accounts
+    )
+    _Arrivals(env, shop, schedule, humans, bots).start()
+    events = 0
+    # Hundreds of thousands of live journeys and events, and no reference cycles among
+    # them: the cyclic collector would rescan them all, again and again, for nothing.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        while True:
+            env.step()
+            events += 1
+    except simpy.core.EmptySchedule:
+        pass
+    finally:
+        if collecting:
+            gc.enable()
+    shop.stock.settle()
+    journeys = shop.recorder.journeys()
+    shop.stock.audit(int(journeys["units"].sum(dtype=np.int64)))
+    requests = shop.recorder.requests_table()
+    timeline = build_timeline(
+        scenario.outputs.timeline_interval_s, schedule, shop.stock, shop.service, requests
+    )
+    outcome = Outcome.from_columns(
+        journeys, requests, timeline, tuple(c.name for c in scenario.sale.channels)
+    )
+    return SimResult(outcome, shop.service, events)
+
+
+class _Arrivals:
+    """Starts each journey at its arrival time: one SimPy timeout per distinct arrival time,
+    each scheduling the next, so the event queue never holds the whole schedule."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        shop: Shop,
+        s: Schedule,
+        humans: Behaviour,
+        bots: Behaviour,
+    ) -> None:
+        self._env, self._shop = env, shop
+        self._humans, self._bots = humans, bots
+        self._t = s.t.tolist()
+        self._human = (s.kind == HUMAN).tolist()
+        self._rows = list(
+            zip(s.account.tolist(), s.person.tolist(), s.channel.tolist(), strict=True)
+        )
+        self._i = 0
+
+    def start(self) -> None:
+        if self._t:
+            Timeout(self._env, self._t[0] - self._env.now).callbacks.append(self._arrive)
+
+    def _arrive(self, _woke: object = None) -> None:
+        now, t, i = self._env.now, self._t, self._i
+        while i < len(t) and t[i] <= now:
+            account, person, channel = self._rows[i]
+            human = self._human[i]
+            Journey(
+                i,
+                account,
+                person,
+                KIND_HUMAN if human else KIND_BOT,
+                channel,
+                self._shop,
+                self._humans if human else self._bots,
+            ).act()
+            i += 1
+        self._i = i
+        if i < len(t):
+            Timeout(self._env, t[i] - now).callbacks.append(self._arrive)

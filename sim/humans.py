@@ -1,0 +1,37 @@
+"""Human buyers: look at the page, think, add to cart, think, pay; impatient in queues.
+
+Early arrivals refresh the page every ``humans.refresh_s`` until it opens. Each
+wait for a worker draws a fresh patience (as in Erlang A); each pause a fresh
+think time. Both are per-buyer sequences drawn up front from the ``humans``
+stream (flashsale.sim.draws), so a human behaves the same whatever defenses do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from flashsale.distributions import Constant
+from flashsale.scenario import Humans
+
+from .draws import BuyerDraws
+from .journey import Behaviour
+
+__all__ = ["human_behaviour"]
+
+
+def human_behaviour(humans: Humans, rng: np.random.Generator) -> Behaviour:
+    """Think times and patience of ``humans.count`` humans (accounts ``0..count-1``)."""
+    return Behaviour(
+        views=True,
+        refresh_s=humans.refresh_s,
+        think=BuyerDraws(humans.think_s, rng, humans.count),
+        patience=BuyerDraws(
+            humans.patience_s if humans.patience_s is not None else Constant(value=math.inf),
+            rng,
+            humans.count,
+        ),
+        units=humans.units_per_order,
+        retries=humans.retries_on_error,
+    )

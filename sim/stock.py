@@ -1,0 +1,146 @@
+"""Finite stock per channel: reserved at add-to-cart, sold at payment, released otherwise.
+
+Decisions about stock are taken in the order in which the checkout's workers take
+requests (FIFO), possibly ahead of simulated time (see flashsale.sim.service): a
+cart request that a worker will start at time S is decided with the stock as it
+will be at S. Releases (a hold that expires, a payment that fails) are therefore
+kept in a heap by time and applied lazily by :meth:`Stock.advance`, so that a
+decision at S sees exactly the releases up to S.
+
+Oversell is impossible by construction (a reservation needs that many units
+available) and is still checked: :meth:`Stock.audit` raises :class:`OversellError`
+if the books ever disagree.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections.abc import Callable
+
+__all__ = ["OversellError", "Stock", "split_units"]
+
+_HELD, _PAYING, _FAILING, _DONE = 0, 1, 2, 3
+
+
+class OversellError(RuntimeError):
+    """The stock books do not balance: a bug, never a legitimate outcome."""
+
+
+def split_units(units: int, shares: list[float]) -> list[int]:
+    """Split ``units`` over channels by ``shares`` (largest remainder): the parts sum to units."""
+    raw = [units * s for s in shares]
+    parts = [int(r) for r in raw]
+    order = sorted(range(len(raw)), key=lambda i: (parts[i] - raw[i], i))
+    for i in order[: units - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+class Stock:
+    """Units available, reserved and sold per channel, with holds that expire."""
+
+    def __init__(
+        self,
+        per_channel: list[int],
+        hold_s: float,
+        on_release: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.units = sum(per_channel)
+        self.per_channel = list(per_channel)
+        self.available = list(per_channel)
+        self.hold_s = hold_s
+        self._on_release = on_release  # (account, units): a defense giving units back
+        # hold id -> [state, channel, units, account, expires]
+        self._holds: list[list[float]] = []
+        self._pending: list[tuple[float, int, int]] = []  # heap (time, seq, hold id)
+        self._seq = 0
+        self.sold = 0
+        # raw facts for the timeline: at `log_t`, available += d_avail, reserved += d_res;
+        # sold_by_kind[kind] at `log_t` += d_sold
+        self.log_t = array("d")
+        self.log_avail = array("q")
+        self.log_reserved = array("q")
+        self.log_sold = array("q")
+        self.log_kind = array("B")
+
+    def _log(self, t: float, d_avail: int, d_res: int, d_sold: int, kind: int) -> None:
+        self.log_t.append(t)
+        self.log_avail.append(d_avail)
+        self.log_reserved.append(d_res)
+        self.log_sold.append(d_sold)
+        self.log_kind.append(kind)
+
+    def advance(self, now: float) -> None:
+        """Apply every release due at or before ``now``."""
+        p = self._pending
+        while p and p[0][0] <= now:
+            t, _, hid = heapq.heappop(p)
+            h = self._holds[hid]
+            if h[0] == _HELD or (h[0] == _FAILING and h[4] == t):
+                self._release(hid, t)
+
+    def _release(self, hid: int, t: float) -> None:
+        h = self._holds[hid]
+        h[0] = _DONE
+        ch, units, account = int(h[1]), int(h[2]), int(h[3])
+        self.available[ch] += units
+        self._log(t, units, -units, 0, 0)
+        if self._on_release is not None:
+            self._on_release(account, units)
+
+    def _schedule(self, t: float, hid: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._pending, (t, self._seq, hid))
+
+    def reserve(self, channel: int, units: int, account: int, now: float) -> int:
+        """Hold ``units`` of ``channel`` for ``account`` from ``now``; returns the hold id.
+
+        The caller checks ``available`` first (after :meth:`advance`); asking for more
+        than is available is a bug and raises.
+        """
+        if units > self.available[channel]:
+            raise OversellError(
+                f"reserve {units} units on channel {channel} with {self.available[channel]} left"
+            )
+        self.available[channel] -= units
+        hid = len(self._holds)
+        expires = now + self.hold_s
+        self._holds.append([_HELD, channel, units, account, expires])
+        self._log(now, -units, units, 0, 0)
+        self._schedule(expires, hid)
+        return hid
+
+    def begin_payment(self, hid: int, now: float) -> bool:
+        """A worker starts the payment of hold ``hid`` at ``now``: False if it has expired."""
+        h = self._holds[hid]
+        if h[0] != _HELD or h[4] <= now:
+            return False
+        h[0] = _PAYING
+        return True
+
+    def end_payment(self, hid: int, at: float, paid: bool, kind: int) -> None:
+        """The payment of ``hid`` completes at ``at``: sold to a buyer of ``kind``, or released."""
+        h = self._holds[hid]
+        units = int(h[2])
+        if paid:
+            h[0] = _DONE
+            self.sold += units
+            self._log(at, 0, -units, units, kind)
+        else:
+            h[0] = _FAILING
+            h[4] = at  # released when the simulation reaches `at`
+            self._schedule(at, hid)
+
+    def settle(self) -> None:
+        """At the end of the run: apply every release still pending (holds expire)."""
+        self.advance(float("inf"))
+
+    def audit(self, units_bought: int) -> None:
+        """Raise OversellError unless sold + available == stock and buyers paid for ``sold``."""
+        avail = sum(self.available)
+        if self.sold + avail != self.units or units_bought != self.sold or min(self.available) < 0:
+            raise OversellError(
+                f"stock books do not balance: sold {self.sold} + available {avail} "
+                f"!= {self.units} units, or journeys paid for {units_bought}"
+            )
