@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
-from flashsale.metrics import metric_unit
+from flashsale.metrics import fmt_metric, metric_unit
 
 __all__ = [
     "BOT_COLOR",
@@ -463,7 +463,7 @@ def _bars(
             ax.text(
                 xx,
                 0,
-                "n/a" if np.isnan(v) else f"{v:.3g}",
+                "n/a" if np.isnan(v) else fmt_metric(name, float(v)),
                 ha="center",
                 va="bottom",
                 fontsize=7,

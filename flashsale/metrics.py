@@ -34,6 +34,7 @@ __all__ = [
     "METRIC_DOCS",
     "PERCENTILES",
     "compute_metrics",
+    "fmt_metric",
     "gini",
     "grouped_quantiles",
     "jain",
@@ -106,6 +107,20 @@ def metric_unit(name: str) -> str:
     if "gini" in name or "jain" in name:
         return "index"
     return "units"
+
+
+def fmt_metric(name: str, value: float | None) -> str:
+    """A metric value as a reader wants it: shares in %, seconds with s, counts grouped."""
+    if value is None:
+        return "n/a"
+    unit = metric_unit(name)
+    if unit == "share":
+        return f"{100 * value:.2f}%"
+    if unit == "s":
+        return f"{value:.3g} s" if value < 10 else f"{value:,.1f} s"
+    if unit == "index":
+        return f"{value:.4f}"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
 def metric_bounds(name: str) -> Bounds:

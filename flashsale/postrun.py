@@ -15,7 +15,7 @@ import pyarrow as pa
 import typer
 
 from flashsale.charts import draw_run_charts
-from flashsale.metrics import compute_metrics
+from flashsale.metrics import compute_metrics, fmt_metric
 from flashsale.outcome import Outcome, OutcomeError
 from flashsale.report import write_run_report
 from flashsale.runs import RunError, RunFolder, write_json_atomic
@@ -24,13 +24,13 @@ from flashsale.thresholds import Verdict, check_thresholds, exit_code
 
 __all__ = ["SUMMARY", "finish_run", "load_run_metrics", "summary_lines"]
 
-SUMMARY: tuple[tuple[str, str, str], ...] = (
-    ("units_sold", "units sold", "count"),
-    ("sellout_time_s", "sell-out time", "seconds"),
-    ("bot_unit_share", "bot share of units", "share"),
-    ("human_success_share", "human success share", "share"),
-    ("yellow_cart_rate", "yellow-cart rate", "share"),
-    ("oversold_units", "oversold units", "count"),
+SUMMARY: tuple[tuple[str, str], ...] = (
+    ("units_sold", "units sold"),
+    ("sellout_time_s", "sell-out time"),
+    ("bot_unit_share", "bot share of units"),
+    ("human_success_share", "human success share"),
+    ("yellow_cart_rate", "yellow-cart rate"),
+    ("oversold_units", "oversold units"),
 )
 """The key figures: printed after every run and shown first in the report."""
 
@@ -81,26 +81,18 @@ def load_run_metrics(run: RunFolder) -> dict[str, Any]:
     return doc
 
 
-def _fmt(value: float | None, kind: str) -> str:
-    if value is None:
-        return "n/a"
-    if kind == "share":
-        return f"{100 * value:.1f}%"
-    if kind == "seconds":
-        return f"{value:.1f} s"
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
-
-
 def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     """The key figures, one line each: mean and, with replications, its 95% CI."""
     lines = []
-    for name, label, kind in SUMMARY:
+    for name, label in SUMMARY:
         m = metrics[name]
-        text = _fmt(m["mean"], kind)
+        text = fmt_metric(name, m["mean"])
         if m["mean"] is None and name == "sellout_time_s":
             text = "not sold out"
         if m["ci_low"] is not None and m["ci_high"] is not None and m["ci_low"] != m["ci_high"]:
-            text += f"  (95% CI {_fmt(m['ci_low'], kind)} to {_fmt(m['ci_high'], kind)})"
+            text += (
+                f"  (95% CI {fmt_metric(name, m['ci_low'])} to {fmt_metric(name, m['ci_high'])})"
+            )
         lines.append(f"  {label:<22}{text}")
     return lines
 

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from flashsale.charts import Chart
-from flashsale.metrics import metric_unit
+from flashsale.metrics import fmt_metric
 from flashsale.runs import write_json_atomic
 from flashsale.scenario import Scenario
 from flashsale.thresholds import Verdict
 
 __all__ = [
     "KEY_METRICS",
-    "fmt_metric",
     "scenario_brief",
     "write_compare_report",
     "write_run_report",
@@ -55,20 +54,6 @@ th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:.9em;color:#444}.muted{color:#666;font-size:.9em}
 """
-
-
-def fmt_metric(name: str, value: float | None) -> str:
-    """A metric value as a reader wants it: shares in %, seconds with s, counts grouped."""
-    if value is None:
-        return "n/a"
-    unit = metric_unit(name)
-    if unit == "share":
-        return f"{100 * value:.2f}%"
-    if unit == "s":
-        return f"{value:.3g} s" if value < 10 else f"{value:,.1f} s"
-    if unit == "index":
-        return f"{value:.4f}"
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
 def _e(text: object) -> str:

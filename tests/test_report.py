@@ -11,9 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flashsale.cli import app
-from flashsale.metrics import METRICS_SCHEMA
+from flashsale.metrics import METRICS_SCHEMA, fmt_metric
 from flashsale.postrun import finish_run
-from flashsale.report import fmt_metric
 from flashsale.runs import RunError, RunFolder, open_run
 from flashsale.scenario import Scenario
 
