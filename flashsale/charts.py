@@ -383,7 +383,8 @@ def _latency(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     axes[-1, 0].set_xlabel("time the request was sent, from the opening (s)")
     fig.suptitle(
         f"Latency percentiles over time per step (bins of {lat['bin_s']:g} s, log scale)\n"
-        f"{_ci_note(len(doc['replications']))} (p95 only)",
+        f"{_ci_note(len(doc['replications']))}"
+        + (" (p95 only)" if len(doc["replications"]) > 1 else ""),
         fontsize=11,
     )
     return _save(

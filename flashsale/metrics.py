@@ -30,6 +30,7 @@ from flashsale.stats import CI_LEVEL, CI_METHOD, Bounds, band, summarize
 
 __all__ = [
     "LATE_START_S",
+    "LORENZ_GRID",
     "METRICS_SCHEMA",
     "METRIC_DOCS",
     "PERCENTILES",
@@ -117,7 +118,15 @@ def fmt_metric(name: str, value: float | None) -> str:
     if unit == "share":
         return f"{100 * value:.2f}%"
     if unit == "s":
-        return f"{value:.3g} s" if value < 10 else f"{value:,.1f} s"
+        return (
+            f"{value:.3g} s"
+            if value < 0.1
+            else f"{value:.2f} s"
+            if value < 10
+            else f"{value:,.1f} s"
+        )
+    if unit == "orders/s":
+        return f"{value:,.1f}"
     if unit == "index":
         return f"{value:.4f}"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
@@ -134,7 +143,11 @@ _BOT = KIND.index("bot")
 _MAIN = SALE.index("main")
 _RESALE = SALE.index("resale")
 _PAY = STEP.index("pay")
-_LORENZ_POINTS = 101
+LORENZ_GRID = np.unique(
+    np.concatenate((np.linspace(0.0, 1.0, 101), 1.0 - np.geomspace(0.1, 1e-4, 41)))
+)
+"""Population shares the Lorenz curve is sampled at: even steps, plus a dense tail near 1,
+where a few operators among hundreds of thousands of persons hold much of the stock."""
 _TIMELINE_POINTS = 500
 _LATENCY_POINTS = 60
 _ARRIVAL_BINS = 30
@@ -162,10 +175,10 @@ def jain(units: np.ndarray) -> float:
     return float(x.sum() ** 2 / (x.size * sq))
 
 
-def lorenz(units: np.ndarray, points: int = _LORENZ_POINTS) -> np.ndarray:
-    """Share of units held by the poorest share p of persons, on ``points`` evenly spaced p."""
+def lorenz(units: np.ndarray, grid: np.ndarray = LORENZ_GRID) -> np.ndarray:
+    """Share of units held by the poorest share p of persons, for each p in ``grid``."""
     x = np.sort(np.asarray(units, dtype=float))
-    p = np.linspace(0.0, 1.0, points)
+    p = np.asarray(grid, dtype=float)
     if x.size == 0 or x.sum() == 0:
         return p
     pop = np.arange(x.size + 1) / x.size
@@ -582,7 +595,7 @@ def compute_metrics(
     persons = [units_per_person(o.journeys)[0] for o in outcomes]
     series: dict[str, Any] = {
         "lorenz": {
-            "population_share": np.linspace(0, 1, _LORENZ_POINTS).tolist(),
+            "population_share": LORENZ_GRID.tolist(),
             **band(np.vstack([lorenz(p) for p in persons]), bounds=(0.0, 1.0)),
         },
         "timeline": {},

@@ -117,7 +117,8 @@ def test_metric_formatting() -> None:
     assert fmt_metric("sellout_time_s", 301.25) == "301.2 s"
     assert fmt_metric("latency_p95_s.cart", 0.0123) == "0.0123 s"
     assert fmt_metric("units_sold", 50000) == "50,000"
-    assert fmt_metric("throughput_peak_orders_per_s", 170.0) == "170"
+    assert fmt_metric("sellout_time_s", 7) == "7.00 s"
+    assert fmt_metric("throughput_peak_orders_per_s", 96.25) == "96.2"
     assert fmt_metric("units_per_person_gini", 0.5) == "0.5000"
     assert fmt_metric("review_precision", None) == "n/a"
 
