@@ -34,13 +34,8 @@ class Recorder:
         self.r_sent = array("d")
         self.r_latency = array("d")
         self.r_status = array("h")
-        self.admitted = np.full(n, np.nan)
-        self.carted = np.full(n, np.nan)
-        self.finished = np.full(n, np.nan)
-        self.result = np.zeros(n, dtype=np.uint8)
-        self.units = np.zeros(n, dtype=np.int32)
-        self.requests = np.zeros(n, dtype=np.int32)
-        self._done = np.zeros(n, dtype=bool)
+        # journey rows, by id: (result, finished, carted, admitted, units, requests)
+        self._rows: list[tuple[int, float, float, float, int, int] | None] = [None] * n
 
     def finish(
         self,
@@ -54,23 +49,25 @@ class Recorder:
         admitted: float = np.nan,
     ) -> None:
         """Close a journey. A journey that carted but did not buy ends ``cart_failed``."""
-        if self._done[journey]:
+        if self._rows[journey] is not None:
             raise RuntimeError(f"journey {journey} finished twice")
-        self._done[journey] = True
         if result != _PURCHASED and carted == carted:  # carted is not NaN
             result = _CART_FAILED
-        self.result[journey] = result
-        self.finished[journey] = at
-        self.carted[journey] = carted
-        self.admitted[journey] = admitted
-        self.units[journey] = units
-        self.requests[journey] = requests
+        self._rows[journey] = (result, at, carted, admitted, units, requests)
 
     def journeys(self) -> dict[str, np.ndarray]:
         """The journeys table; raises if a journey never finished (every one must end once)."""
-        if not self._done.all():
-            raise RuntimeError(f"{int((~self._done).sum())} journeys never finished")
+        unfinished = self._rows.count(None)
+        if unfinished:
+            raise RuntimeError(f"{unfinished} journeys never finished")
         s = self._schedule
+        cols = list(zip(*self._rows, strict=True)) if self._rows else [()] * 6
+        result, finished, carted, admitted, units, requests = (
+            np.array(c, dtype=t)
+            for c, t in zip(
+                cols, ("uint8", "float64", "float64", "float64", "int32", "int32"), strict=True
+            )
+        )
         return {
             "journey": np.arange(len(s), dtype=np.int64),
             "kind": s.kind,
@@ -80,12 +77,12 @@ class Recorder:
             "sale": np.full(len(s), SALE.index("main"), dtype=np.uint8),
             "arrived": s.t,
             "started": s.t,
-            "admitted": self.admitted,
-            "carted": self.carted,
-            "finished": self.finished,
-            "result": self.result,
-            "units": self.units,
-            "requests": self.requests,
+            "admitted": admitted,
+            "carted": carted,
+            "finished": finished,
+            "result": result,
+            "units": units,
+            "requests": requests,
         }
 
     def requests_table(self) -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ RENEGED = 2
 class CheckoutService:
     """FIFO ``workers``-server queue with at most ``queue_limit`` waiting requests."""
 
-    def __init__(self, workers: int, queue_limit: int, track_occupancy: bool = False) -> None:
+    def __init__(self, workers: int, queue_limit: int) -> None:
         if workers < 1:
             raise ValueError(f"workers(={workers}) must be >= 1")
         if queue_limit < 0:
@@ -41,8 +41,6 @@ class CheckoutService:
         self.queue_limit = queue_limit
         self._free = [-math.inf] * workers  # heap: when each worker is next free
         self._leave_queue: list[float] = []  # heap: when each waiting request leaves the queue
-        self._track = track_occupancy
-        self._departs: list[float] = []  # heap: when each request in the system leaves it
         # raw facts for the timeline
         self.arrived = array("d")  # a request reached the service (every one)
         self.left_queue = array("d")  # ... and left the queue: to a worker, giving up, or refused
@@ -58,13 +56,14 @@ class CheckoutService:
         return len(q)
 
     def occupancy(self, now: float) -> float:
-        """Requests in service or waiting, per worker, at ``now`` (needs ``track_occupancy``)."""
-        if not self._track:
-            raise RuntimeError("occupancy() needs CheckoutService(track_occupancy=True)")
-        d = self._departs
-        while d and d[0] <= now:
-            heapq.heappop(d)
-        return len(d) / self.workers
+        """Requests in service or waiting, per worker, at ``now``.
+
+        A worker is busy at ``now`` iff it is next free later (FIFO assigns work back
+        to back); with anyone waiting, every worker is busy.
+        """
+        waiting = self.queue_length(now)
+        busy = self.workers if waiting else sum(f > now for f in self._free)
+        return (busy + waiting) / self.workers
 
     def arrive(self, now: float, service_s: float, patience_s: float) -> tuple[int, float, float]:
         """Submit a request at ``now`` needing ``service_s`` of a worker; its client waits
@@ -84,8 +83,6 @@ class CheckoutService:
                 heapq.heappush(self._leave_queue, gone)
                 self.left_queue.append(gone)
                 self.code.append(RENEGED)
-                if self._track:
-                    heapq.heappush(self._departs, gone)
                 return RENEGED, gone, gone
             heapq.heappush(self._leave_queue, start)
         self.left_queue.append(start)
@@ -94,6 +91,4 @@ class CheckoutService:
         heapq.heapreplace(free, end)
         self.started.append(start)
         self.released.append(end)
-        if self._track:
-            heapq.heappush(self._departs, end)
         return SERVED, start, end

@@ -69,7 +69,7 @@ class Shop:
         self.window_s = scenario.sale.window_s
         self.queue_timeout_s = svc.queue_timeout_s
         self._grows = pay.failure_growth > 0
-        self.service = CheckoutService(svc.workers, svc.queue_limit, track_occupancy=self._grows)
+        self.service = CheckoutService(svc.workers, svc.queue_limit)
         self.stock = Stock(
             split_units(scenario.sale.units, [c.stock_share for c in scenario.sale.channels]),
             svc.cart_hold_s,

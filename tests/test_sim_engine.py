@@ -1,0 +1,227 @@
+"""The engine end to end: a hand-computed sale, conservation, determinism, common random numbers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from flashsale.sim.engine import UnsupportedScenario, simulate
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flashsale.arrivals import HUMAN, Schedule
+from flashsale.outcome import RESULT, STEP
+from flashsale.scenario import Scenario, load_scenario, parse_scenario
+
+from .conftest import SCENARIOS
+
+
+def _tiny(**over: Any) -> Scenario:
+    data: dict[str, Any] = {
+        "schema_version": 1,
+        "name": "tiny",
+        "seed": 3,
+        "sale": {"units": 3, "window_s": 60},
+        "humans": {
+            "count": 5,
+            "think_s": 1.0,
+            "refresh_s": 1.0,
+            "retries_on_error": 0,
+            "arrivals": {"profile": "poisson", "rate_per_s": 1.0},
+        },
+        "service": {
+            "workers": 1,
+            "queue_limit": 100,
+            "queue_timeout_s": 100,
+            "step_s": {"view": 0.1, "cart": 0.2, "pay": 0.3},
+        },
+    }
+    for path, value in over.items():
+        node = data
+        *head, last = path.split("__")
+        for part in head:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return parse_scenario(data)
+
+
+def _fixed(times: list[float]) -> Schedule:
+    n = len(times)
+    ids = np.arange(n, dtype=np.int64)
+    return Schedule(
+        t=np.array(times),
+        kind=np.full(n, HUMAN),
+        account=ids,
+        person=ids,
+        channel=np.zeros(n, dtype=np.uint8),
+        operator=np.full(n, -1, dtype=np.int64),
+    )
+
+
+def test_hand_computed_sale() -> None:
+    """3 units, 5 buyers, one worker, constant times: every number below is worked by hand.
+
+    A arrives at -0.5 (view 425, refreshes at 0.6), B at 0, C at 0.05, D at 2, E at 10.
+    Views at 0.0-0.1 (B), 0.1-0.2 (C), 0.6-0.7 (A); carts at 1.1-1.3 (B), 1.3-1.5 (C,
+    waited 0.1), 1.7-1.9 (A, the last unit); D's view at 2.0 finds none (409); pays at
+    2.3-2.6 (B), 2.6-2.9 (C, waited), 2.9-3.2 (A); E comes too late.
+    """
+    j = simulate(_tiny(), schedule=_fixed([-0.5, 0.0, 0.05, 2.0, 10.0])).outcome.journeys
+    purchased, sold_out = RESULT.index("purchased"), RESULT.index("sold_out")
+    assert j["result"].tolist() == [purchased] * 3 + [sold_out] * 2
+    assert j["units"].tolist() == [1, 1, 1, 0, 0]
+    assert j["requests"].tolist() == [4, 3, 3, 1, 1]
+    np.testing.assert_allclose(j["carted"][:3], [1.7, 1.1, 1.3])
+    assert np.isnan(j["carted"][3:]).all()
+    np.testing.assert_allclose(j["finished"], [3.2, 2.6, 2.9, 2.1, 10.1])
+
+
+def test_hand_computed_requests() -> None:
+    rq = simulate(_tiny(), schedule=_fixed([-0.5, 0.0, 0.05, 2.0, 10.0])).outcome.requests
+    a = rq["journey"] == 0
+    assert [STEP[s] for s in rq["step"][a]] == ["view", "view", "cart", "pay"]
+    assert rq["status"][a].tolist() == [425, 200, 201, 201]
+    np.testing.assert_allclose(rq["sent"][a], [-0.5, 0.6, 1.7, 2.9])
+    c = rq["journey"] == 2
+    np.testing.assert_allclose(rq["latency"][c], [0.15, 0.3, 0.4])  # waits included
+    assert rq["status"][rq["journey"] == 3].tolist() == [409]
+    np.testing.assert_array_equal(rq["intended"], rq["sent"])
+
+
+def _conserved(sc: Scenario, seed: int) -> None:
+    o = simulate(sc, seed=seed).outcome
+    j, tl = o.journeys, o.timeline
+    bought = int(j["units"].sum())
+    assert bought <= sc.sale.units
+    assert bought + int(tl["stock_left"][-1]) == sc.sale.units
+    assert int(tl["reserved"][-1]) == 0  # every hold expired or was paid
+    assert (tl["stock_left"] >= 0).all() and (tl["reserved"] >= 0).all()
+    assert int(tl["sold_human"].sum() + tl["sold_bot"].sum()) == bought
+    assert np.isfinite(j["finished"]).all()  # every journey ended, exactly once
+    assert ((j["units"] > 0) == (j["result"] == RESULT.index("purchased"))).all()
+    assert int(j["requests"].sum()) == len(o.requests["journey"])
+    assert int(tl["arrivals"].sum()) == len(j["journey"])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_never_oversells_and_conserves_stock(seed: int) -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        ["humans.count=300", "service.payment.failure_prob=0.2", "service.cart_hold_s=5"],
+    )
+    _conserved(sc, seed)
+
+
+def test_conservation_with_defenses() -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        [
+            "defenses.account_limit.enabled=true",
+            "defenses.rate_limit.enabled=true",
+            "service.payment.failure_growth=0.5",
+            "service.payment.load_knee=0.2",
+        ],
+    )
+    _conserved(sc, 1)
+
+
+def test_same_seed_same_tables_other_seed_other_tables() -> None:
+    sc = load_scenario(SCENARIOS / "smoke.toml")
+    a, b, c = (simulate(sc, 0, seed=s).outcome for s in (5, 5, 6))
+    for name in ("journeys", "requests", "timeline"):
+        for col, arr in a.table(name).items():
+            np.testing.assert_array_equal(arr, b.table(name)[col], err_msg=f"{name}.{col}")
+    assert not np.array_equal(a.journeys["arrived"], c.journeys["arrived"])
+
+
+@pytest.mark.parametrize(
+    "defense",
+    [
+        # enabled but never binding: the tables must not move at all
+        ["defenses.account_limit.enabled=true", "defenses.account_limit.max_units=100"],
+        [
+            "defenses.rate_limit.enabled=true",
+            "defenses.rate_limit.per_account_per_s=1000",
+            "defenses.rate_limit.per_operator_per_s=1000",
+            "defenses.rate_limit.burst=1000",
+        ],
+    ],
+)
+def test_a_defense_that_never_binds_changes_nothing(defense: list[str]) -> None:
+    """Common random numbers: a defense draws from its own stream only."""
+    base = simulate(load_scenario(SCENARIOS / "smoke.toml")).outcome
+    guarded = simulate(load_scenario(SCENARIOS / "smoke.toml", defense)).outcome
+    for name in ("journeys", "requests", "timeline"):
+        for col, arr in base.table(name).items():
+            np.testing.assert_array_equal(arr, guarded.table(name)[col], err_msg=f"{name}.{col}")
+
+
+def test_binding_defense_keeps_arrivals() -> None:
+    base = simulate(load_scenario(SCENARIOS / "smoke.toml")).outcome.journeys
+    guarded = simulate(
+        load_scenario(SCENARIOS / "smoke.toml", ["defenses.account_limit.enabled=true"])
+    ).outcome.journeys
+    for col in ("arrived", "kind", "account", "person", "channel"):
+        np.testing.assert_array_equal(base[col], guarded[col])
+
+
+def test_account_limit_caps_every_account_and_bots_adapt() -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        ["defenses.account_limit.enabled=true", "defenses.account_limit.max_units=1"],
+    )
+    o = simulate(sc).outcome
+    assert int(o.journeys["units"].max()) == 1
+    bot = o.journeys["kind"] == 1
+    assert int(o.journeys["units"][bot].sum()) > 0  # refused 2, asked for 1
+    assert (o.requests["status"] == 403).any()
+
+
+def test_rate_limit_bounds_each_account() -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        [
+            "defenses.rate_limit.enabled=true",
+            "defenses.rate_limit.per_account_per_s=0.5",
+            "defenses.rate_limit.burst=2",
+            "bots.request_rate_per_s=10",
+        ],
+    )
+    rq = simulate(sc).outcome.requests
+    assert (rq["status"] == 429).any()
+    ok = rq["status"] != 429
+    for account in np.unique(rq["account"]):
+        t = np.sort(rq["sent"][ok & (rq["account"] == account)])
+        span = t[-1] - t[0] if t.size else 0.0
+        assert t.size <= 2 + 0.5 * span + 1e-9  # burst + refill
+
+
+def test_unmodelled_defense_is_refused_by_name() -> None:
+    sc = load_scenario(SCENARIOS / "smoke.toml", ["defenses.captcha.enabled=true"])
+    with pytest.raises(UnsupportedScenario, match=r"defenses\.captcha\.enabled") as e:
+        simulate(sc)
+    assert e.value.field == "defenses.captcha.enabled"
+
+
+def test_payment_failures_release_stock_and_make_yellow_carts() -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        ["service.payment.failure_prob=1.0", "bots.operators=0"],
+    )
+    o = simulate(sc).outcome
+    assert int(o.journeys["units"].sum()) == 0
+    assert (o.journeys["result"] == RESULT.index("cart_failed")).any()
+    assert int(o.timeline["stock_left"][-1]) == sc.sale.units
+
+
+def test_patience_makes_humans_abandon() -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        ["humans.patience_s=0.001", "service.workers=1", "bots.operators=0"],
+    )
+    j = simulate(sc).outcome.journeys
+    assert (j["result"] == RESULT.index("abandoned")).any()
+    assert math.isfinite(float(j["finished"].max()))
