@@ -450,6 +450,24 @@ def _window(
     return lo, width, max(1, math.ceil((hi - lo) / width - 1e-9))
 
 
+_ACTIVITY = ("arrivals", "sold_human", "sold_bot", "in_flight", "queue", "errors", "reserved")
+
+
+def _active_end(outcomes: Sequence[Outcome], keep: Any, at_least: float) -> float:
+    """Last timeline time with any activity among the kept rows (at least ``at_least``).
+
+    Charts of a sale end there: an engine may record quiet intervals up to a re-sale
+    days later, which would squeeze the sale itself into a sliver of the chart.
+    """
+    end = at_least
+    for o in outcomes:
+        tl = o.timeline
+        busy = keep(tl["t"]) & np.any([tl[c] != 0 for c in _ACTIVITY], axis=0)
+        if busy.any():
+            end = max(end, float(tl["t"][busy].max()))
+    return end
+
+
 def _timeline_rows(tl: Mapping[str, np.ndarray], lo: float, w: float, nb: int) -> dict[str, Any]:
     """One replication's timeline on the grid: states at bin end, counts per second."""
     order = np.argsort(tl["t"], kind="stable")
@@ -589,9 +607,11 @@ def compute_metrics(
 
     interval = scenario.outputs.timeline_interval_s
     rs = scenario.defenses.resale
-    windows = {"main": lambda t: _main_part(scenario, t)}
+    main_end = _active_end(outcomes, lambda t: _main_part(scenario, t), scenario.sale.window_s)
+    windows = {"main": lambda t: _main_part(scenario, t) & (t <= main_end)}
     if rs.enabled:
-        windows["resale"] = lambda t: t >= rs.at_s
+        resale_end = _active_end(outcomes, lambda t: t >= rs.at_s, rs.at_s + rs.window_s)
+        windows["resale"] = lambda t: (t >= rs.at_s) & (t <= resale_end)
     persons = [units_per_person(o.journeys)[0] for o in outcomes]
     series: dict[str, Any] = {
         "lorenz": {

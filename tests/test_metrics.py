@@ -282,3 +282,24 @@ def test_compute_metrics_rejects_bad_input() -> None:
         compute_metrics(scenario(), [])
     with pytest.raises(ValueError, match="audit entries"):
         compute_metrics(scenario(), [make_outcome([{}])], [{}, {}])
+
+
+def test_chart_windows_skip_quiet_days_before_a_resale() -> None:
+    sc = scenario(
+        sale={"units": 10, "window_s": 20},
+        defenses={"review": {"enabled": True}, "resale": {"enabled": True, "at_s": 86_400}},
+    )
+    quiet = [{"t": float(t)} for t in range(30, 86_400, 50)]
+    tl = [
+        {"t": 0.0, "stock_left": 5, "sold_human": 5},
+        {"t": 25.0, "stock_left": 0, "sold_bot": 5},
+        *quiet,
+        {"t": 86_400.0, "sold_human": 1, "stock_left": 1},
+        {"t": 86_401.0, "sold_human": 1},
+    ]
+    doc = compute_metrics(sc, [make_outcome([{}], timeline=tl)])
+    main = doc["series"]["timeline"]["main"]
+    resale = doc["series"]["timeline"]["resale"]
+    # The main chart ends after the last busy interval (t = 25), not 86,400 s later.
+    assert (main["t_s"][0], main["t_end_s"][-1]) == (0.0, 26.0)
+    assert (resale["t_s"][0], resale["t_end_s"][-1]) == (86_400.0, 86_402.0)
