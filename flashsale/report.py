@@ -56,6 +56,17 @@ figcaption{font-size:.9em;color:#444}.muted{color:#666;font-size:.9em}
 """
 
 
+_REPLAY_METRICS: tuple[tuple[str, str], ...] = (
+    ("audit_mismatch_units", "units sold: journeys vs the service's audit"),
+    ("late_start_share", "journeys started > 1 s late"),
+)
+
+
+def _replay_rows(metrics: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A replay's honesty checks, shown with the key figures when it has an audit."""
+    return _REPLAY_METRICS if metrics["audit_mismatch_units"]["n"] else ()
+
+
 def _e(text: object) -> str:
     return html.escape(str(text))
 
@@ -230,7 +241,7 @@ def write_run_report(
             _e(_ci(name, m[name])),
             _e(", ".join(fmt_metric(name, v) for v in m[name]["values"])),
         )
-        for name, label in KEY_METRICS
+        for name, label in KEY_METRICS + _replay_rows(m)
     ]
     body.append(_table(["metric", "mean", "95% CI", "per replication"], rows))
     body.append(_ci_note(doc))

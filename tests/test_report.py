@@ -66,6 +66,7 @@ def test_report_is_self_contained(run_dir: Path) -> None:
     assert "a sale &lt;with&gt; markup &amp; ampersands" in page
     assert "PASS" in page and "oversold_units == 0" in page
     assert "Student t" in page
+    assert "units sold: journeys vs the service&#x27;s audit" in page  # a run with an audit
 
 
 @pytest.mark.slow
