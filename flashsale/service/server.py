@@ -120,8 +120,9 @@ def run_in_background(
         cmd = [
             sys.executable,
             "-c",
-            "from flashsale.cli import main; main()",
-            "serve",
+            # the command alone: the full CLI would import the chart stack for nothing
+            "import typer; from flashsale.commands.serve import serve_command; "
+            "typer.run(serve_command)",
             str(spec),
             "--host",
             host,
