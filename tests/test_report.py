@@ -133,3 +133,20 @@ def test_readme_documents_every_metric() -> None:
     section = readme[readme.index("## Metrics, charts and reports") :]
     missing = [name for name in METRIC_DOCS if f"`{name}`" not in section]
     assert not missing, f"README metrics section lacks: {missing}"
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_is_reported_on_its_finished_replications(tmp_path: Path) -> None:
+    sc = _scenario()
+    path = tmp_path / "run"
+    with (
+        pytest.raises(KeyboardInterrupt),
+        open_run(sc, "test", out=path, seed=1, replications=3, argv=["t"]) as run,
+    ):
+        run.save_replication(0, synthetic_outcome(sc, np.random.default_rng(0)))
+        raise KeyboardInterrupt
+    res = CliRunner().invoke(app, ["report", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "warning:" in res.output and "status incomplete" in res.output
+    page = (path / "report.html").read_text()
+    assert "This run is <b>incomplete</b>" in page
