@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -102,12 +102,15 @@ def run_in_background(
     fresh: bool = True,
     opens_in_s: float = 0.0,
     ready_timeout_s: float = 30.0,
+    launcher: Sequence[str] = (),
 ) -> Iterator[ServiceURL]:
     """Start the service in a child process; yield its base URL; stop it.
 
     ``db`` None: a fresh SQLite file in a temporary folder. ``fresh`` False resumes
     the sale already in ``db`` (a restart). The yielded URL carries
     ``.admin_token`` (random unless given), ``.db`` and ``.process``.
+    ``launcher`` replaces the Python interpreter, e.g. a profiler:
+    ``[sys.executable, "-m", "pyinstrument", "-o", "out.txt"]``.
     """
     if not is_loopback(host):
         raise ValueError(f"host {host!r}: run_in_background binds loopback only")
@@ -118,7 +121,7 @@ def run_in_background(
         ready = Path(tmp) / "ready"
         database = str(db) if db is not None else str(Path(tmp) / "sale.db")
         cmd = [
-            sys.executable,
+            *(launcher or [sys.executable]),
             "-c",
             # the command alone: the full CLI would import the chart stack for nothing
             "import typer; from flashsale.commands.serve import serve_command; "
