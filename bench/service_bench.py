@@ -233,8 +233,8 @@ def report(name: str, r: dict[str, Any]) -> None:
         x = r[mode]
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(x["status"].items()))
         print(
-            f"  {label:26s} {x['per_s']:8.0f}/s  p50 {x['p50_ms']:6.2f} ms  p99 {x['p99_ms']:7.2f} ms"
-            f"  ratio to ceiling {x['per_s'] / ceiling:4.2f}  [{codes}]"
+            f"  {label:26s} {x['per_s']:8.0f}/s  p50 {x['p50_ms']:6.2f} ms"
+            f"  p99 {x['p99_ms']:7.2f} ms  ratio to ceiling {x['per_s'] / ceiling:4.2f}  [{codes}]"
         )
     a = r["audit"]
     print(
