@@ -515,6 +515,8 @@ def _overlay(
     xlabel: str,
     caption: str,
     percent_y: bool = False,
+    percent_x: bool = False,
+    equality: bool = False,
     steps: bool = True,
 ) -> Chart | None:
     curves = [pick(d) for d in docs]
@@ -531,6 +533,10 @@ def _overlay(
     ax.set_ylabel(ylabel)
     if percent_y:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if percent_x:
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    if equality:
+        ax.plot([0, 1], [0, 1], color=OKABE_ITO["black"], ls="--", lw=1, label="perfect equality")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
@@ -562,6 +568,7 @@ def _paired(
         ax.axhline(0, color=OKABE_ITO["black"], lw=0.8)
         ax.set_title(titles[name], fontsize=9)
         _unit_axis(ax, name)
+        ax.set_ylabel(f"difference ({ax.get_ylabel()})", fontsize=8)
         ax.set_xticks(x, [f"run {p['run'] + 1}\n- run 1" for p in pairs], fontsize=8)
         ax.grid(alpha=0.3, axis="y")
     for ax in list(axes.flat)[len(names) :]:
@@ -656,6 +663,8 @@ def draw_compare_charts(
             "share of persons, fewest units first",
             "Closer to the diagonal = fairer.",
             percent_y=True,
+            percent_x=True,
+            equality=True,
             steps=False,
         ),
     ]
