@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import httpx
 import numpy as np
 
 from flashsale.scenario import Scenario, parse_scenario
-from flashsale.service.server import ServiceURL, run_in_background
+from flashsale.service.server import PROFILE_ENV, ServiceURL, run_in_background
 
 MAX_REQUESTS_PER_CONNECTION = 200_000
 
@@ -197,13 +196,12 @@ def audit(url: ServiceURL) -> dict[str, Any]:
 
 
 def bench_backend(name: str, db: str | None, args: argparse.Namespace) -> dict[str, Any]:
-    launcher: list[str] = []
+    env = {}
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
-        out = Path(args.profile) / f"{name}.txt"
-        launcher = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(out)]
+        env[PROFILE_ENV] = str((Path(args.profile) / f"{name}.txt").resolve())
     results: dict[str, Any] = {}
-    with run_in_background(bench_scenario(), db=db, launcher=launcher) as url:
+    with run_in_background(bench_scenario(), db=db, env=env) as url:
         phase = lambda mode, holds=None: run_phase(  # noqa: E731
             url, mode, args.seconds, args.clients, args.connections, holds
         )

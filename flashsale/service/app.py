@@ -51,7 +51,11 @@ async def healthz(_: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
-def create_app(runtime: Runtime, on_started: Callable[[], None] | None = None) -> Starlette:
+def create_app(
+    runtime: Runtime,
+    on_started: Callable[[], None] | None = None,
+    on_stopped: Callable[[], None] | None = None,
+) -> Starlette:
     """The service around ``runtime`` (started and stopped by the app's lifespan)."""
 
     @asynccontextmanager
@@ -63,6 +67,8 @@ def create_app(runtime: Runtime, on_started: Callable[[], None] | None = None) -
             yield
         finally:
             await runtime.stop()
+            if on_stopped is not None:
+                on_stopped()
 
     routes = [*public_routes(), *admin_routes(), Route("/healthz", healthz, methods=["GET"])]
     spec = openapi_spec(routes)

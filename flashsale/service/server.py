@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import uvicorn
@@ -28,7 +28,18 @@ from flashsale.scenario import Scenario
 from flashsale.service.app import create_app
 from flashsale.service.runtime import Runtime
 
-__all__ = ["ADMIN_TOKEN_ENV", "ServiceURL", "bind", "is_loopback", "run_in_background", "serve"]
+__all__ = [
+    "ADMIN_TOKEN_ENV",
+    "PROFILE_ENV",
+    "ServiceURL",
+    "bind",
+    "is_loopback",
+    "run_in_background",
+    "serve",
+]
+
+PROFILE_ENV = "FLASHSALE_PROFILE"
+"""Environment variable: write a pyinstrument report of the server to this path."""
 
 ADMIN_TOKEN_ENV = "FLASHSALE_ADMIN_TOKEN"
 """Environment variable holding the admin token (kept off the command line)."""
@@ -58,7 +69,29 @@ def serve(
     runtime: Runtime, sock: socket.socket, on_started: Callable[[], None] | None = None
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's graceful shutdown); ``on_started`` runs
-    once the sale is loaded."""
+    once the sale is loaded.
+
+    With ``FLASHSALE_PROFILE=path`` in the environment the server samples itself
+    with pyinstrument and writes a text report there on shutdown (a profiler
+    wrapping the process would not: uvicorn re-raises SIGTERM after shutting down).
+    """
+    on_stopped = None
+    profile_to = os.environ.get(PROFILE_ENV)
+    if profile_to:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(async_mode="disabled")
+        started = on_started
+
+        def on_started() -> None:
+            profiler.start()
+            if started is not None:
+                started()
+
+        def on_stopped() -> None:
+            profiler.stop()
+            Path(profile_to).write_text(profiler.output_text(unicode=False, color=False))
+
     try:
         import uvloop  # noqa: F401
 
@@ -66,7 +99,7 @@ def serve(
     except ImportError:  # pragma: no cover - Windows
         loop = "asyncio"
     config = uvicorn.Config(
-        create_app(runtime, on_started),
+        create_app(runtime, on_started, on_stopped),
         loop=loop,
         http="httptools",
         lifespan="on",
@@ -102,15 +135,14 @@ def run_in_background(
     fresh: bool = True,
     opens_in_s: float = 0.0,
     ready_timeout_s: float = 30.0,
-    launcher: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[ServiceURL]:
     """Start the service in a child process; yield its base URL; stop it.
 
     ``db`` None: a fresh SQLite file in a temporary folder. ``fresh`` False resumes
     the sale already in ``db`` (a restart). The yielded URL carries
     ``.admin_token`` (random unless given), ``.db`` and ``.process``.
-    ``launcher`` replaces the Python interpreter, e.g. a profiler:
-    ``[sys.executable, "-m", "pyinstrument", "-o", "out.txt"]``.
+    ``env`` adds environment variables for the server (e.g. ``PROFILE_ENV``).
     """
     if not is_loopback(host):
         raise ValueError(f"host {host!r}: run_in_background binds loopback only")
@@ -121,7 +153,7 @@ def run_in_background(
         ready = Path(tmp) / "ready"
         database = str(db) if db is not None else str(Path(tmp) / "sale.db")
         cmd = [
-            *(launcher or [sys.executable]),
+            sys.executable,
             "-c",
             # the command alone: the full CLI would import the chart stack for nothing
             "import typer; from flashsale.commands.serve import serve_command; "
@@ -141,7 +173,10 @@ def run_in_background(
         ]
         log = (Path(tmp) / "server.log").open("wb")
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, ADMIN_TOKEN_ENV: token}
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {}), ADMIN_TOKEN_ENV: token},
         )
         try:
             deadline = time.monotonic() + ready_timeout_s
@@ -159,7 +194,7 @@ def run_in_background(
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    proc.wait(timeout=10)
+                    proc.wait(timeout=60)  # a profiler launcher writes its report here
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
