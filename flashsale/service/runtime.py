@@ -13,7 +13,7 @@ import dataclasses
 import time
 from typing import Any
 
-from flashsale.sim.stock import split_units
+from flashsale.sim.stock import split_units  # type: ignore[import-not-found]  # mypy cannot map flashsale.sim -> sim/
 
 from flashsale.scenario import Scenario, parse_scenario
 from flashsale.service.guards import Guards
