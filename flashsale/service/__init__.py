@@ -71,3 +71,9 @@ probability, drawn from the ``payment`` random stream of the scenario's seed.
 """
 
 from __future__ import annotations
+
+from flashsale.service.app import create_app
+from flashsale.service.runtime import Runtime
+from flashsale.service.server import ServiceURL, run_in_background
+
+__all__ = ["Runtime", "ServiceURL", "create_app", "run_in_background"]
