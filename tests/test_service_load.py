@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 CLIENTS = 220
 UNITS = 1000
 MAX_REQUESTS = 30_000
-DEADLINE_S = 20.0
+DEADLINE_S = 30.0  # a cap, not a target: an idle 2-core machine sells out in ~10 s
 
 
 def sale(units: int = UNITS, failure_prob: float = 0.05) -> Scenario:
