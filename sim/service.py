@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
+from collections import deque
 
 __all__ = ["FULL", "RENEGED", "SERVED", "CheckoutService"]
 
@@ -40,7 +41,10 @@ class CheckoutService:
         self.workers = workers
         self.queue_limit = queue_limit
         self._free = [-math.inf] * workers  # heap: when each worker is next free
-        self._leave_queue: list[float] = []  # heap: when each waiting request leaves the queue
+        # when each waiting request leaves the queue: those a worker will take leave in
+        # arrival order (FIFO), so a deque; those who give up leave in any order, a heap
+        self._to_worker: deque[float] = deque()
+        self._giving_up: list[float] = []
         # raw facts for the timeline
         self.arrived = array("d")  # a request reached the service (every one)
         self.left_queue = array("d")  # ... and left the queue: to a worker, giving up, or refused
@@ -50,10 +54,12 @@ class CheckoutService:
 
     def queue_length(self, now: float) -> int:
         """Requests waiting for a worker at ``now``."""
-        q = self._leave_queue
+        q, g = self._to_worker, self._giving_up
         while q and q[0] <= now:
-            heapq.heappop(q)
-        return len(q)
+            q.popleft()
+        while g and g[0] <= now:
+            heapq.heappop(g)
+        return len(q) + len(g)
 
     def occupancy(self, now: float) -> float:
         """Requests in service or waiting, per worker, at ``now``.
@@ -80,11 +86,11 @@ class CheckoutService:
                 return FULL, now, now
             if start - now > patience_s:
                 gone = now + patience_s
-                heapq.heappush(self._leave_queue, gone)
+                heapq.heappush(self._giving_up, gone)
                 self.left_queue.append(gone)
                 self.code.append(RENEGED)
                 return RENEGED, gone, gone
-            heapq.heappush(self._leave_queue, start)
+            self._to_worker.append(start)
         self.left_queue.append(start)
         self.code.append(SERVED)
         end = start + service_s

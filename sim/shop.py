@@ -123,10 +123,14 @@ class Shop:
                 status = UNAVAILABLE
             elif code == RENEGED:
                 status = ABANDONED if patience < timeout_s else GATEWAY_TIMEOUT
-            elif step == VIEW:
-                status = self._open(start) or (
-                    OK if self.stock.available[j.channel] > 0 else SOLD_OUT
-                )
+            elif step == VIEW:  # _open(), inlined: most requests are views
+                if start < 0.0:
+                    status = NOT_OPEN
+                elif start > self.window_s:
+                    status = SOLD_OUT
+                else:
+                    self.stock.advance(start)
+                    status = OK if self.stock.available[j.channel] > 0 else SOLD_OUT
             elif step == CART:
                 status = self._add_to_cart(j, start)
             else:
