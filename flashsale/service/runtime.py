@@ -13,13 +13,12 @@ import dataclasses
 import time
 from typing import Any
 
-from flashsale.sim.stock import split_units  # type: ignore[import-not-found]  # mypy cannot map flashsale.sim -> sim/
-
 from flashsale.scenario import Scenario, parse_scenario
 from flashsale.service.guards import Guards
 from flashsale.service.limiter import CapacityLimiter
 from flashsale.service.payment import PaymentGateway
 from flashsale.service.store import SaleRecord, Store
+from flashsale.sim.stock import split_units
 from flashsale.streams import Streams
 
 __all__ = ["SWEEP_INTERVAL_S", "Runtime"]
