@@ -30,6 +30,7 @@ from .defense import Defense
 from .humans import human_behaviour
 from .journey import Behaviour, Journey
 from .rate_limit import RateLimit
+from .review import review_journeys
 from .service import CheckoutService
 from .shop import Shop
 from .timeline import build_timeline
@@ -38,7 +39,7 @@ KIND_HUMAN, KIND_BOT = int(HUMAN), int(BOT)
 
 __all__ = ["MODELLED_DEFENSES", "SimResult", "UnsupportedScenario", "check_supported", "simulate"]
 
-MODELLED_DEFENSES = ("account_limit", "rate_limit")
+MODELLED_DEFENSES = ("account_limit", "rate_limit", "review")
 """Defenses this engine models; a scenario enabling any other is refused."""
 
 
@@ -120,6 +121,8 @@ def simulate(
     shop.stock.settle()
     journeys = shop.recorder.journeys()
     shop.stock.audit(int(journeys["units"].sum(dtype=np.int64)))
+    if scenario.defenses.review.enabled:
+        journeys = review_journeys(journeys, scenario.defenses.review, streams["defense.review"])
     requests = shop.recorder.requests_table()
     timeline = build_timeline(
         scenario.outputs.timeline_interval_s, schedule, shop.stock, shop.service, requests

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from flashsale.sim.engine import UnsupportedScenario, simulate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flashsale.arrivals import HUMAN, Schedule
 from flashsale.outcome import RESULT, STEP
 from flashsale.scenario import Scenario, load_scenario, parse_scenario
+from flashsale.sim.engine import UnsupportedScenario, simulate
 
 from .conftest import SCENARIOS
 
@@ -225,3 +225,40 @@ def test_patience_makes_humans_abandon() -> None:
     j = simulate(sc).outcome.journeys
     assert (j["result"] == RESULT.index("abandoned")).any()
     assert math.isfinite(float(j["finished"].max()))
+
+
+def test_review_cancels_flagged_purchases_only() -> None:
+    plain = simulate(load_scenario(SCENARIOS / "smoke.toml")).outcome.journeys
+    reviewed = simulate(
+        load_scenario(
+            SCENARIOS / "smoke.toml",
+            [
+                "defenses.review.enabled=true",
+                "defenses.review.bot_detection_prob=1.0",
+                "defenses.review.human_false_positive_prob=0.0",
+            ],
+        )
+    ).outcome.journeys
+    purchased, cancelled = RESULT.index("purchased"), RESULT.index("cancelled")
+    bought_by_bot = (plain["result"] == purchased) & (plain["kind"] == 1)
+    np.testing.assert_array_equal(reviewed["result"] == cancelled, bought_by_bot)
+    np.testing.assert_array_equal(reviewed["units"], plain["units"])  # paid, then cancelled
+    same = ~bought_by_bot
+    np.testing.assert_array_equal(reviewed["result"][same], plain["result"][same])
+
+
+def test_review_that_flags_nothing_changes_nothing() -> None:
+    plain = simulate(load_scenario(SCENARIOS / "smoke.toml")).outcome
+    reviewed = simulate(
+        load_scenario(
+            SCENARIOS / "smoke.toml",
+            [
+                "defenses.review.enabled=true",
+                "defenses.review.bot_detection_prob=0",
+                "defenses.review.human_false_positive_prob=0",
+            ],
+        )
+    ).outcome
+    for name in ("journeys", "requests", "timeline"):
+        for col, arr in plain.table(name).items():
+            np.testing.assert_array_equal(arr, reviewed.table(name)[col], err_msg=f"{name}.{col}")
