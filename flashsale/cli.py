@@ -61,47 +61,7 @@ def show(
 ) -> None:
     """Print the resolved scenario with every default filled in."""
     sc = load_or_exit(file, set_)
-    data = sc.to_toml_dict()
-    typer.echo(json.dumps(data, indent=2) if as_json else _to_toml(data))
-
-
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
-def _key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
-
-
-def _to_toml(data: dict[str, object], prefix: str = "") -> str:
-    """Tables as [sections], distributions inline, lists of tables as [[...]]."""
-    scalars, tables, arrays = [], [], []
-    for k, v in data.items():
-        if isinstance(v, dict) and v and "dist" not in v:
-            tables.append((k, v))
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            arrays.append((k, v))
-        else:
-            scalars.append(f"{_key(k)} = {_toml_value(v)}")
-    out = "\n".join(scalars)
-    for k, v in tables:
-        name = f"{prefix}{_key(k)}"
-        body = _to_toml(v, f"{name}.")
-        out += f"\n\n[{name}]\n{body}" if not body.startswith("\n") else f"\n\n[{name}]{body}"
-    for k, items in arrays:
-        for item in items:
-            out += f"\n\n[[{prefix}{_key(k)}]]\n{_to_toml(item).strip()}"
-    return out.strip("\n") + ("\n" if not prefix else "")
+    typer.echo(json.dumps(sc.to_toml_dict(), indent=2) if as_json else sc.to_toml())
 
 
 app.command()(report)

@@ -3,6 +3,8 @@
 ``results/<UTC timestamp>-<scenario>-<engine>/`` (or ``--out DIR``) holds::
 
     manifest.json          what ran, with what, and whether it finished
+    scenario.toml          the resolved scenario: `flashsale simulate <run>/scenario.toml`
+                           re-runs exactly this sale (e.g. a replay's scaled-down one)
     rep-000/journeys.parquet, requests.parquet, timeline.parquet
     rep-001/...
 
@@ -179,6 +181,7 @@ def open_run(
         },
     )
     run._write()
+    (path / "scenario.toml").write_text(scenario.to_toml())
     try:
         yield run
     except KeyboardInterrupt:

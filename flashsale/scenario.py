@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from flashsale import _toml
 from flashsale.distributions import (
     Constant,
     Distribution,
@@ -488,6 +489,10 @@ class Scenario(_Model):
                 "(nothing is cancelled without a review)"
             )
         return self
+
+    def to_toml(self) -> str:
+        """The resolved scenario as TOML text that loads back to an equal Scenario."""
+        return _toml.dumps(self.to_toml_dict())
 
     def to_toml_dict(self) -> dict[str, Any]:
         """The resolved scenario, every default filled in, as plain data."""

@@ -32,6 +32,7 @@ def test_complete_run_records_what_ran(smoke_path: Path, tmp_path: Path) -> None
     assert m["command"] == ["flashsale", "x"]
     assert {"python", "numpy", "pydantic"} <= set(m["versions"])  # type: ignore[arg-type]
     assert m["started_at"] and m["finished_at"]
+    assert load_scenario(out / "scenario.toml") == sc, "the run's scenario re-runs as is"
     loaded = RunFolder.load(out)
     assert loaded.scenario == sc
     assert loaded.replications() == [0, 1]
