@@ -30,6 +30,7 @@ from .defense import Defense
 from .humans import human_behaviour
 from .journey import Behaviour, Journey
 from .rate_limit import RateLimit
+from .resale import append_resale, plan_resale
 from .review import review_journeys
 from .service import CheckoutService
 from .shop import Shop
@@ -39,7 +40,7 @@ KIND_HUMAN, KIND_BOT = int(HUMAN), int(BOT)
 
 __all__ = ["MODELLED_DEFENSES", "SimResult", "UnsupportedScenario", "check_supported", "simulate"]
 
-MODELLED_DEFENSES = ("account_limit", "rate_limit", "review")
+MODELLED_DEFENSES = ("account_limit", "rate_limit", "review", "resale")
 """Defenses this engine models; a scenario enabling any other is refused."""
 
 
@@ -81,19 +82,19 @@ def _defenses(scenario: Scenario) -> list[Defense]:
     return out
 
 
-def simulate(
-    scenario: Scenario,
-    replication: int = 0,
-    seed: int | None = None,
-    schedule: Schedule | None = None,
-) -> SimResult:
-    """Run one replication. ``seed`` defaults to the scenario's; ``schedule`` replaces the
-    generated arrivals (tests use fixed arrival times)."""
-    check_supported(scenario)
-    streams = Streams.for_replication(scenario.seed if seed is None else seed, replication)
-    arrivals = build_schedule(scenario, streams["arrivals"])
-    if schedule is None:
-        schedule = arrivals
+@dataclass(frozen=True)
+class _Sale:
+    """One sale's tables (times relative to its own opening) and its queue log."""
+
+    journeys: dict[str, np.ndarray]
+    requests: dict[str, np.ndarray]
+    timeline: dict[str, np.ndarray]
+    service: CheckoutService
+    events: int
+
+
+def _run_sale(scenario: Scenario, schedule: Schedule, streams: Streams) -> _Sale:
+    """Simulate one sale of ``scenario.sale.units`` over ``schedule``, to the last event."""
     start = float(schedule.t[0]) if len(schedule) else 0.0
     env = simpy.Environment(initial_time=min(start, 0.0))
     shop = Shop(
@@ -121,16 +122,42 @@ def simulate(
     shop.stock.settle()
     journeys = shop.recorder.journeys()
     shop.stock.audit(int(journeys["units"].sum(dtype=np.int64)))
-    if scenario.defenses.review.enabled:
-        journeys = review_journeys(journeys, scenario.defenses.review, streams["defense.review"])
     requests = shop.recorder.requests_table()
     timeline = build_timeline(
         scenario.outputs.timeline_interval_s, schedule, shop.stock, shop.service, requests
     )
+    return _Sale(journeys, requests, timeline, shop.service, events)
+
+
+def simulate(
+    scenario: Scenario,
+    replication: int = 0,
+    seed: int | None = None,
+    schedule: Schedule | None = None,
+) -> SimResult:
+    """Run one replication. ``seed`` defaults to the scenario's; ``schedule`` replaces the
+    generated arrivals (tests use fixed arrival times)."""
+    check_supported(scenario)
+    streams = Streams.for_replication(scenario.seed if seed is None else seed, replication)
+    arrivals = build_schedule(scenario, streams["arrivals"])
+    main = _run_sale(scenario, arrivals if schedule is None else schedule, streams)
+    journeys, requests, timeline = main.journeys, main.requests, main.timeline
+    events = main.events
+    d = scenario.defenses
+    if d.review.enabled:
+        journeys = review_journeys(journeys, d.review, streams["defense.review"])
+    if d.resale.enabled:
+        plan = plan_resale(scenario, journeys, streams["defense.resale"])
+        if plan is not None:
+            resale = _run_sale(plan.scenario, plan.schedule, streams)
+            journeys, requests, timeline = append_resale(
+                scenario, (journeys, requests, timeline), plan, resale
+            )
+            events += resale.events
     outcome = Outcome.from_columns(
         journeys, requests, timeline, tuple(c.name for c in scenario.sale.channels)
     )
-    return SimResult(outcome, shop.service, events)
+    return SimResult(outcome, main.service, events)
 
 
 class _Arrivals:

@@ -262,3 +262,44 @@ def test_review_that_flags_nothing_changes_nothing() -> None:
     for name in ("journeys", "requests", "timeline"):
         for col, arr in plain.table(name).items():
             np.testing.assert_array_equal(arr, reviewed.table(name)[col], err_msg=f"{name}.{col}")
+
+
+def _resale(*extra: str) -> Scenario:
+    return load_scenario(
+        SCENARIOS / "smoke.toml",
+        [
+            "defenses.review.enabled=true",
+            "defenses.review.bot_detection_prob=1.0",
+            "defenses.review.human_false_positive_prob=0.5",
+            "defenses.resale.enabled=true",
+            "defenses.resale.at_s=3600",
+            *extra,
+        ],
+    )
+
+
+def test_resale_offers_the_cancelled_units_to_the_cancelled_buyers() -> None:
+    sc = _resale()
+    o = simulate(sc).outcome
+    j = o.journeys
+    main, resale = j["sale"] == 0, j["sale"] == 1
+    cancelled = main & (j["result"] == RESULT.index("cancelled"))
+    offered = int(j["units"][cancelled].sum())
+    assert offered > 0
+    assert int(j["units"][resale].sum()) <= offered  # never oversold
+    # who came back: exactly the cancelled accounts (every one: share = 1)
+    assert sorted(j["account"][resale]) == sorted(j["account"][cancelled])
+    assert (j["arrived"][resale] >= 3600 - 60).all()
+    assert (j["journey"] == np.arange(len(j["journey"]))).all()
+    rq = o.requests
+    assert set(np.unique(rq["journey"][rq["sent"] >= 3000])) <= set(j["journey"][resale])
+    after = o.timeline["t"] >= 3600 - 60
+    assert int(o.timeline["stock_left"][after][-1]) == offered - int(j["units"][resale].sum())
+
+
+def test_resale_of_a_fixed_number_and_no_returning_humans() -> None:
+    sc = _resale("defenses.resale.units=7", "defenses.resale.returning_human_share=0")
+    j = simulate(sc).outcome.journeys
+    resale = j["sale"] == 1
+    assert (j["kind"][resale] == 1).all()  # only bots came back
+    assert int(j["units"][resale].sum()) <= 7
