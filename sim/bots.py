@@ -18,16 +18,23 @@ import numpy as np
 from flashsale.distributions import Constant
 from flashsale.scenario import Bots
 
+from .captcha import captcha_skill
 from .draws import BuyerDraws
 from .journey import Behaviour
 
 __all__ = ["bot_behaviour"]
 
 
-def bot_behaviour(bots: Bots, rng: np.random.Generator, accounts: int) -> Behaviour:
+def bot_behaviour(
+    bots: Bots,
+    rng: np.random.Generator,
+    accounts: int,
+    captcha_rng: np.random.Generator | None = None,
+) -> Behaviour:
     """Machine pacing: the same interval after every response, for every account.
 
-    ``accounts`` is the highest account id + 1 (bot accounts follow the humans').
+    ``accounts`` is the highest account id + 1 (bot accounts follow the humans'). With
+    a CAPTCHA on, the solving farm's times and success come from ``captcha_rng``.
     """
     pace = 1.0 / bots.request_rate_per_s
     return Behaviour(
@@ -37,4 +44,7 @@ def bot_behaviour(bots: Bots, rng: np.random.Generator, accounts: int) -> Behavi
         patience=BuyerDraws(Constant(value=math.inf), rng, accounts),
         units=bots.units_per_order,
         retries=bots.max_retries,
+        captcha=None
+        if captcha_rng is None
+        else captcha_skill(bots.captcha_solve_s, bots.captcha_solve_prob, captcha_rng, accounts),
     )

@@ -40,7 +40,7 @@ KIND_HUMAN, KIND_BOT = int(HUMAN), int(BOT)
 
 __all__ = ["MODELLED_DEFENSES", "SimResult", "UnsupportedScenario", "check_supported", "simulate"]
 
-MODELLED_DEFENSES = ("account_limit", "rate_limit", "review", "resale")
+MODELLED_DEFENSES = ("account_limit", "rate_limit", "review", "resale", "captcha")
 """Defenses this engine models; a scenario enabling any other is refused."""
 
 
@@ -100,9 +100,10 @@ def _run_sale(scenario: Scenario, schedule: Schedule, streams: Streams) -> _Sale
     shop = Shop(
         scenario, env, schedule, streams["service"], streams["payment"], _defenses(scenario)
     )
-    humans = human_behaviour(scenario.humans, streams["humans"])
+    captcha = streams["defense.captcha"] if scenario.defenses.captcha.enabled else None
+    humans = human_behaviour(scenario.humans, streams["humans"], captcha)
     bots = bot_behaviour(
-        scenario.bots, streams["bots"], scenario.humans.count + scenario.bots.accounts
+        scenario.bots, streams["bots"], scenario.humans.count + scenario.bots.accounts, captcha
     )
     _Arrivals(env, shop, schedule, humans, bots).start()
     events = 0

@@ -15,14 +15,18 @@ import numpy as np
 from flashsale.distributions import Constant
 from flashsale.scenario import Humans
 
+from .captcha import captcha_skill
 from .draws import BuyerDraws
 from .journey import Behaviour
 
 __all__ = ["human_behaviour"]
 
 
-def human_behaviour(humans: Humans, rng: np.random.Generator) -> Behaviour:
-    """Think times and patience of ``humans.count`` humans (accounts ``0..count-1``)."""
+def human_behaviour(
+    humans: Humans, rng: np.random.Generator, captcha_rng: np.random.Generator | None = None
+) -> Behaviour:
+    """Think times and patience of ``humans.count`` humans (accounts ``0..count-1``);
+    their CAPTCHA skill, drawn from ``captcha_rng``, when a CAPTCHA is on."""
     return Behaviour(
         views=True,
         refresh_s=humans.refresh_s,
@@ -34,4 +38,9 @@ def human_behaviour(humans: Humans, rng: np.random.Generator) -> Behaviour:
         ),
         units=humans.units_per_order,
         retries=humans.retries_on_error,
+        captcha=None
+        if captcha_rng is None
+        else captcha_skill(
+            humans.captcha_solve_s, humans.captcha_pass_prob, captcha_rng, humans.count
+        ),
     )

@@ -20,15 +20,17 @@ from simpy.events import Timeout
 
 from flashsale.outcome import RESULT, STEP
 
+from .captcha import CaptchaSkill
 from .draws import BuyerDraws
 from .status import FINAL_RESULT, NOT_OPEN, REJECTED
 
 if TYPE_CHECKING:
     from .shop import Shop
 
-__all__ = ["CART", "PAY", "VIEW", "Behaviour", "Journey"]
+__all__ = ["CAPTCHA", "CART", "PAY", "VIEW", "Behaviour", "Journey"]
 
 VIEW = STEP.index("view")
+CAPTCHA = STEP.index("captcha")
 CART = STEP.index("cart")
 PAY = STEP.index("pay")
 _PURCHASED = RESULT.index("purchased")
@@ -51,6 +53,7 @@ class Behaviour:
     patience: BuyerDraws  # longest wait for a worker (inf: only the client timeout)
     units: int  # units per order
     retries: int  # retries after errors, per journey
+    captcha: CaptchaSkill | None = None  # a challenge before the cart, if enabled
 
 
 class Journey:
@@ -58,6 +61,7 @@ class Journey:
 
     __slots__ = (
         "account",
+        "admitted",
         "allowed",
         "behaviour",
         "carted",
@@ -70,6 +74,7 @@ class Journey:
         "person",
         "retries",
         "shop",
+        "solved",
         "step",
         "units",
     )
@@ -98,21 +103,36 @@ class Journey:
         self.paid = 0  # units paid for
         self.shop = shop
         self.behaviour = behaviour
-        self.step = VIEW if behaviour.views else CART
+        self.solved = False  # holds a right CAPTCHA answer
+        self.admitted = math.nan  # when it passed the CAPTCHA
+        self.step = VIEW if behaviour.views else self._to_cart()
+
+    def _to_cart(self) -> int:
+        """The step that leads to the cart: the CAPTCHA first, unless solved or off."""
+        return CAPTCHA if self.behaviour.captcha is not None and not self.solved else CART
 
     def act(self, _woke: object = None) -> None:
         """Send the next request and sleep until the one after; finish with one result."""
         shop, b, step, k, account = self.shop, self.behaviour, self.step, self.k, self.account
         now = shop.env.now
+        if step == CART and self.solved and self.admitted != self.admitted:
+            self.admitted = now  # sends the right answer with this cart
         d = b.patience
         status, end = shop.send(self, step, now, d.pool[(d.offsets[account] + k) & d.mask])
         if status < 300:
             if step == PAY:
                 shop.finish(self, _PURCHASED, end)
                 return
-            self.step = CART if step == VIEW else PAY
-            d = b.think
-            pause = d.pool[(d.offsets[account] + k) & d.mask]
+            if step == CAPTCHA:  # challenge in hand: solve it, then cart with the answer
+                c = b.captcha
+                assert c is not None
+                pause = c.solve_s(account, k)
+                self.solved = c.solved(account, k)
+                self.step = CART
+            else:
+                self.step = self._to_cart() if step == VIEW else PAY
+                d = b.think
+                pause = d.pool[(d.offsets[account] + k) & d.mask]
         elif status == NOT_OPEN:
             pause = b.refresh_s
         elif self.retries > 0 and (
@@ -123,6 +143,8 @@ class Journey:
                 self.units = self.allowed
             if step == PAY and self.hold < 0:  # the hold is gone: cart again
                 self.step = CART
+            if self.step == CART:  # a wrong CAPTCHA answer: a new challenge first
+                self.step = self._to_cart()
             d = b.think
             pause = d.pool[(d.offsets[account] + k) & d.mask]
         else:

@@ -30,7 +30,7 @@ from flashsale.scenario import Scenario
 
 from .defense import Defense
 from .draws import BuyerDraws
-from .journey import CART, PAY, VIEW, Journey
+from .journey import CAPTCHA, CART, PAY, VIEW, Journey
 from .record import Recorder
 from .service import FULL, RENEGED, CheckoutService
 from .status import (
@@ -86,12 +86,14 @@ class Shop:
         )
         self._service_s = {
             VIEW: BuyerDraws(svc.step_s.view, service_rng, buyers),
+            CAPTCHA: BuyerDraws(svc.step_s.view, service_rng, buyers),  # served like a view
             CART: BuyerDraws(svc.step_s.cart, service_rng, buyers),
             PAY: BuyerDraws(svc.step_s.pay, service_rng, buyers),
         }
         self._gateway_s = BuyerDraws(pay.gateway_s, payment_rng, buyers)
         self._luck = BuyerDraws(Uniform(dist="uniform", low=0.0, high=1.0), payment_rng, buyers)
         self._fail = (pay.failure_prob, pay.failure_growth, pay.load_knee, pay.timeout_s)
+        self._captcha = scenario.defenses.captcha.enabled
         self._edge = [d.at_edge for d in defenses if d.overrides("at_edge")]
         self._cart = [d.at_cart for d in defenses if d.overrides("at_cart")]
         self._reserved = [d.reserved for d in defenses if d.overrides("reserved")]
@@ -133,6 +135,8 @@ class Shop:
                     status = OK if self.stock.available[j.channel] > 0 else SOLD_OUT
             elif step == CART:
                 status = self._add_to_cart(j, start)
+            elif step == CAPTCHA:
+                status = OK
             else:
                 status, end = self._pay(j, k, start, end, load)
         log_journey, log_account, log_step, log_sent, log_latency, log_status = self._log
@@ -158,6 +162,9 @@ class Shop:
         if closed:
             return closed
         units = j.units
+        if self._captcha and not j.solved:
+            j.allowed = units  # the same order, after a new challenge
+            return REJECTED
         allowed = units
         for hook in self._cart:
             allowed = min(allowed, hook(j.account, units))
@@ -196,4 +203,6 @@ class Shop:
         return status, end
 
     def finish(self, j: Journey, result: int, at: float) -> None:
-        self.recorder.finish(j.id, result, at, carted=j.carted, units=j.paid, requests=j.k)
+        self.recorder.finish(
+            j.id, result, at, carted=j.carted, units=j.paid, requests=j.k, admitted=j.admitted
+        )

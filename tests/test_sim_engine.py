@@ -200,10 +200,10 @@ def test_rate_limit_bounds_each_account() -> None:
 
 
 def test_unmodelled_defense_is_refused_by_name() -> None:
-    sc = load_scenario(SCENARIOS / "smoke.toml", ["defenses.captcha.enabled=true"])
-    with pytest.raises(UnsupportedScenario, match=r"defenses\.captcha\.enabled") as e:
+    sc = load_scenario(SCENARIOS / "smoke.toml", ["defenses.lottery.enabled=true"])
+    with pytest.raises(UnsupportedScenario, match=r"defenses\.lottery\.enabled") as e:
         simulate(sc)
-    assert e.value.field == "defenses.captcha.enabled"
+    assert e.value.field == "defenses.lottery.enabled"
 
 
 def test_payment_failures_release_stock_and_make_yellow_carts() -> None:
@@ -303,3 +303,44 @@ def test_resale_of_a_fixed_number_and_no_returning_humans() -> None:
     resale = j["sale"] == 1
     assert (j["kind"][resale] == 1).all()  # only bots came back
     assert int(j["units"][resale].sum()) <= 7
+
+
+def test_captcha_stops_bots_that_cannot_solve_it() -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        [
+            "defenses.captcha.enabled=true",
+            "humans.captcha_pass_prob=1.0",
+            "bots.captcha_solve_prob=0.0",
+        ],
+    )
+    o = simulate(sc).outcome
+    j, rq = o.journeys, o.requests
+    bot = j["kind"] == 1
+    assert int(j["units"][bot].sum()) == 0
+    assert int(j["units"][~bot].sum()) == sc.sale.units
+    carted = np.isfinite(j["carted"])
+    assert (j["admitted"][carted] <= j["carted"][carted]).all()  # passed before carting
+    assert np.isnan(j["admitted"][bot]).all()
+    captcha = rq["step"] == STEP.index("captcha")
+    assert set(np.unique(rq["journey"][captcha])) >= set(j["journey"][carted])
+
+
+def test_captcha_pass_rate_follows_the_skill() -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        [
+            "defenses.captcha.enabled=true",
+            "bots.captcha_solve_prob=0.5",
+            "bots.captcha_solve_s=0.1",
+            "bots.max_retries=1000",
+            "sale.units=100000",
+            "humans.count=10",
+        ],
+    )
+    rq = simulate(sc).outcome.requests
+    bots = rq["account"] >= 10
+    challenges = int((bots & (rq["step"] == STEP.index("captcha"))).sum())
+    wrong = int((bots & (rq["step"] == STEP.index("cart")) & (rq["status"] == 403)).sum())
+    # every bot fetches challenges until one answer is right: wrong/challenges ~ 1 - 0.5
+    assert wrong / challenges == pytest.approx(0.5, abs=0.1)
