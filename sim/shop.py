@@ -86,10 +86,11 @@ class Shop:
         )
         self._service_s = {
             VIEW: BuyerDraws(svc.step_s.view, service_rng, buyers),
-            CAPTCHA: BuyerDraws(svc.step_s.view, service_rng, buyers),  # served like a view
             CART: BuyerDraws(svc.step_s.cart, service_rng, buyers),
             PAY: BuyerDraws(svc.step_s.pay, service_rng, buyers),
         }
+        if scenario.defenses.captcha.enabled:  # drawn last: the other pools stay the same
+            self._service_s[CAPTCHA] = BuyerDraws(svc.step_s.view, service_rng, buyers)
         self._gateway_s = BuyerDraws(pay.gateway_s, payment_rng, buyers)
         self._luck = BuyerDraws(Uniform(dist="uniform", low=0.0, high=1.0), payment_rng, buyers)
         self._fail = (pay.failure_prob, pay.failure_growth, pay.load_knee, pay.timeout_s)
