@@ -35,12 +35,20 @@ from .review import review_journeys
 from .service import CheckoutService
 from .shop import Shop
 from .timeline import build_timeline
+from .waiting_room import RoomDriver
 
 KIND_HUMAN, KIND_BOT = int(HUMAN), int(BOT)
 
 __all__ = ["MODELLED_DEFENSES", "SimResult", "UnsupportedScenario", "check_supported", "simulate"]
 
-MODELLED_DEFENSES = ("account_limit", "rate_limit", "review", "resale", "captcha")
+MODELLED_DEFENSES = (
+    "account_limit",
+    "rate_limit",
+    "review",
+    "resale",
+    "captcha",
+    "waiting_room",
+)
 """Defenses this engine models; a scenario enabling any other is refused."""
 
 
@@ -105,7 +113,11 @@ def _run_sale(scenario: Scenario, schedule: Schedule, streams: Streams) -> _Sale
     bots = bot_behaviour(
         scenario.bots, streams["bots"], scenario.humans.count + scenario.bots.accounts, captcha
     )
-    _Arrivals(env, shop, schedule, humans, bots).start()
+    room = None
+    if scenario.defenses.waiting_room.enabled:
+        room = RoomDriver(env, scenario.defenses.waiting_room, streams["defense.waiting_room"])
+        shop.on_finish = room.leave
+    _Arrivals(env, shop, schedule, humans, bots, room).start()
     events = 0
     # Hundreds of thousands of live journeys and events, and no reference cycles among
     # them: the cyclic collector would rescan them all, again and again, for nothing.
@@ -172,8 +184,9 @@ class _Arrivals:
         s: Schedule,
         humans: Behaviour,
         bots: Behaviour,
+        room: RoomDriver | None,
     ) -> None:
-        self._env, self._shop = env, shop
+        self._env, self._shop, self._room = env, shop, room
         self._humans, self._bots = humans, bots
         self._t = s.t.tolist()
         self._human = (s.kind == HUMAN).tolist()
@@ -191,7 +204,7 @@ class _Arrivals:
         while i < len(t) and t[i] <= now:
             account, person, channel = self._rows[i]
             human = self._human[i]
-            Journey(
+            j = Journey(
                 i,
                 account,
                 person,
@@ -199,7 +212,11 @@ class _Arrivals:
                 channel,
                 self._shop,
                 self._humans if human else self._bots,
-            ).act()
+            )
+            if self._room is None:
+                j.act()
+            else:
+                self._room.join(j)
             i += 1
         self._i = i
         if i < len(t):

@@ -19,7 +19,7 @@ Service times and payment luck are per-buyer draws from the ``service`` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import simpy
@@ -95,6 +95,7 @@ class Shop:
         self._luck = BuyerDraws(Uniform(dist="uniform", low=0.0, high=1.0), payment_rng, buyers)
         self._fail = (pay.failure_prob, pay.failure_growth, pay.load_knee, pay.timeout_s)
         self._captcha = scenario.defenses.captcha.enabled
+        self.on_finish: Callable[[Journey], None] | None = None  # e.g. leave the waiting room
         self._edge = [d.at_edge for d in defenses if d.overrides("at_edge")]
         self._cart = [d.at_cart for d in defenses if d.overrides("at_cart")]
         self._reserved = [d.reserved for d in defenses if d.overrides("reserved")]
@@ -207,3 +208,5 @@ class Shop:
         self.recorder.finish(
             j.id, result, at, carted=j.carted, units=j.paid, requests=j.k, admitted=j.admitted
         )
+        if self.on_finish is not None:
+            self.on_finish(j)

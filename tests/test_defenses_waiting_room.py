@@ -100,3 +100,19 @@ def test_time_going_back_is_refused() -> None:
 def test_bad_configuration_is_named(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         _room(**{field: value})
+
+
+def test_next_admission_peeks_without_admitting() -> None:
+    room = _room(max_active=1, session_s=10.0)
+    assert room.next_admission() is None
+    room.join("a", -5.0)
+    room.join("b", -4.0)
+    assert room.next_admission() == 0.0
+    first = room.admit(0.0)
+    assert len(first) == 1
+    assert room.next_admission() == 10.0  # the one slot frees when the session ends
+    assert room.admit(9.0) == []
+    room.leave(first[0][0], 9.0)
+    assert room.next_admission() == 9.0
+    assert len(room.admit(9.0)) == 1
+    assert room.next_admission() is None

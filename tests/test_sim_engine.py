@@ -344,3 +344,29 @@ def test_captcha_pass_rate_follows_the_skill() -> None:
     wrong = int((bots & (rq["step"] == STEP.index("cart")) & (rq["status"] == 403)).sum())
     # every bot fetches challenges until one answer is right: wrong/challenges ~ 1 - 0.5
     assert wrong / challenges == pytest.approx(0.5, abs=0.1)
+
+
+def test_waiting_room_admits_a_shuffled_steady_flow() -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        [
+            "defenses.waiting_room.enabled=true",
+            "defenses.waiting_room.new_users_per_min=1200",  # one every 0.05 s
+            "defenses.waiting_room.max_active=100",
+        ],
+    )
+    o = simulate(sc).outcome
+    j, rq = o.journeys, o.requests
+    admitted = j["admitted"]
+    assert np.isfinite(admitted).all() and (admitted >= 0).all()
+    assert (admitted >= j["arrived"]).all()
+    gaps = np.diff(np.sort(admitted))
+    assert gaps.min() >= 0.05 - 1e-9  # a steady flow, never a burst
+    first = np.full(len(j["journey"]), np.inf)
+    np.minimum.at(first, rq["journey"], rq["sent"])
+    np.testing.assert_allclose(first, admitted)  # each journey starts when admitted
+    early = j["arrived"] < 0
+    rank_in = np.argsort(np.argsort(j["arrived"][early]))
+    rank_out = np.argsort(np.argsort(admitted[early]))
+    assert abs(np.corrcoef(rank_in, rank_out)[0, 1]) < 0.2  # arriving early buys nothing
+    _conserved(sc, 0)

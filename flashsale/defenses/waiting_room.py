@@ -124,6 +124,25 @@ class WaitingRoom:
             heapq.heappop(s)
         return s[0][0]  # that session's end frees a slot
 
+    def next_admission(self) -> float | None:
+        """When the next admission is due, as things stand (None: nobody is waiting).
+
+        A join or a leave can make it sooner; call again after either.
+        """
+        if self._opened and not self._eligible and not self._queue:
+            return None
+        if not self._opened and not self._prequeue and not self._queue:
+            return None
+        t = max(self._settled, self._last + self.gap_s)
+        if not self._eligible and not self._prequeue:
+            t = max(t, self._queue[0][0])
+        if len(self._active) < self.max_active:
+            return t
+        s = self._sessions
+        while s[0][2] not in self._active:  # left early: already free
+            heapq.heappop(s)
+        return max(t, s[0][0])
+
     def admit(self, now: float) -> list[tuple[Hashable, float]]:
         """Admit everyone due up to ``now``; returns ``(visitor, admitted_at)`` in order,
         including admissions decided earlier (by leave() or active()) not yet returned."""
