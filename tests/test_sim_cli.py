@@ -51,13 +51,13 @@ def test_unmodelled_defense_exits_2_naming_the_field(smoke_path: Path, tmp_path:
             "simulate",
             str(smoke_path),
             "--set",
-            "defenses.waiting_room.enabled=true",
+            "defenses.lottery.enabled=true",
             "--out",
             str(tmp_path / "run"),
         ],
     )
     assert res.exit_code == 2
-    assert "defenses.waiting_room.enabled" in res.output
+    assert "defenses.lottery.enabled" in res.output
     assert not (tmp_path / "run").exists()  # refused before any folder was made
 
 
