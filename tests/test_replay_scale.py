@@ -19,7 +19,9 @@ def test_poco_m3_at_one_percent() -> None:
     assert s.sale.units == 500 and s.humans.count == 2500
     # 5,000 bot accounts -> 50: operators kept, accounts per operator scaled
     assert (s.bots.operators, s.bots.accounts_per_operator) == (50, 1)
-    assert s.service.workers == 1 and s.service.queue_limit == 200
+    # capacity scales with the crowd (at least one worker)
+    assert s.service.workers == max(1, round(sc.service.workers * 0.01))
+    assert s.service.queue_limit == round(sc.service.queue_limit * 0.01)
 
 
 def test_scale_one_is_the_scenario_and_bad_scales_are_refused() -> None:
