@@ -130,7 +130,10 @@ class Journey:
                 self.solved = c.solved(account, k)
                 self.step = CART
             else:
-                self.step = self._to_cart() if step == VIEW else PAY
+                # inlined _to_cart(): views are the commonest step
+                self.step = (
+                    PAY if step != VIEW else CART if b.captcha is None or self.solved else CAPTCHA
+                )
                 d = b.think
                 pause = d.pool[(d.offsets[account] + k) & d.mask]
         elif status == NOT_OPEN:

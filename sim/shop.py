@@ -137,10 +137,10 @@ class Shop:
                     status = OK if self.stock.available[j.channel] > 0 else SOLD_OUT
             elif step == CART:
                 status = self._add_to_cart(j, start)
-            elif step == CAPTCHA:
-                status = OK
-            else:
+            elif step == PAY:
                 status, end = self._pay(j, k, start, end, load)
+            else:  # CAPTCHA: a challenge, always served
+                status = OK
         log_journey, log_account, log_step, log_sent, log_latency, log_status = self._log
         log_journey(j.id)
         log_account(account)
