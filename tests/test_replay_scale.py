@@ -7,7 +7,7 @@ import pytest
 
 from flashsale.arrivals import BOT, HUMAN, build_schedule
 from flashsale.replay.scale import ScaleError, replay_schedule, scale_scenario
-from flashsale.scenario import load_scenario
+from flashsale.scenario import BurstArrivals, load_scenario
 from flashsale.streams import Streams
 
 from .conftest import SCENARIOS
@@ -50,10 +50,12 @@ def test_thinned_schedule_is_a_subset_of_the_full_one_renumbered() -> None:
 
 
 def test_thinning_keeps_the_shape_in_time() -> None:
-    # the burst's early share survives thinning: binomial 4-sigma band around 0.3
+    # the burst's early share survives thinning: binomial 4-sigma band around it
     sc = load_scenario(SCENARIOS / "poco_m3.toml")
+    assert isinstance(sc.humans.arrivals, BurstArrivals)
+    p = sc.humans.arrivals.early_share
     _, sched = replay_schedule(sc, 0.02, replication=1)
     humans = sched.t[sched.kind == HUMAN]
     n = humans.size
     early = float((humans < 0).mean())
-    assert abs(early - 0.3) < 4 * np.sqrt(0.3 * 0.7 / n)
+    assert abs(early - p) < 4 * np.sqrt(p * (1 - p) / n)
