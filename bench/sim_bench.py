@@ -10,8 +10,10 @@ The naive reference is the textbook way to write the same model: one SimPy
 process per request, a ``simpy.Resource`` for the workers, a process per cart
 hold, a Generator call per random draw, and results appended to lists of dicts.
 It follows the same journey rules (view -> cart -> pay, refresh before the
-opening, think times, patience, retries, holds, payment failures), so it does the
-same work; its numbers differ from the engine's only by the random draws.
+opening, think times, patience, retries, holds, payment failures at the base
+rate), so on a scenario without defenses it does comparable work; its numbers
+differ from the engine's by the random draws and those simplifications (no
+defenses, no load-dependent failures).
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import simpy
-from flashsale.sim.engine import simulate
-from flashsale.sim.stock import split_units
 
 from flashsale.arrivals import HUMAN, build_schedule
 from flashsale.scenario import Scenario, load_scenario
+from flashsale.sim.engine import simulate
+from flashsale.sim.stock import split_units
 from flashsale.streams import Streams
 
 ROOT = Path(__file__).resolve().parents[1]
