@@ -30,6 +30,7 @@ def bot_behaviour(
     rng: np.random.Generator,
     accounts: int,
     captcha_rng: np.random.Generator | None = None,
+    lottery: bool = False,
 ) -> Behaviour:
     """Machine pacing: the same interval after every response, for every account.
 
@@ -44,6 +45,7 @@ def bot_behaviour(
         patience=BuyerDraws(Constant(value=math.inf), rng, accounts),
         units=bots.units_per_order,
         retries=bots.max_retries,
+        lottery=lottery,
         captcha=None
         if captcha_rng is None
         else captcha_skill(bots.captcha_solve_s, bots.captcha_solve_prob, captcha_rng, accounts),

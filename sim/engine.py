@@ -29,6 +29,7 @@ from .bots import bot_behaviour
 from .defense import Defense
 from .humans import human_behaviour
 from .journey import Behaviour, Journey
+from .lottery import LotteryDriver
 from .rate_limit import RateLimit
 from .resale import append_resale, plan_resale
 from .review import review_journeys
@@ -48,6 +49,7 @@ MODELLED_DEFENSES = (
     "resale",
     "captcha",
     "waiting_room",
+    "lottery",
 )
 """Defenses this engine models; a scenario enabling any other is refused."""
 
@@ -109,10 +111,17 @@ def _run_sale(scenario: Scenario, schedule: Schedule, streams: Streams) -> _Sale
         scenario, env, schedule, streams["service"], streams["payment"], _defenses(scenario)
     )
     captcha = streams["defense.captcha"] if scenario.defenses.captcha.enabled else None
-    humans = human_behaviour(scenario.humans, streams["humans"], captcha)
+    lottery = scenario.defenses.lottery.enabled
+    humans = human_behaviour(scenario.humans, streams["humans"], captcha, lottery)
     bots = bot_behaviour(
-        scenario.bots, streams["bots"], scenario.humans.count + scenario.bots.accounts, captcha
+        scenario.bots,
+        streams["bots"],
+        scenario.humans.count + scenario.bots.accounts,
+        captcha,
+        lottery,
     )
+    if scenario.defenses.lottery.enabled:
+        shop.lottery = LotteryDriver(env, scenario, streams["defense.lottery"])
     room = None
     if scenario.defenses.waiting_room.enabled:
         room = RoomDriver(env, scenario.defenses.waiting_room, streams["defense.waiting_room"])

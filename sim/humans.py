@@ -23,7 +23,10 @@ __all__ = ["human_behaviour"]
 
 
 def human_behaviour(
-    humans: Humans, rng: np.random.Generator, captcha_rng: np.random.Generator | None = None
+    humans: Humans,
+    rng: np.random.Generator,
+    captcha_rng: np.random.Generator | None = None,
+    lottery: bool = False,
 ) -> Behaviour:
     """Think times and patience of ``humans.count`` humans (accounts ``0..count-1``);
     their CAPTCHA skill, drawn from ``captcha_rng``, when a CAPTCHA is on."""
@@ -38,6 +41,7 @@ def human_behaviour(
         ),
         units=humans.units_per_order,
         retries=humans.retries_on_error,
+        lottery=lottery,
         captcha=None
         if captcha_rng is None
         else captcha_skill(

@@ -27,14 +27,16 @@ from .status import FINAL_RESULT, NOT_OPEN, REJECTED
 if TYPE_CHECKING:
     from .shop import Shop
 
-__all__ = ["CAPTCHA", "CART", "PAY", "VIEW", "Behaviour", "Journey"]
+__all__ = ["CAPTCHA", "CART", "LOTTERY", "PAY", "VIEW", "Behaviour", "Journey"]
 
 VIEW = STEP.index("view")
 CAPTCHA = STEP.index("captcha")
+LOTTERY = STEP.index("lottery")
 CART = STEP.index("cart")
 PAY = STEP.index("pay")
 _PURCHASED = RESULT.index("purchased")
 _ERROR = RESULT.index("error")
+_REJECTED = RESULT.index("rejected")
 _RETRYABLE = frozenset({402, 410, 429, 503, 504})
 """Statuses a buyer retries within its retry budget (403 too, if the limit allows some units)."""
 
@@ -54,6 +56,7 @@ class Behaviour:
     units: int  # units per order
     retries: int  # retries after errors, per journey
     captcha: CaptchaSkill | None = None  # a challenge before the cart, if enabled
+    lottery: bool = False  # enter a lottery, and cart only if drawn
 
 
 class Journey:
@@ -66,6 +69,7 @@ class Journey:
         "behaviour",
         "carted",
         "channel",
+        "entered",
         "hold",
         "id",
         "k",
@@ -104,12 +108,28 @@ class Journey:
         self.shop = shop
         self.behaviour = behaviour
         self.solved = False  # holds a right CAPTCHA answer
+        self.entered = False  # entered the lottery
         self.admitted = math.nan  # when it passed the CAPTCHA
         self.step = VIEW if behaviour.views else self._to_cart()
 
     def _to_cart(self) -> int:
-        """The step that leads to the cart: the CAPTCHA first, unless solved or off."""
-        return CAPTCHA if self.behaviour.captcha is not None and not self.solved else CART
+        """The step that leads to the cart: the CAPTCHA first, unless solved or off; then
+        the lottery entry, unless entered or off."""
+        b = self.behaviour
+        if b.captcha is not None and not self.solved:
+            return CAPTCHA
+        return LOTTERY if b.lottery and not self.entered else CART
+
+    def drawn(self, won: bool, at: float) -> None:
+        """The lottery was drawn at ``at`` (now): a winner goes on to the cart."""
+        if not won:
+            self.shop.finish(self, _REJECTED, at)
+            return
+        self.admitted = at
+        self.step = CART
+        d = self.behaviour.think
+        pause = d.pool[(d.offsets[self.account] + self.k) & d.mask]
+        Timeout(self.shop.env, pause).callbacks.append(self.act)
 
     def act(self, _woke: object = None) -> None:
         """Send the next request and sleep until the one after; finish with one result."""
@@ -123,16 +143,23 @@ class Journey:
             if step == PAY:
                 shop.finish(self, _PURCHASED, end)
                 return
-            if step == CAPTCHA:  # challenge in hand: solve it, then cart with the answer
+            if step == CAPTCHA:  # challenge in hand: solve it, send the answer next
                 c = b.captcha
                 assert c is not None
                 pause = c.solve_s(account, k)
                 self.solved = c.solved(account, k)
-                self.step = CART
+                self.step = LOTTERY if b.lottery and not self.entered else CART
+            elif step == LOTTERY:  # entered: sleep until the draw wakes this journey
+                self.entered = True
+                return
             else:
                 # inlined _to_cart(): views are the commonest step
                 self.step = (
-                    PAY if step != VIEW else CART if b.captcha is None or self.solved else CAPTCHA
+                    PAY
+                    if step != VIEW
+                    else CART
+                    if b.captcha is None and not b.lottery
+                    else self._to_cart()
                 )
                 d = b.think
                 pause = d.pool[(d.offsets[account] + k) & d.mask]
@@ -146,7 +173,7 @@ class Journey:
                 self.units = self.allowed
             if step == PAY and self.hold < 0:  # the hold is gone: cart again
                 self.step = CART
-            if self.step == CART:  # a wrong CAPTCHA answer: a new challenge first
+            if self.step in (CART, LOTTERY):  # a wrong CAPTCHA answer: a new challenge
                 self.step = self._to_cart()
             d = b.think
             pause = d.pool[(d.offsets[account] + k) & d.mask]

@@ -30,7 +30,8 @@ from flashsale.scenario import Scenario
 
 from .defense import Defense
 from .draws import BuyerDraws
-from .journey import CAPTCHA, CART, PAY, VIEW, Journey
+from .journey import CAPTCHA, CART, LOTTERY, PAY, VIEW, Journey
+from .lottery import LotteryDriver
 from .record import Recorder
 from .service import FULL, RENEGED, CheckoutService
 from .status import (
@@ -91,6 +92,9 @@ class Shop:
         }
         if scenario.defenses.captcha.enabled:  # drawn last: the other pools stay the same
             self._service_s[CAPTCHA] = BuyerDraws(svc.step_s.view, service_rng, buyers)
+        if scenario.defenses.lottery.enabled:  # the entry, also served like a view
+            self._service_s[LOTTERY] = BuyerDraws(svc.step_s.view, service_rng, buyers)
+        self.lottery: LotteryDriver | None = None  # set by the engine when the lottery is on
         self._gateway_s = BuyerDraws(pay.gateway_s, payment_rng, buyers)
         self._luck = BuyerDraws(Uniform(dist="uniform", low=0.0, high=1.0), payment_rng, buyers)
         self._fail = (pay.failure_prob, pay.failure_growth, pay.load_knee, pay.timeout_s)
@@ -139,6 +143,8 @@ class Shop:
                 status = self._add_to_cart(j, start)
             elif step == PAY:
                 status, end = self._pay(j, k, start, end, load)
+            elif step == LOTTERY:
+                status = self._enter(j, start)
             else:  # CAPTCHA: a challenge, always served
                 status = OK
         log_journey, log_account, log_step, log_sent, log_latency, log_status = self._log
@@ -158,6 +164,19 @@ class Shop:
             return SOLD_OUT
         self.stock.advance(at)
         return 0
+
+    def _enter(self, j: Journey, at: float) -> int:
+        """A lottery entry decided at ``at``: 425 early, 409 late, 403 wrong CAPTCHA."""
+        lottery = self.lottery
+        assert lottery is not None
+        if at < 0.0:
+            return NOT_OPEN
+        if at > lottery.entry_window_s:
+            return SOLD_OUT
+        if self._captcha and not j.solved:
+            j.allowed = j.units
+            return REJECTED
+        return CREATED if lottery.enter(j) else SOLD_OUT
 
     def _add_to_cart(self, j: Journey, at: float) -> int:
         closed = self._open(at)

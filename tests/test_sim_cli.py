@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flashsale.cli import app
+from flashsale.sim import engine
 
 runner = CliRunner()
 
@@ -44,7 +45,10 @@ def test_tables_are_byte_identical_whatever_the_workers(smoke_path: Path, tmp_pa
     assert manifest["replications_done"] == [0, 1]
 
 
-def test_unmodelled_defense_exits_2_naming_the_field(smoke_path: Path, tmp_path: Path) -> None:
+def test_unmodelled_defense_exits_2_naming_the_field(
+    smoke_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "MODELLED_DEFENSES", ("account_limit", "rate_limit"))
     res = runner.invoke(
         app,
         [

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from flashsale.arrivals import HUMAN, Schedule
 from flashsale.outcome import RESULT, STEP
 from flashsale.scenario import Scenario, load_scenario, parse_scenario
+from flashsale.sim import engine
 from flashsale.sim.engine import UnsupportedScenario, simulate
 
 from .conftest import SCENARIOS
@@ -199,11 +200,19 @@ def test_rate_limit_bounds_each_account() -> None:
         assert t.size <= 2 + 0.5 * span + 1e-9  # burst + refill
 
 
-def test_unmodelled_defense_is_refused_by_name() -> None:
+def test_unmodelled_defense_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every defense in the schema is modelled today; a new one must be refused, not ignored."""
+    monkeypatch.setattr(engine, "MODELLED_DEFENSES", ("account_limit", "rate_limit"))
     sc = load_scenario(SCENARIOS / "smoke.toml", ["defenses.lottery.enabled=true"])
     with pytest.raises(UnsupportedScenario, match=r"defenses\.lottery\.enabled") as e:
         simulate(sc)
     assert e.value.field == "defenses.lottery.enabled"
+
+
+def test_every_defense_in_the_schema_is_modelled() -> None:
+    from flashsale.scenario import Defenses
+
+    assert set(Defenses.model_fields) == set(engine.MODELLED_DEFENSES)
 
 
 def test_payment_failures_release_stock_and_make_yellow_carts() -> None:
@@ -370,3 +379,46 @@ def test_waiting_room_admits_a_shuffled_steady_flow() -> None:
     rank_out = np.argsort(np.argsort(admitted[early]))
     assert abs(np.corrcoef(rank_in, rank_out)[0, 1]) < 0.2  # arriving early buys nothing
     _conserved(sc, 0)
+
+
+def test_lottery_draws_the_winners_and_only_they_buy() -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        [
+            "defenses.lottery.enabled=true",
+            "defenses.lottery.entry_window_s=20",
+            "defenses.lottery.winners=150",
+            "sale.window_s=300",
+        ],
+    )
+    o = simulate(sc).outcome
+    j, rq = o.journeys, o.requests
+    entered = rq["journey"][(rq["step"] == STEP.index("lottery")) & (rq["status"] == 201)]
+    assert np.unique(entered).size == entered.size  # one entry each
+    won = np.isfinite(j["admitted"])
+    assert int(won.sum()) == 150
+    np.testing.assert_allclose(j["admitted"][won], 20.0)  # the draw, at the window's end
+    assert set(j["journey"][won]) <= set(entered)
+    lost = np.isin(j["journey"], entered) & ~won
+    assert (j["result"][lost] == RESULT.index("rejected")).all()
+    carts = rq["journey"][rq["step"] == STEP.index("cart")]
+    assert set(carts) <= set(j["journey"][won])  # nobody else reaches the cart
+    assert (j["carted"][won & np.isfinite(j["carted"])] >= 20.0).all()
+    _conserved(sc, 0)
+
+
+def test_lottery_entry_behind_a_captcha() -> None:
+    sc = load_scenario(
+        SCENARIOS / "smoke.toml",
+        [
+            "defenses.lottery.enabled=true",
+            "defenses.lottery.entry_window_s=30",
+            "defenses.captcha.enabled=true",
+            "bots.captcha_solve_prob=0",
+            "sale.window_s=300",
+        ],
+    )
+    j = simulate(sc).outcome.journeys
+    bot = j["kind"] == 1
+    assert int(j["units"][bot].sum()) == 0  # no bot got an entry
+    assert int(j["units"][~bot].sum()) > 0
