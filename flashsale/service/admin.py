@@ -7,7 +7,6 @@ and compare the token in constant time.
 from __future__ import annotations
 
 import hmac
-import time
 from typing import Any
 
 from starlette.requests import Request
@@ -15,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flashsale.scenario import ScenarioError, parse_scenario
-from flashsale.service.bodies import ApiError, ResaleIn, read_body, read_json
+from flashsale.service.bodies import ApiError, ResaleIn, ReviewIn, read_body, read_json
 from flashsale.service.routes import Handler, runtime
 
 __all__ = ["MAX_ADMIN_BODY_BYTES", "admin_routes"]
@@ -69,7 +68,7 @@ async def reset(request: Request) -> Response:
     opens_in_s = _query_float(request, "opens_in_s", 0.0, 0.0, 30 * 86400)
     replication = int(_query_float(request, "replication", 0, 0, 10**6))
     await rt.reset(scenario, opens_in_s, replication)
-    return JSONResponse(await rt.status(time.time()))
+    return JSONResponse(await rt.status(rt.clock()))
 
 
 async def defenses(request: Request) -> Response:
@@ -109,19 +108,36 @@ async def resale(request: Request) -> Response:
     rt = runtime(request)
     body = await read_body(request, ResaleIn)
     added = await rt.open_resale(body.opens_in_s, body.units, body.window_s)
-    return JSONResponse({**await rt.status(time.time()), "units_added": added})
+    return JSONResponse({**await rt.status(rt.clock()), "units_added": added})
+
+
+async def review(request: Request) -> Response:
+    """The post-hoc review: the body names the accounts known to be bots (the truth
+    the simulated detector guesses at, from the replay); flagged orders are cancelled."""
+    rt = runtime(request)
+    body = await read_body(request, ReviewIn, MAX_ADMIN_BODY_BYTES)
+    if not rt.scenario.defenses.review.enabled:
+        raise ApiError(
+            409,
+            "review_off",
+            "defenses.review is off: enable it with POST /admin/defenses first",
+        )
+    result = await rt.review(frozenset(body.bot_accounts))
+    levels = await rt.store.levels()
+    return JSONResponse({**result, "stock_left": sum(left for _, left in levels.values())})
 
 
 async def audit(request: Request) -> Response:
     """Every reservation and order, with totals recomputed from the rows."""
     rt = runtime(request)
-    return JSONResponse(await rt.store.audit(time.time()))
+    return JSONResponse(await rt.store.audit(rt.clock()))
 
 
 def admin_routes() -> list[Route]:
     return [
         Route("/admin/reset", guarded(reset), methods=["POST"]),
         Route("/admin/defenses", guarded(defenses), methods=["POST"]),
+        Route("/admin/review", guarded(review), methods=["POST"]),
         Route("/admin/resale", guarded(resale), methods=["POST"]),
         Route("/admin/audit", guarded(audit), methods=["GET"]),
     ]

@@ -3,7 +3,8 @@
 The rules themselves live in :mod:`flashsale.defenses` and are the ones the
 simulator runs; this module only feeds them wall-clock sale time (seconds from
 the opening) and the request's account and IP, and turns a refusal into the
-HTTP answer the API documents. The per-account limit is kept twice on purpose:
+HTTP answer the API documents. The waiting room and the lottery live in
+:mod:`~flashsale.service.admission`. The per-account limit is kept twice on purpose:
 the database enforces it inside the stock transaction (the truth, surviving a
 restart), and an :class:`~flashsale.defenses.account_limit.AccountLimit` mirror
 refuses an account already at its limit without touching the database.
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from flashsale.defenses.account_limit import AccountLimit
 from flashsale.defenses.rate_limit import TokenBuckets
 from flashsale.scenario import Defenses
+from flashsale.service.admission import LotteryDesk, RoomDesk
 from flashsale.service.bodies import ApiError
 from flashsale.streams import Streams
 
@@ -38,6 +40,7 @@ class Guards:
         streams: Streams,
         usage: Mapping[int, int],
         captcha_delay_s: float = 0.0,
+        lottery_winners: int = 1,
     ) -> None:
         self.config = defenses
         self.captcha_delay_s = captcha_delay_s
@@ -50,6 +53,13 @@ class Guards:
             for account, used in usage.items():
                 # Over the limit (lowered while running): capping refuses the same requests.
                 self.account_limit.record(account, min(used, al.max_units))
+        wr, lot = defenses.waiting_room, defenses.lottery
+        self.room = RoomDesk(wr, streams["defense.waiting_room"]) if wr.enabled else None
+        self.lottery = (
+            LotteryDesk(lot, lot.winners or lottery_winners, streams["defense.lottery"])
+            if lot.enabled
+            else None
+        )
         self._captcha_rng = streams["defense.captcha"]
         self._challenges: dict[int, tuple[int, str]] = {}
         self._captcha_tokens: dict[str, tuple[int, float]] = {}

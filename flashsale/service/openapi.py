@@ -88,30 +88,48 @@ OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, dict[str, s
         },
     ),
     ("POST", "/v1/waiting-room"): (
-        "Join the waiting room",
+        "Join the waiting room (one ticket per account; before the opening: the pre-queue, "
+        "shuffled at the opening)",
         AccountIn,
-        {"201": "{ticket, admitted, position, retry_after_s}", "409": "off", **_BAD},
+        {
+            "201": "{ticket, admitted, admission_token?, session_ends_in_s?, waiting?, "
+            "opens_in_s?, retry_after_s}",
+            "409": "waiting_room_off | sale_closed",
+            **_BUSY,
+            **_BAD,
+        },
     ),
     ("GET", "/v1/waiting-room/{ticket}"): (
-        "Poll a ticket: admitted with an admission_token, or the position",
+        "Poll a ticket: admitted with an admission_token (send it to the cart), or still "
+        "waiting (poll again after retry_after_s)",
         None,
-        {"200": "{ticket, admitted, admission_token?, position, retry_after_s}", "404": _ERR},
+        {
+            "200": "{ticket, admitted, admission_token?, session_ends_in_s?, waiting?, "
+            "opens_in_s?, retry_after_s}",
+            "404": "unknown_ticket",
+            "409": "waiting_room_off",
+        },
     ),
     ("POST", "/v1/lottery"): (
-        "Enter the lottery during its entry window",
+        "Enter the lottery during its entry window (from the opening, entry_window_s long)",
         AccountIn,
         {
             "201": "{account, draw_in_s}",
-            "409": "already_entered | off",
+            "409": "already_entered (body has draw_in_s) | lottery_off",
             "410": "entries_closed",
-            "425": "not_open",
+            "425": "not_open (Retry-After)",
+            **_BUSY,
             **_BAD,
         },
     ),
     ("GET", "/v1/lottery/{account}"): (
-        "Lottery result for an account",
+        "Lottery result for an account; winners may add to the cart until the claim window ends",
         None,
-        {"200": "{account, drawn, won, admission_token?, claim_closes_in_s?}", "404": _ERR},
+        {
+            "200": "{account, entered, drawn, won, draw_in_s? | claim_closes_in_s?}",
+            "404": "unknown_account",
+            "409": "lottery_off",
+        },
     ),
     ("POST", "/admin/reset"): (
         "Start a sale afresh from a resolved scenario (query: opens_in_s, replication)",
@@ -124,9 +142,17 @@ OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, dict[str, s
         {"200": "the defenses now in force", "401": "no admin token", "422": "invalid"},
     ),
     ("POST", "/admin/review"): (
-        "Post-hoc review: cancel orders flagged as unusual activity",
+        "Post-hoc review of every paid order with [defenses.review]'s error rates; "
+        "bot_accounts is the truth the detector guesses at. Flagged orders are cancelled, "
+        "their units back in the stock (for a re-sale)",
         ReviewIn,
-        {"200": "{cancelled_orders, cancelled_units, ...}", "401": "no admin token"},
+        {
+            "200": "{reviewed_orders, bot_orders, cancelled_orders, cancelled_units, "
+            "flagged_bot_orders, flagged_human_orders, stock_left}",
+            "401": "no admin token",
+            "409": "review_off",
+            "422": "invalid body",
+        },
     ),
     ("POST", "/admin/resale"): (
         "Open a re-sale",

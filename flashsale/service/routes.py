@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -71,7 +70,7 @@ def in_worker(handler: Handler) -> Handler:
 
 async def sale(request: Request) -> Response:
     """Sale status: is it open, when it opens, stock left."""
-    return JSONResponse(await runtime(request).status(time.time()))
+    return JSONResponse(await runtime(request).status(runtime(request).clock()))
 
 
 def _sale_clock(rt: Runtime, now: float) -> None:
@@ -81,7 +80,7 @@ def _sale_clock(rt: Runtime, now: float) -> None:
         raise ApiError(
             425, "not_open", f"the sale opens in {r.opens_at - now:.3f} s", None, r.opens_at - now
         )
-    if now >= r.closes_at:
+    if now >= rt.closes_at():
         raise ApiError(409, "sale_closed", "the sale is over")
 
 
@@ -96,11 +95,15 @@ async def cart(request: Request) -> Response:
         raise ApiError(
             422, "unknown_channel", f"channel {channel!r}; channels: {rt.channels}", "channel"
         )
-    now = time.time()
+    now = rt.clock()
     t = rt.t(now)
     g = rt.guards
     g.rate(body.account, client_ip(request), t)
     _sale_clock(rt, now)
+    if g.lottery is not None and rt.record.phase == "main":
+        g.lottery.check(body.account, t)
+    if g.room is not None:
+        g.room.check(body.account, body.admission_token, t)
     g.check_captcha(body.account, body.captcha_token, t)
     g.check_limit(body.account, body.units)
     hold_s = rt.scenario.service.cart_hold_s
@@ -129,7 +132,7 @@ async def checkout(request: Request) -> Response:
             "Idempotency-Key",
         )
     body = await read_body(request, CheckoutIn)
-    rt.guards.rate(body.account, client_ip(request), rt.t(time.time()))
+    rt.guards.rate(body.account, client_ip(request), rt.t(rt.clock()))
     limiter: CapacityLimiter = request.state.limiter
     gateway = rt.gateway
 
@@ -146,12 +149,14 @@ async def checkout(request: Request) -> Response:
         digest,
         body.reservation_id,
         body.account,
-        time.time,
+        rt.clock,
         charge,
         stale_after_s=rt.scenario.service.payment.timeout_s + 30.0,
     )
     if reply.released is not None:
         rt.guards.release(*reply.released)
+    if reply.status == 201 and rt.guards.room is not None:
+        rt.guards.room.leave(body.account, rt.t(rt.clock()))
     headers = {"Retry-After": "1"} if reply.body.get("error") == "request_in_progress" else None
     return JSONResponse(reply.body, status_code=reply.status, headers=headers)
 
@@ -189,7 +194,7 @@ async def captcha(request: Request) -> Response:
     """A CAPTCHA challenge for an account."""
     rt = runtime(request)
     body = await read_body(request, AccountIn)
-    rt.guards.rate(body.account, client_ip(request), rt.t(time.time()))
+    rt.guards.rate(body.account, client_ip(request), rt.t(rt.clock()))
     cid, prompt = rt.guards.challenge(body.account)
     return JSONResponse({"challenge_id": cid, "prompt": prompt}, status_code=201)
 
@@ -204,8 +209,67 @@ async def captcha_solve(request: Request) -> Response:
     if rt.guards.captcha_delay_s > 0:  # the provider's verification call
         async with request.state.limiter.paused():
             await asyncio.sleep(rt.guards.captcha_delay_s)
-    token = rt.guards.solve(int(raw), body.account, body.answer, rt.t(time.time()))
+    token = rt.guards.solve(int(raw), body.account, body.answer, rt.t(rt.clock()))
     return JSONResponse({"captcha_token": token, "expires_in_s": CAPTCHA_TOKEN_TTL_S})
+
+
+async def waiting_room_join(request: Request) -> Response:
+    """Join the waiting room: a ticket, admitted at once or later."""
+    rt = runtime(request)
+    body = await read_body(request, AccountIn)
+    room = rt.guards.room
+    if room is None:
+        raise ApiError(409, "waiting_room_off", "the waiting room is off")
+    now = rt.clock()
+    rt.guards.rate(body.account, client_ip(request), rt.t(now))
+    if now >= rt.closes_at():
+        raise ApiError(409, "sale_closed", "the sale is over")
+    return JSONResponse(room.join(body.account, rt.t(now)), status_code=201)
+
+
+async def waiting_room_poll(request: Request) -> Response:
+    """A ticket's state: admitted (with its admission_token) or still waiting."""
+    rt = runtime(request)
+    room = rt.guards.room
+    if room is None:
+        raise ApiError(409, "waiting_room_off", "the waiting room is off")
+    return JSONResponse(room.poll(request.path_params["ticket"], rt.t(rt.clock())))
+
+
+async def lottery_enter(request: Request) -> Response:
+    """Enter the lottery during its entry window."""
+    rt = runtime(request)
+    body = await read_body(request, AccountIn)
+    lottery = rt.guards.lottery
+    if lottery is None:
+        raise ApiError(409, "lottery_off", "the lottery is off")
+    t = rt.t(rt.clock())
+    rt.guards.rate(body.account, client_ip(request), t)
+    draw_in_s = round(lottery.entries_close - t, 3)
+    if not lottery.enter(body.account, t):
+        return JSONResponse(
+            {
+                "error": "already_entered",
+                "detail": f"account {body.account} has entered already",
+                "field": "account",
+                "account": body.account,
+                "draw_in_s": draw_in_s,
+            },
+            status_code=409,
+        )
+    return JSONResponse({"account": body.account, "draw_in_s": draw_in_s}, status_code=201)
+
+
+async def lottery_result(request: Request) -> Response:
+    """Whether an account entered, whether the draw happened, whether it won."""
+    rt = runtime(request)
+    lottery = rt.guards.lottery
+    if lottery is None:
+        raise ApiError(409, "lottery_off", "the lottery is off")
+    raw = request.path_params["account"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, "unknown_account", f"no account {raw!r}", "account")
+    return JSONResponse(lottery.result(int(raw), rt.t(rt.clock())))
 
 
 def public_routes() -> list[Route]:
@@ -217,4 +281,8 @@ def public_routes() -> list[Route]:
         Route("/v1/orders/{order_id}/cancel", in_worker(cancel), methods=["POST"]),
         Route("/v1/captcha", in_worker(captcha), methods=["POST"]),
         Route("/v1/captcha/{challenge_id}", in_worker(captcha_solve), methods=["POST"]),
+        Route("/v1/waiting-room", in_worker(waiting_room_join), methods=["POST"]),
+        Route("/v1/waiting-room/{ticket}", in_worker(waiting_room_poll), methods=["GET"]),
+        Route("/v1/lottery", in_worker(lottery_enter), methods=["POST"]),
+        Route("/v1/lottery/{account}", in_worker(lottery_result), methods=["GET"]),
     ]

@@ -11,8 +11,12 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable, Collection
 from typing import Any
 
+import numpy as np
+
+from flashsale.defenses.review import Review
 from flashsale.scenario import Scenario, parse_scenario
 from flashsale.service.guards import Guards
 from flashsale.service.limiter import CapacityLimiter
@@ -40,8 +44,11 @@ class Runtime:
         opens_in_s: float = 0.0,
         replication: int = 0,
         captcha_delay_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.clock = clock
+        """Epoch seconds; injectable so tests can step time instead of sleeping."""
         self.admin_token = admin_token
         self._initial = (scenario, fresh, opens_in_s, replication)
         self._captcha_delay_s = captcha_delay_s
@@ -71,14 +78,14 @@ class Runtime:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
-            for account, units in await self.store.expire(time.time()):
+            for account, units in await self.store.expire(self.clock()):
                 self.guards.release(account, units)
 
     # ------------------------------------------------------------------ sale
 
     async def reset(self, scenario: Scenario, opens_in_s: float, replication: int) -> None:
         """Start ``scenario`` afresh: t = 0 is ``opens_in_s`` from now."""
-        opens_at = time.time() + opens_in_s
+        opens_at = self.clock() + opens_in_s
         record = SaleRecord(
             scenario=scenario.to_toml_dict(),
             replication=replication,
@@ -112,6 +119,9 @@ class Runtime:
             self.streams,
             await self.store.account_usage(),
             self._captcha_delay_s,
+            lottery_winners=max(
+                1, self.scenario.sale.units // self.scenario.humans.units_per_order
+            ),
         )
 
     async def switch_defenses(self, scenario: Scenario, captcha_delay_s: float | None) -> None:
@@ -128,7 +138,7 @@ class Runtime:
         or none when the re-sale offers the cancelled units, already back in stock)."""
         rs = self.scenario.defenses.resale
         add = units if units is not None else (rs.units if isinstance(rs.units, int) else 0)
-        opens_at = time.time() + opens_in_s
+        opens_at = self.clock() + opens_in_s
         self.record = dataclasses.replace(
             self.record,
             phase="resale",
@@ -140,20 +150,54 @@ class Runtime:
         await self.store.update_sale(self.record, extra)
         return add
 
+    async def review(self, bot_accounts: Collection[int]) -> dict[str, Any]:
+        """The post-hoc review over every paid order (oldest first), with the shared
+        rule and the ``defense.review`` stream; flagged orders are cancelled and their
+        units go back to the stock, where a re-sale can offer them."""
+        cfg = self.scenario.defenses.review
+        orders = await self.store.paid_orders()
+        is_bot = np.fromiter((a in bot_accounts for _, a, _ in orders), bool, len(orders))
+        rule = Review(cfg.bot_detection_prob, cfg.human_false_positive_prob)
+        flags = rule.flags(is_bot, self.streams["defense.review"])
+        cancelled = {"orders": 0, "units": 0, "bots": 0, "humans": 0}
+        for (order_id, account, units), flagged, bot in zip(orders, flags, is_bot, strict=True):
+            if flagged and await self.store.cancel(order_id, None) is not None:
+                self.guards.release(account, units)
+                cancelled["orders"] += 1
+                cancelled["units"] += units
+                cancelled["bots" if bot else "humans"] += 1
+        return {
+            "reviewed_orders": len(orders),
+            "bot_orders": int(is_bot.sum()),
+            "cancelled_orders": cancelled["orders"],
+            "cancelled_units": cancelled["units"],
+            "flagged_bot_orders": cancelled["bots"],
+            "flagged_human_orders": cancelled["humans"],
+        }
+
     # ----------------------------------------------------------------- clock
 
     def t(self, now: float) -> float:
         """Sale time: seconds from the main sale's opening."""
         return now - self.record.main_opens_at
 
+    def closes_at(self) -> float:
+        """When add-to-cart closes in the current phase: the main sale's end, or the
+        lottery's claim window's end if later."""
+        lottery = self.guards.lottery
+        if lottery is None or self.record.phase != "main":
+            return self.record.closes_at
+        return max(self.record.closes_at, self.record.main_opens_at + lottery.claim_closes)
+
     async def status(self, now: float) -> dict[str, Any]:
         levels = await self.store.levels()
         r = self.record
+        closes_at = self.closes_at()
         return {
             "sku": self.scenario.sale.sku,
-            "open": r.opens_at <= now < r.closes_at,
+            "open": r.opens_at <= now < closes_at,
             "opens_in_s": round(max(0.0, r.opens_at - now), 3),
-            "closes_in_s": round(max(0.0, r.closes_at - now), 3),
+            "closes_in_s": round(max(0.0, closes_at - now), 3),
             "phase": r.phase,
             "units": sum(u for u, _ in levels.values()),
             "stock_left": sum(left for _, left in levels.values()),
