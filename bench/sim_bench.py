@@ -33,7 +33,6 @@ import simpy
 from flashsale.arrivals import HUMAN, build_schedule
 from flashsale.scenario import Scenario, load_scenario
 from flashsale.sim.engine import simulate
-from flashsale.sim.stock import split_units
 from flashsale.streams import Streams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +72,7 @@ def run_naive(sc: Scenario, limit_s: float) -> dict[str, Any]:
     svc, pay, h, b = sc.service, sc.service.payment, sc.humans, sc.bots
     env = simpy.Environment(initial_time=min(float(s.t[0]), 0.0))
     workers = simpy.Resource(env, capacity=svc.workers)
-    available = split_units(sc.sale.units, [c.stock_share for c in sc.sale.channels])
+    available = sc.sale.split(sc.sale.units)
     requests: list[dict[str, Any]] = []
     journeys: list[dict[str, Any]] = []
     holds: dict[int, dict[str, Any]] = {}

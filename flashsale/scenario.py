@@ -130,6 +130,16 @@ class Sale(_Model):
             raise ValueError(f"channel names must be unique, got {names}")
         return self
 
+    def split(self, units: int) -> list[int]:
+        """Split ``units`` over the channels by stock share (largest remainder), so the
+        parts always sum to ``units``: both engines allot stock this one way."""
+        raw = [units * c.stock_share for c in self.channels]
+        parts = [int(r) for r in raw]
+        order = sorted(range(len(raw)), key=lambda i: (parts[i] - raw[i], i))
+        for i in order[: units - sum(parts)]:
+            parts[i] += 1
+        return parts
+
 
 # ------------------------------------------------------------------------- humans
 
@@ -243,6 +253,11 @@ class Payment(_Model):
     load_knee: NonNegFloat = 1.0
     gateway_s: Distribution = Field(default=Constant(value=0.0))
     timeout_s: PosFloat = Field(default=30.0, description="a gateway slower than this times out")
+
+    def failure_probability(self, load: float) -> float:
+        """The formula above; the simulator and the reference service both call this."""
+        extra = self.failure_growth * max(0.0, load - self.load_knee)
+        return min(1.0, self.failure_prob + extra)
 
 
 class Service(_Model):

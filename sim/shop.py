@@ -46,7 +46,7 @@ from .status import (
     SOLD_OUT,
     UNAVAILABLE,
 )
-from .stock import Stock, split_units
+from .stock import Stock
 
 __all__ = ["Shop"]
 
@@ -72,7 +72,7 @@ class Shop:
         self._grows = pay.failure_growth > 0
         self.service = CheckoutService(svc.workers, svc.queue_limit)
         self.stock = Stock(
-            split_units(scenario.sale.units, [c.stock_share for c in scenario.sale.channels]),
+            scenario.sale.split(scenario.sale.units),
             svc.cart_hold_s,
             on_release=self._released,
         )
@@ -97,7 +97,7 @@ class Shop:
         self.lottery: LotteryDriver | None = None  # set by the engine when the lottery is on
         self._gateway_s = BuyerDraws(pay.gateway_s, payment_rng, buyers)
         self._luck = BuyerDraws(Uniform(dist="uniform", low=0.0, high=1.0), payment_rng, buyers)
-        self._fail = (pay.failure_prob, pay.failure_growth, pay.load_knee, pay.timeout_s)
+        self._payment = pay
         self._captcha = scenario.defenses.captcha.enabled
         self.on_finish: Callable[[Journey], None] | None = None  # e.g. leave the waiting room
         self._edge = [d.at_edge for d in defenses if d.overrides("at_edge")]
@@ -208,13 +208,13 @@ class Shop:
         if not stock.begin_payment(hold, start):
             j.hold = -1
             return GONE, end
-        p0, growth, knee, timeout_s = self._fail
+        payment = self._payment
         gateway = self._gateway_s(j.account, k)
-        if gateway > timeout_s:
-            status, end = GATEWAY_TIMEOUT, end + timeout_s
+        if gateway > payment.timeout_s:
+            status, end = GATEWAY_TIMEOUT, end + payment.timeout_s
         else:
             end += gateway
-            p = p0 + growth * (load - knee) if load > knee else p0
+            p = payment.failure_probability(load)
             status = PAYMENT_FAILED if self._luck(j.account, k) < p else CREATED
         paid = status == CREATED
         stock.end_payment(hold, end, paid, j.kind)

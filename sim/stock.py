@@ -18,23 +18,13 @@ import heapq
 from array import array
 from collections.abc import Callable
 
-__all__ = ["OversellError", "Stock", "split_units"]
+__all__ = ["OversellError", "Stock"]
 
 _HELD, _PAYING, _FAILING, _DONE = 0, 1, 2, 3
 
 
 class OversellError(RuntimeError):
     """The stock books do not balance: a bug, never a legitimate outcome."""
-
-
-def split_units(units: int, shares: list[float]) -> list[int]:
-    """Split ``units`` over channels by ``shares`` (largest remainder): the parts sum to units."""
-    raw = [units * s for s in shares]
-    parts = [int(r) for r in raw]
-    order = sorted(range(len(raw)), key=lambda i: (parts[i] - raw[i], i))
-    for i in order[: units - sum(parts)]:
-        parts[i] += 1
-    return parts
 
 
 class Stock:

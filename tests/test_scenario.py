@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from flashsale.cli import app
 from flashsale.distributions import Gamma, Lognormal, Uniform
 from flashsale.scenario import (
+    Payment,
     Scenario,
     ScenarioError,
     load_scenario,
@@ -228,3 +229,19 @@ def test_scenario_is_immutable(smoke_path: Path) -> None:
     sc: Scenario = load_scenario(smoke_path)
     with pytest.raises(Exception, match="frozen"):
         sc.sale.units = 5  # type: ignore[misc]
+
+
+def test_payment_failure_grows_past_the_knee_and_caps_at_one() -> None:
+    p = Payment(failure_prob=0.05, failure_growth=0.6, load_knee=0.8)
+    assert p.failure_probability(0.5) == pytest.approx(0.05)
+    assert p.failure_probability(1.3) == pytest.approx(0.05 + 0.6 * 0.5)
+    assert p.failure_probability(10.0) == 1.0
+
+
+@pytest.mark.parametrize("units", [0, 1, 7, 200, 50_000, 50_001])
+def test_stock_split_over_channels_sums_to_the_units(units: int) -> None:
+    sale = load_scenario(SCENARIOS / "poco_m3.toml").sale
+    parts = sale.split(units)
+    assert sum(parts) == units
+    for part, channel in zip(parts, sale.channels, strict=True):
+        assert abs(part - units * channel.stock_share) < 1  # largest remainder

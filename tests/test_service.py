@@ -17,12 +17,11 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from flashsale.scenario import Payment, Scenario, parse_scenario
+from flashsale.scenario import Scenario, parse_scenario
 from flashsale.service.app import create_app
 from flashsale.service.backends import open_store
 from flashsale.service.limiter import CapacityLimiter, Overloaded
 from flashsale.service.openapi import OPERATIONS
-from flashsale.service.payment import failure_probability
 from flashsale.service.runtime import Runtime
 
 PG = os.environ.get("FLASHSALE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -293,13 +292,6 @@ def test_openapi_documents_every_route(tmp_path: Path) -> None:
     assert served <= set(OPERATIONS)
     cart_schema = spec["paths"]["/v1/cart"]["post"]["requestBody"]["content"]
     assert cart_schema["application/json"]["schema"]["properties"]["units"]["minimum"] == 1
-
-
-def test_failure_probability_formula() -> None:
-    p = Payment(failure_prob=0.05, failure_growth=0.6, load_knee=0.8)
-    assert failure_probability(p, 0.5) == pytest.approx(0.05)
-    assert failure_probability(p, 1.3) == pytest.approx(0.05 + 0.6 * 0.5)
-    assert failure_probability(p, 10.0) == 1.0
 
 
 def test_limiter_queue_limit_and_timeout() -> None:

@@ -18,13 +18,7 @@ from flashsale.distributions import Constant
 from flashsale.scenario import Payment
 from flashsale.service.store import Charge
 
-__all__ = ["PaymentGateway", "failure_probability"]
-
-
-def failure_probability(payment: Payment, load: float) -> float:
-    """``min(1, failure_prob + failure_growth * max(0, load - load_knee))``."""
-    extra = payment.failure_growth * max(0.0, load - payment.load_knee)
-    return min(1.0, payment.failure_prob + extra)
+__all__ = ["PaymentGateway"]
 
 
 class PaymentGateway:
@@ -45,7 +39,7 @@ class PaymentGateway:
 
     def decide(self) -> Charge:
         """The gateway's verdict at the current load (no latency)."""
-        p = failure_probability(self.payment, self._load())
+        p = self.payment.failure_probability(self._load())
         if p > 0 and self._rng.random() < p:
             return "failed"
         return "paid"

@@ -22,7 +22,6 @@ from flashsale.service.guards import Guards
 from flashsale.service.limiter import CapacityLimiter
 from flashsale.service.payment import PaymentGateway
 from flashsale.service.store import SaleRecord, Store
-from flashsale.sim.stock import split_units
 from flashsale.streams import Streams
 
 __all__ = ["SWEEP_INTERVAL_S", "Runtime"]
@@ -93,7 +92,7 @@ class Runtime:
             opens_at=opens_at,
             closes_at=opens_at + scenario.sale.window_s,
         )
-        stock = split_units(scenario.sale.units, [c.stock_share for c in scenario.sale.channels])
+        stock = scenario.sale.split(scenario.sale.units)
         await self.store.reset(
             record, {c.name: n for c, n in zip(scenario.sale.channels, stock, strict=True)}
         )
@@ -145,8 +144,7 @@ class Runtime:
             opens_at=opens_at,
             closes_at=opens_at + (window_s if window_s is not None else rs.window_s),
         )
-        shares = [c.stock_share for c in self.scenario.sale.channels]
-        extra = dict(zip(self.channels, split_units(add, shares), strict=True)) if add else {}
+        extra = dict(zip(self.channels, self.scenario.sale.split(add), strict=True)) if add else {}
         await self.store.update_sale(self.record, extra)
         return add
 
