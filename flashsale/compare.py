@@ -13,7 +13,6 @@ tighter than two independent intervals side by side.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,10 +22,10 @@ from flashsale.charts import draw_compare_charts
 from flashsale.metrics import METRICS_SCHEMA
 from flashsale.postrun import load_run_metrics
 from flashsale.report import KEY_METRICS, write_compare_report
-from flashsale.runs import RunError, RunFolder
+from flashsale.runs import RunError, RunFolder, new_results_dir
 from flashsale.stats import paired_diff
 
-__all__ = ["compare_runs", "default_compare_dir", "paired_differences", "run_labels"]
+__all__ = ["compare_runs", "paired_differences", "run_labels"]
 
 _IGNORED = ("description", "thresholds")
 """Scenario keys that do not change what happens in a sale."""
@@ -124,17 +123,6 @@ def _metrics_of(run: RunFolder) -> dict[str, Any]:
     return load_run_metrics(run)
 
 
-def default_compare_dir(root: Path = Path("results")) -> Path:
-    """``results/<UTC timestamp>-compare``, unique even within one second."""
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    base = root / f"{stamp}-compare"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
 def compare_runs(paths: Sequence[Path], out: Path | None = None) -> Path:
     """Compare run folders into ``out`` (new or empty); returns the report.html path.
 
@@ -144,7 +132,7 @@ def compare_runs(paths: Sequence[Path], out: Path | None = None) -> Path:
     if len(paths) < 2:
         raise RunError(f"compare needs at least two run folders, got {len(paths)}")
     runs = [RunFolder.load(p) for p in paths]
-    folder = out if out is not None else default_compare_dir()
+    folder = out if out is not None else new_results_dir("compare")
     if folder.exists() and any(folder.iterdir()):
         raise RunError(f"{folder}: output folder exists and is not empty; choose another --out")
     docs = [_metrics_of(r) for r in runs]

@@ -35,6 +35,7 @@ __all__ = [
     "RunError",
     "RunFolder",
     "default_run_dir",
+    "new_results_dir",
     "open_run",
     "write_json_atomic",
 ]
@@ -70,8 +71,13 @@ def _now() -> str:
 
 def default_run_dir(scenario: Scenario, engine: str, root: Path = Path("results")) -> Path:
     """``results/<UTC timestamp>-<scenario>-<engine>``, unique even within one second."""
+    return new_results_dir(f"{scenario.name}-{engine}", root)
+
+
+def new_results_dir(label: str, root: Path = Path("results")) -> Path:
+    """``results/<UTC timestamp>-<label>`` that does not exist yet (suffix -2, -3...)."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    base = root / f"{stamp}-{scenario.name}-{engine}"
+    base = root / f"{stamp}-{label}"
     path, n = base, 1
     while path.exists():
         n += 1

@@ -32,14 +32,7 @@ class RoomDriver:
         self, env: simpy.Environment, config: WaitingRoomConfig, rng: np.random.Generator
     ) -> None:
         self._env = env
-        self._room = WaitingRoom(
-            prequeue_s=config.prequeue_s,
-            order=config.order,
-            new_users_per_min=config.new_users_per_min,
-            max_active=config.max_active,
-            session_s=config.session_s,
-            rng=rng,
-        )
+        self._room = WaitingRoom.from_config(config, rng)
         self._waiting: dict[int, Journey] = {}
         self._wake_at = math.inf
 

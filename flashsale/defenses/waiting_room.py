@@ -28,6 +28,8 @@ from typing import Literal
 
 import numpy as np
 
+from flashsale.scenario import WaitingRoom as WaitingRoomConfig
+
 __all__ = ["WaitingRoom"]
 
 
@@ -71,6 +73,18 @@ class WaitingRoom:
         self._now = -math.inf
         self._settled = 0.0  # every admission due up to here is decided
         self._outbox: list[tuple[Hashable, float]] = []  # decided, not yet handed out
+
+    @classmethod
+    def from_config(cls, config: WaitingRoomConfig, rng: np.random.Generator) -> WaitingRoom:
+        """The room a scenario's ``[defenses.waiting_room]`` describes."""
+        return cls(
+            prequeue_s=config.prequeue_s,
+            order=config.order,
+            new_users_per_min=config.new_users_per_min,
+            max_active=config.max_active,
+            session_s=config.session_s,
+            rng=rng,
+        )
 
     def _clock(self, now: float) -> None:
         if now < self._now:

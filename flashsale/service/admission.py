@@ -54,14 +54,7 @@ class RoomDesk:
 
     def __init__(self, config: WaitingRoomConfig, rng: np.random.Generator) -> None:
         self.config = config
-        self.room = WaitingRoom(
-            prequeue_s=config.prequeue_s,
-            order=config.order,
-            new_users_per_min=config.new_users_per_min,
-            max_active=config.max_active,
-            session_s=config.session_s,
-            rng=rng,
-        )
+        self.room = WaitingRoom.from_config(config, rng)
         self._clock = _Clock()
         self._account_of: dict[str, int] = {}  # ticket -> account
         self._ticket_of: dict[int, str] = {}  # account -> its current ticket
