@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flashsale.service.postgres_store import PostgresStore
+from flashsale.service.postgres_store import POOL_SIZE, PostgresStore
 from flashsale.service.sqlite_store import SqliteStore
 from flashsale.service.store import Store
 
 __all__ = ["describe_db", "open_store"]
 
 
-def open_store(db: str | Path, pool_size: int = 10) -> Store:
+def open_store(db: str | Path, pool_size: int = POOL_SIZE) -> Store:
     """``postgresql://...`` (or ``postgres://``) -> PostgreSQL; ``sqlite:///path`` or a
     plain file path -> SQLite. The store still needs ``await store.setup()``."""
     text = str(db)

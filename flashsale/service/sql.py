@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 from flashsale.service.store import Charge, Reply, Reserved, SaleRecord
 
-__all__ = ["SqlStore", "Tx"]
+__all__ = ["Abort", "SqlStore", "Tx"]
 
 TABLES = ("sale", "stock", "reservations", "orders", "accounts", "idempotency")
 
@@ -42,7 +42,7 @@ class Tx(Protocol):
         """Execute; every row."""
 
 
-class _Abort(Exception):
+class Abort(Exception):
     """Roll the transaction back and answer ``reason``."""
 
     def __init__(self, reason: Literal["sold_out", "limit_reached"]) -> None:
@@ -119,31 +119,46 @@ class SqlStore(ABC):
             return "limit_reached"
         try:
             async with self._tx() as tx:
-                took = await tx.run(
-                    "INSERT INTO accounts (account, units) VALUES (?, ?) "
-                    "ON CONFLICT (account) DO UPDATE SET units = accounts.units + excluded.units "
-                    "WHERE accounts.units + excluded.units <= ?",
-                    (account, units, max_units),
+                reservation_id = await self._take(
+                    tx, account, channel, units, now, now + hold_s, max_units
                 )
-                if not took:
-                    raise _Abort("limit_reached")
-                row = await tx.one(
-                    "INSERT INTO reservations (account, channel, units, created_at, expires_at, "
-                    "status) VALUES (?, ?, ?, ?, ?, 'held') RETURNING id",
-                    (account, channel, units, now, now + hold_s),
-                )
-                # The hot row last: its lock is held only until the commit.
-                took = await tx.run(
-                    "UPDATE stock SET left_units = left_units - ? "
-                    "WHERE channel = ? AND left_units >= ?",
-                    (units, channel, units),
-                )
-                if not took:
-                    raise _Abort("sold_out")
-        except _Abort as e:
+        except Abort as e:
             return e.reason
-        assert row is not None
-        return Reserved(int(row[0]), units, now + hold_s)
+        return Reserved(reservation_id, units, now + hold_s)
+
+    async def _take(
+        self,
+        tx: Tx,
+        account: int,
+        channel: str,
+        units: int,
+        now: float,
+        expires_at: float,
+        max_units: int,
+    ) -> int:
+        """Count the units against the account, record the hold, take the stock; the
+        new reservation's id, or :class:`Abort` (the caller rolls back)."""
+        took = await tx.run(
+            "INSERT INTO accounts (account, units) VALUES (?, ?) "
+            "ON CONFLICT (account) DO UPDATE SET units = accounts.units + excluded.units "
+            "WHERE accounts.units + excluded.units <= ?",
+            (account, units, max_units),
+        )
+        if not took:
+            raise Abort("limit_reached")
+        row = await tx.one(
+            "INSERT INTO reservations (account, channel, units, created_at, expires_at, "
+            "status) VALUES (?, ?, ?, ?, ?, 'held') RETURNING id",
+            (account, channel, units, now, expires_at),
+        )
+        # The hot row last: its lock is held only until the commit.
+        took = await tx.run(
+            "UPDATE stock SET left_units = left_units - ? WHERE channel = ? AND left_units >= ?",
+            (units, channel, units),
+        )
+        if not took or row is None:
+            raise Abort("sold_out")
+        return int(row[0])
 
     async def expire(self, now: float) -> list[tuple[int, int]]:
         async with self._tx() as tx:
@@ -206,14 +221,16 @@ class SqlStore(ABC):
         stale_after_s: float,
     ) -> Reply | None:
         """Claim the key and check the hold; a Reply ends the checkout here."""
-        select = "SELECT body_hash, claimed_at, status, reply FROM idempotency WHERE key = ?"
-        row = await tx.one(select, (key,))
-        if row is None and not await tx.run(
+        row = None
+        if not await tx.run(  # a new key (the usual case) costs one statement
             "INSERT INTO idempotency (key, body_hash, claimed_at) VALUES (?, ?, ?) "
             "ON CONFLICT (key) DO NOTHING",
             (key, body_hash, now),
         ):
-            row = await tx.one(select, (key,))  # another request claimed it first
+            row = await tx.one(
+                "SELECT body_hash, claimed_at, status, reply FROM idempotency WHERE key = ?",
+                (key,),
+            )
         if row is not None:
             if row[0] != body_hash:
                 return Reply(
@@ -254,18 +271,8 @@ class SqlStore(ABC):
     ) -> Reply:
         if charge != "paid":
             return await self._keep(tx, key, await self._fail(tx, reservation_id, charge))
-        if await tx.run(
-            "UPDATE reservations SET status = 'paid' "
-            "WHERE id = ? AND status = 'held' AND expires_at >= ?",
-            (reservation_id, now),
-        ):
-            row = await tx.one(
-                "INSERT INTO orders (reservation_id, account, channel, units, created_at, status) "
-                "SELECT id, account, channel, units, ?, 'paid' FROM reservations WHERE id = ? "
-                "RETURNING id, units",
-                (now, reservation_id),
-            )
-            assert row is not None
+        row = await self._pay(tx, reservation_id, now)
+        if row is not None:
             reply = Reply(
                 201,
                 {"order_id": int(row[0]), "reservation_id": reservation_id, "units": int(row[1])},
@@ -277,6 +284,21 @@ class SqlStore(ABC):
                 await self._already_paid(tx, reservation_id) if paid else _expired(reservation_id)
             )
         return await self._keep(tx, key, reply)
+
+    async def _pay(self, tx: Tx, reservation_id: int, now: float) -> tuple[Any, ...] | None:
+        """Turn a live hold into an order: (order id, units), or None if it is not held."""
+        if not await tx.run(
+            "UPDATE reservations SET status = 'paid' "
+            "WHERE id = ? AND status = 'held' AND expires_at >= ?",
+            (reservation_id, now),
+        ):
+            return None
+        return await tx.one(
+            "INSERT INTO orders (reservation_id, account, channel, units, created_at, status) "
+            "SELECT id, account, channel, units, ?, 'paid' FROM reservations WHERE id = ? "
+            "RETURNING id, units",
+            (now, reservation_id),
+        )
 
     async def _fail(self, tx: Tx, reservation_id: int, charge: Charge) -> Reply:
         """A declined or timed-out payment gives the hold back, as in the simulation:
