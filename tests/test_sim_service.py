@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from flashsale.sim.service import FULL, RENEGED, SERVED, CheckoutService
 
 from ._theory import erlang_a, erlang_c, erlang_c_mean_wait

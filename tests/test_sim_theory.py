@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from flashsale.sim.engine import simulate
 
 from flashsale.scenario import Scenario, parse_scenario
+from flashsale.sim.engine import simulate
 
 from ._theory import erlang_c, erlang_c_mean_wait
 

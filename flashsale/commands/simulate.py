@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from flashsale.sim.engine import UnsupportedScenario, check_supported
-from flashsale.sim.runner import run_replications
-from flashsale.sim.stock import OversellError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flashsale._cli_utils import SetOption, fail, load_or_exit
 from flashsale.outcome import Outcome
 from flashsale.postrun import finish_run
 from flashsale.runs import RunError, open_run
+from flashsale.sim.engine import UnsupportedScenario, check_supported
+from flashsale.sim.runner import run_replications
+from flashsale.sim.stock import OversellError
 
 __all__ = ["simulate"]
 
