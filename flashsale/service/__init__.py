@@ -41,13 +41,32 @@ Public API (paths are the scenario's ``[target.paths]`` defaults; OpenAPI 3.1 at
     POST /v1/captcha             {"account"} -> 201 {"challenge_id", "prompt"}
     POST /v1/captcha/{id}        {"account", "answer"} -> 200 {"captcha_token",
                                  "expires_in_s"} | 403 wrong_answer | 404
-    POST /v1/waiting-room        {"account"} -> 201 {"ticket", "admitted", ...}
-    GET  /v1/waiting-room/{ticket} -> 200 {"ticket", "admitted": bool,
-                                 "admission_token"?, "position"?, "retry_after_s"}
+    POST /v1/waiting-room        {"account"} -> 201 {"ticket", "admitted": bool,
+                                 "admission_token"?, "session_ends_in_s"?, "waiting"?,
+                                 "opens_in_s"?, "retry_after_s"} | 409 waiting_room_off
+                                 | sale_closed. One ticket per account while it waits or
+                                 is in session; joined before the opening = the pre-queue,
+                                 shuffled at the opening
+    GET  /v1/waiting-room/{ticket} -> 200 the same shape | 404 unknown_ticket;
+                                 "waiting" = visitors not yet admitted (the room has no
+                                 per-visitor position); poll again after retry_after_s
     POST /v1/lottery             {"account"} -> 201 {"account", "draw_in_s"}
-                                 | 409 already_entered | 425 | 410 entries_closed
-    GET  /v1/lottery/{account}   -> 200 {"account", "drawn": bool, "won": bool,
-                                 "admission_token"?, "claim_closes_in_s"?}
+                                 | 409 already_entered (with "draw_in_s") | lottery_off
+                                 | 425 not_open (Retry-After) | 410 entries_closed
+    GET  /v1/lottery/{account}   -> 200 {"account", "entered", "drawn": bool, "won": bool,
+                                 "draw_in_s" (before the draw) | "claim_closes_in_s"}
+
+Admission (scenario ``[defenses]``, rules from :mod:`flashsale.defenses`): with the
+waiting room on, the cart needs ``admission_token``, the account's own, during its
+session (``session_s``; paying ends it and frees the slot): else 403
+``not_admitted``. The room admits ``new_users_per_min`` as a steady flow, at most
+``max_active`` in session, pre-queue shuffled from the ``defense.waiting_room``
+stream. With the lottery on, entries run from the opening for ``entry_window_s``;
+the draw (``winners``, default units / humans.units_per_order, from the
+``defense.lottery`` stream) happens at its end; then for ``claim_window_s`` only
+winners may add to the cart (403 ``not_admitted`` for others, 425 before the draw,
+409 after); the sale stays open at least that long. A re-sale phase is open to
+all. Room and lottery state is in memory: a restart or a defense switch empties it.
 
 Admin API (header ``Authorization: Bearer <admin token>``, else 401)::
 
@@ -56,8 +75,15 @@ Admin API (header ``Authorization: Bearer <admin token>``, else 401)::
                                  wipes orders, reservations and defense state
     POST /admin/defenses         body: a partial [defenses] table, merged and validated
                                  like the scenario; optional "captcha_delay_s" -> 200
-    POST /admin/review           {"bot_accounts": [int]} -> 200 {"cancelled_orders",
-                                 "cancelled_units", "flagged_bot_orders", ...}
+    POST /admin/review           {"bot_accounts": [int]} -> 200 {"reviewed_orders",
+                                 "bot_orders", "cancelled_orders", "cancelled_units",
+                                 "flagged_bot_orders", "flagged_human_orders",
+                                 "stock_left"} | 409 review_off
+                                 Every paid order gets one draw of the shared review
+                                 rule (defense.review stream, oldest order first);
+                                 bot_accounts is the truth the detector guesses at (the
+                                 replay knows it). Flagged orders are cancelled and their
+                                 units go back to the stock: a re-sale offers them.
     POST /admin/resale           {"opens_in_s"?, "units"?, "window_s"?} -> 200 sale status
     GET  /admin/audit            -> 200 {"units", "units_sold", "units_reserved",
                                  "stock_left", "oversold_units", "orders",

@@ -123,11 +123,14 @@ async def read_json(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
         raise ApiError(413, "body_too_large", f"request body over {max_bytes} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise ApiError(413, "body_too_large", f"request body over {max_bytes} bytes")
+    if declared is not None:  # the server frames the body by its length: read it at once
+        body: bytes | bytearray = await request.body()
+    else:  # chunked: count as it comes
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_bytes:
+                raise ApiError(413, "body_too_large", f"request body over {max_bytes} bytes")
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
