@@ -335,3 +335,15 @@ def test_postgres_is_up() -> None:
     """Fails loudly when PostgreSQL is down instead of silently skipping its tests."""
     with psycopg.connect(PG, connect_timeout=5) as con:
         assert con.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_pg_url_keeps_libpq_options_and_takes_the_schema() -> None:
+    from flashsale.service.postgres_store import split_schema
+
+    url = "postgresql://u@h:5432/db?schema=s_1&options=-c%20synchronous_commit%3Doff"
+    assert split_schema(url) == (
+        "postgresql://u@h:5432/db?options=-c%20synchronous_commit%3Doff",
+        "s_1",
+    )
+    with pytest.raises(ValueError, match="schema"):
+        split_schema("postgresql://u@h/db?schema=Bad-Name")

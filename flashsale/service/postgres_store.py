@@ -18,7 +18,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -87,7 +87,8 @@ def split_schema(url: str) -> tuple[str, str]:
     schema = next((v for k, v in query if k == "schema"), "flashsale")
     if not _SCHEMA_NAME.match(schema):
         raise ValueError(f"--db: schema={schema!r}: use lower-case letters, digits and _ (max 63)")
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    # libpq decodes %20, not +: options=-c%20name%3Dvalue must survive
+    rest = urlencode([(k, v) for k, v in query if k != "schema"], quote_via=quote)
     return urlunsplit(parts._replace(query=rest)), schema
 
 
