@@ -42,6 +42,7 @@ def test_tables_are_byte_identical_whatever_the_workers(smoke_path: Path, tmp_pa
     manifest = json.loads((tmp_path / "w2" / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["engine"] == "sim" and manifest["seed"] == 11
+    assert "seed = 11" in (tmp_path / "w2" / "scenario.toml").read_text()
     assert manifest["replications_done"] == [0, 1]
 
 

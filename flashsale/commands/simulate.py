@@ -46,7 +46,9 @@ def simulate(
         check_supported(sc)
     except UnsupportedScenario as e:
         fail(f"{scenario}: {e}")
-    root_seed = sc.seed if seed is None else seed
+    if seed is not None:  # the run folder's scenario.toml then re-runs this very sale
+        sc = sc.model_copy(update={"seed": seed})
+    root_seed = sc.seed
     n_workers = workers or min(replications, os.cpu_count() or 1)
     stack = contextlib.ExitStack()
     try:  # open_run refuses a non-empty --out before the run starts
