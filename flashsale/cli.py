@@ -17,6 +17,7 @@ from flashsale.commands.replay import replay
 from flashsale.commands.report import report
 from flashsale.commands.serve import serve_command
 from flashsale.commands.simulate import simulate
+from flashsale.commands.sweep import sweep
 from flashsale.scenario import ScenarioError, load_scenario
 
 __all__ = ["app", "main"]
@@ -69,6 +70,7 @@ app.command()(compare)
 app.command("serve")(serve_command)
 app.command()(replay)
 app.command()(simulate)
+app.command()(sweep)
 
 
 def main() -> None:

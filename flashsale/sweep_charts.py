@@ -1,0 +1,192 @@
+"""A sweep's chart and report page: key metrics against the varied parameter(s).
+
+It draws only what the points' metrics.json documents already hold (mean and
+95% CI across replications), in the styles of :mod:`flashsale.charts` and on
+the page layout of :mod:`flashsale.report`: the same palette, axes with units and
+self-contained HTML, not new copies of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flashsale.charts import RUN_COLORS, Chart, _arr, _figure, _save, _unit_axis, _wrap
+from flashsale.metrics import fmt_metric
+from flashsale.report import _e, _img, _page, _table, _write
+
+__all__ = ["SWEEP_METRICS", "draw_sweep_charts", "metric_block", "write_sweep_report"]
+
+SWEEP_METRICS: tuple[tuple[str, str], ...] = (
+    ("sellout_time_s", "sell-out time"),
+    ("human_success_share", "human success share"),
+    ("bot_unit_share", "bot share of units"),
+    ("yellow_cart_rate", "yellow-cart rate"),
+    ("units_per_person_gini", "Gini, units per person"),
+    ("latency_p95_s.pay", "latency p95, pay step"),
+)
+"""What a capacity planner reads off a sweep; dotted names reach into per-step blocks."""
+
+
+def metric_block(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The mean, CI and n of a (dotted) metric in a metrics.json document; all None
+    when the run has no such block (e.g. no pay request ever completed)."""
+    node: Any = doc["metrics"]
+    for part in name.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    node = node or {}
+    return {k: node.get(k) for k in ("mean", "ci_low", "ci_high", "n")}
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _lines(sweep: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Rows grouped into lines: one per combination of the axes after the first,
+    each ordered along the first axis."""
+    first, *rest = [g["path"] for g in sweep["grid"]]
+    lines: dict[str, list[Any]] = {}
+    for row in rows:
+        key = ", ".join(f"{p}={_show(row['settings'][p])}" for p in rest)
+        lines.setdefault(key, []).append(row)
+    order = {json.dumps(v): i for i, v in enumerate(sweep["grid"][0]["values"])}
+    for group in lines.values():
+        group.sort(key=lambda r: order[json.dumps(r["settings"][first])])
+    return lines
+
+
+def draw_sweep_charts(
+    sweep: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], folder: Path
+) -> list[Chart]:
+    """One figure: a panel per key metric, mean and 95% CI against the first varied
+    parameter, one line per value of the others."""
+    first = sweep["grid"][0]["path"]
+    xs_all = sweep["grid"][0]["values"]
+    numeric = _numeric(xs_all)
+    pos = {json.dumps(v): (float(v) if numeric else float(i)) for i, v in enumerate(xs_all)}
+    span = (max(pos.values()) - min(pos.values())) or 1.0
+    lines = _lines(sweep, rows)
+    cols = 3
+    nrows = -(-len(SWEEP_METRICS) // cols)
+    fig, axes = _figure(nrows, cols, height=1.6 + 3.0 * nrows)
+    for ax, (name, label) in zip(axes.flat, SWEEP_METRICS, strict=False):
+        for j, (key, group) in enumerate(lines.items()):
+            # A small sideways nudge per line so the error bars of equal x do not overlap.
+            nudge = (j - (len(lines) - 1) / 2) * 0.012 * span
+            x = np.array([pos[json.dumps(r["settings"][first])] for r in group]) + nudge
+            b = [r["metrics"][name] for r in group]
+            mean = _arr([m["mean"] for m in b])
+            lo, hi = _arr([m["ci_low"] for m in b]), _arr([m["ci_high"] for m in b])
+            err = np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
+            ax.errorbar(
+                x,
+                mean,
+                yerr=err,
+                color=RUN_COLORS[j % len(RUN_COLORS)],
+                marker="o",
+                ms=4,
+                lw=1.4,
+                capsize=3,
+                label=_wrap(key, 40) if key else None,
+            )
+        ax.set_title(label, fontsize=9)
+        _unit_axis(ax, name)
+        ax.set_xlabel(first, fontsize=8)
+        ax.set_xticks([pos[json.dumps(v)] for v in xs_all], [_show(v) for v in xs_all], fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(SWEEP_METRICS) :]:
+        ax.set_visible(False)
+    if len(lines) > 1:
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=2)
+    n = sweep["replications"]
+    fig.suptitle(
+        f"{sweep['scenario_name']}: key metrics against {first} "
+        f"(points: mean of {n} replications; whiskers: 95% CI; "
+        f"seed {sweep['seed']} at every point)",
+        fontsize=10,
+    )
+    return [
+        _save(
+            fig,
+            folder,
+            "sweep_metrics",
+            f"Key metrics against {first}",
+            "Every point ran the same arrivals and buyers (same seed): a change between "
+            "neighbouring points is the parameter's doing; gaps mean no value (e.g. not sold out).",
+        )
+    ]
+
+
+def _cell(name: str, m: Mapping[str, Any]) -> str:
+    text = _e(fmt_metric(name, m["mean"]))
+    if m["ci_low"] is not None and m["ci_high"] is not None:
+        ci = f"{fmt_metric(name, m['ci_low'])} to {fmt_metric(name, m['ci_high'])}"
+        text += f'<br><span class="muted">{_e(ci)}</span>'
+    return text
+
+
+def write_sweep_report(
+    sweep: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    charts: Sequence[Chart],
+    compare: Path | None,
+    path: Path,
+) -> Path:
+    """The sweep's report.html: the grid, a table of points x key metrics, the chart,
+    links to each point's report and to the paired comparison of all points."""
+    paths = [g["path"] for g in sweep["grid"]]
+    body = [f"<h1>Flash sale sweep: {_e(sweep['scenario_name'])}</h1>"]
+    body.append(
+        f'<p class="muted">{len(rows)} points x {sweep["replications"]} replication(s), '
+        f"root seed {_e(sweep['seed'])} at every point (common random numbers); "
+        f"scenario file {_e(sweep['scenario_file'])}</p>"
+    )
+    body.append("<h2>Grid</h2>")
+    body.append(
+        _table(
+            ["parameter", "values"],
+            [
+                (f"<code>{_e(g['path'])}</code>", _e(", ".join(_show(v) for v in g["values"])))
+                for g in sweep["grid"]
+            ],
+            num_from=9,
+        )
+    )
+    body.append("<h2>Key metrics per point (mean, 95% CI)</h2>")
+    table = []
+    for r in rows:
+        verdict = (
+            '<span class="fail">' + _e("; ".join(r["breached"])) + "</span>"
+            if r["breached"]
+            else '<span class="pass">held</span>'
+        )
+        table.append(
+            [
+                f'<a href="{_e(r["folder"])}/report.html">{_e(r["folder"])}</a>',
+                *(_e(_show(r["settings"][p])) for p in paths),
+                *(_cell(name, r["metrics"][name]) for name, _ in SWEEP_METRICS),
+                verdict,
+            ]
+        )
+    head = ["point", *paths, *(label for _, label in SWEEP_METRICS), "thresholds"]
+    body.append(_table(head, table, num_from=1 + len(paths)))
+    if compare is not None:
+        link = compare.relative_to(path.parent)
+        body.append(
+            f"<p>Paired differences of every point against {_e(rows[0]['folder'])}: "
+            f'<a href="{_e(link)}">the comparison report</a>.</p>'
+        )
+    body.append("<h2>Charts</h2>")
+    body.extend(_img(c) for c in charts)
+    return _write(path, _page(f"flashsale sweep: {sweep['scenario_name']}", body))
