@@ -313,3 +313,43 @@ def test_dask_scheduler_without_the_extra_exits_2(
     assert res.exit_code == 2
     assert "flashsale[cluster]" in res.output
     assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------- Dask cluster
+
+
+@pytest.mark.slow
+def test_jobs_on_a_local_dask_cluster_match_local_runs(smoke_path: Path, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        out = tmp_path / "s"
+        res = cli.invoke(
+            app,
+            [
+                "sweep",
+                str(smoke_path),
+                "--vary",
+                "service.workers=4",
+                "--replications",
+                "2",
+                "--dask-scheduler",
+                cluster.scheduler_address,
+                "--out",
+                str(out),
+            ],
+        )
+    assert res.exit_code == 0, res.output
+    assert _doc(out)["status"] == "complete"
+    run = RunFolder.load(out / "point-000")
+    assert run.scenario.service.workers == 4
+    for r in (0, 1):
+        remote = run.load_replication(r)
+        local = sim_runner.replication_outcome(run.scenario, run.manifest["seed"], r)
+        for name, col in local.journeys.items():
+            np.testing.assert_array_equal(remote.journeys[name], col, err_msg=name)
