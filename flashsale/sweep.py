@@ -108,11 +108,13 @@ class Point:
 
 
 def literal(raw: str) -> Any:
-    """A --set/--vary value as the scenario loader reads it: TOML, else a bare string."""
+    """A --set/--vary value as the scenario loader reads it: TOML, else a bare string;
+    dates and times as ISO text, so sweep.json and the charts can hold them."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    return json.loads(json.dumps(value, default=lambda v: v.isoformat()))
 
 
 def _split_values(raw: str) -> list[str]:

@@ -353,3 +353,16 @@ def test_jobs_on_a_local_dask_cluster_match_local_runs(smoke_path: Path, tmp_pat
         local = sim_runner.replication_outcome(run.scenario, run.manifest["seed"], r)
         for name, col in local.journeys.items():
             np.testing.assert_array_equal(remote.journeys[name], col, err_msg=name)
+
+
+def test_point_settings_are_json_even_for_times_and_tables(smoke_path: Path) -> None:
+    axes = parse_vary(
+        ["sale.opens_at=09:00:00,10:30:00", 'humans.patience_s={dist = "constant", value = 5}'],
+        str(smoke_path),
+    )
+    points = plan_sweep(smoke_path, axes, [], seed=None)
+    assert [p.scenario.sale.opens_at.isoformat() for p in points] == ["09:00:00", "10:30:00"]
+    assert json.loads(json.dumps(points[1].values())) == {
+        "sale.opens_at": "10:30:00",
+        "humans.patience_s": {"dist": "constant", "value": 5},
+    }
