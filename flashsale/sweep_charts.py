@@ -102,7 +102,8 @@ def draw_sweep_charts(
         _unit_axis(ax, name)
         ax.set_xlabel(first, fontsize=8)
         ax.set_xticks([pos[json.dumps(v)] for v in xs_all], [_show(v) for v in xs_all], fontsize=8)
-        ax.set_ylim(bottom=0)
+        top = ax.get_ylim()[1]  # headroom: a flat line must not sit on the frame
+        ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(SWEEP_METRICS) :]:
         ax.set_visible(False)

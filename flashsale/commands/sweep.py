@@ -74,7 +74,13 @@ def sweep(
                 f"sweeping {points[0].scenario.name}: {len(points)} points x {replications}",
                 total=jobs,
             )
-            fin = bar.add_task("point reports", total=len(points))
+            fin = bar.add_task("point reports", total=len(points), start=False)
+
+            def job_done() -> None:
+                bar.advance(task)
+                if bar.tasks[task].finished:  # the reports' clock starts with them
+                    bar.start_task(fin)
+
             result = run_sweep(
                 scenario,
                 points,
@@ -83,7 +89,7 @@ def sweep(
                 workers=n_workers,
                 folder=out,
                 executor=executor,
-                on_job=lambda: bar.advance(task),
+                on_job=job_done,
                 on_point=lambda: bar.advance(fin),
             )
     except RunError as e:
