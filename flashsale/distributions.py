@@ -13,6 +13,7 @@ draws from a ``numpy.random.Generator`` that the caller passes in: no globals.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -32,11 +33,13 @@ __all__ = [
 class _Dist(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @abstractmethod
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        raise NotImplementedError  # pragma: no cover - every subclass overrides
+        """``size`` independent draws from ``rng``."""
 
+    @abstractmethod
     def mean(self) -> float:
-        raise NotImplementedError  # pragma: no cover
+        """The analytic mean, against which tests check samples."""
 
 
 class Constant(_Dist):
