@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,3 +29,30 @@ def minimal_data() -> dict[str, Any]:
         "sale": {"units": 10},
         "humans": {"count": 20},
     }
+
+
+PG = os.environ.get("FLASHSALE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+"""The PostgreSQL the service tests use; .ci/run makes sure it answers."""
+
+
+def pg_url(request: pytest.FixtureRequest) -> str:
+    """A database URL with a schema of the test's own, so parallel tests never collide."""
+    schema = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + f"_{os.getpid()}"
+    return f"{PG}?schema={schema}"
+
+
+def drop_schema(url: str) -> None:
+    base, schema = url.split("?schema=")
+    with psycopg.connect(base, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each service test runs on both backends: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "sale.db")
+        return
+    url = pg_url(request)
+    yield url
+    drop_schema(url)

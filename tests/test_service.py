@@ -6,10 +6,7 @@ Each PostgreSQL test uses its own schema and drops it afterwards.
 
 from __future__ import annotations
 
-import os
-import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,8 @@ from flashsale.service.limiter import CapacityLimiter, Overloaded
 from flashsale.service.openapi import OPERATIONS
 from flashsale.service.runtime import Runtime
 
-PG = os.environ.get("FLASHSALE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+from .conftest import PG
+
 TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -41,27 +39,6 @@ def scenario(**sections: Any) -> Scenario:
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}
     return parse_scenario(data)
-
-
-def pg_url(request: pytest.FixtureRequest) -> str:
-    schema = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + f"_{os.getpid()}"
-    return f"{PG}?schema={schema}"
-
-
-def drop_schema(url: str) -> None:
-    base, schema = url.split("?schema=")
-    with psycopg.connect(base, autocommit=True) as con:
-        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "sale.db")
-        return
-    url = pg_url(request)
-    yield url
-    drop_schema(url)
 
 
 def client(db: str, sc: Scenario, opens_in_s: float = 0.0) -> TestClient:

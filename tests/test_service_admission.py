@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +28,7 @@ from flashsale.service.backends import open_store
 from flashsale.service.runtime import Runtime
 from flashsale.streams import Streams
 
-from .test_service import ADMIN, TOKEN, audit, cart, drop_schema, pay, pg_url, scenario
+from .test_service import ADMIN, TOKEN, audit, cart, pay, scenario
 
 T0 = 1_700_000_000.0
 SEED = 3  # scenario()'s seed
@@ -44,16 +42,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "sale.db")
-        return
-    url = pg_url(request)
-    yield url
-    drop_schema(url)
 
 
 def client(db: str, sc: Scenario, clock: Clock, opens_in_s: float = 0.0) -> TestClient:

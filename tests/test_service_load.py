@@ -14,9 +14,7 @@ import os
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,8 +22,6 @@ import pytest
 
 from flashsale.scenario import Scenario, parse_scenario
 from flashsale.service.server import ServiceURL, run_in_background
-
-from .test_service import drop_schema, pg_url
 
 pytestmark = pytest.mark.slow
 
@@ -52,16 +48,6 @@ def sale(units: int = UNITS, failure_prob: float = 0.05) -> Scenario:
             },
         }
     )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "sale.db")
-        return
-    url = pg_url(request)
-    yield url
-    drop_schema(url)
 
 
 @dataclass

@@ -321,6 +321,7 @@ def test_dask_scheduler_without_the_extra_exits_2(
 @pytest.mark.slow
 def test_jobs_on_a_local_dask_cluster_match_local_runs(smoke_path: Path, tmp_path: Path) -> None:
     import distributed  # the test extras pull in flashsale[cluster]: this runs in CI
+
     with distributed.LocalCluster(
         n_workers=1,
         threads_per_worker=1,
