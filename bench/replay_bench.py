@@ -18,6 +18,7 @@ Traffic goes to 127.0.0.1 only; every Locust run is bounded by --run-time.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import json
@@ -109,6 +110,9 @@ def _replay(scale: float, out: Path) -> dict[str, object]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     smoke = load_scenario(ROOT / "scenarios" / "smoke.toml")
     with run_in_background(smoke) as url:
         service_rps = _hammer(str(url), "/v1/sale")
