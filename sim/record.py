@@ -27,9 +27,9 @@ class Recorder:
     def __init__(self, schedule: Schedule) -> None:
         n = len(schedule)
         self._schedule = schedule
-        # request columns: the shop appends to them directly (hot path)
+        # request columns: the shop appends to them directly (hot path); a request's
+        # account is its journey's, looked up after the run
         self.r_journey = array("q")
-        self.r_account = array("q")
         self.r_step = array("B")
         self.r_sent = array("d")
         self.r_latency = array("d")
@@ -87,9 +87,10 @@ class Recorder:
 
     def requests_table(self) -> dict[str, np.ndarray]:
         sent = np.frombuffer(self.r_sent, dtype=np.float64).copy()
+        journey = np.frombuffer(self.r_journey, dtype=np.int64).copy()
         return {
-            "journey": np.frombuffer(self.r_journey, dtype=np.int64).copy(),
-            "account": np.frombuffer(self.r_account, dtype=np.int64).copy(),
+            "journey": journey,
+            "account": self._schedule.account[journey].astype(np.int64),
             "step": np.frombuffer(self.r_step, dtype=np.uint8).copy(),
             "intended": sent,
             "sent": sent.copy(),

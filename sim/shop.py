@@ -79,7 +79,6 @@ class Shop:
         self.recorder = r = Recorder(schedule)
         self._log = (
             r.r_journey.append,
-            r.r_account.append,
             r.r_step.append,
             r.r_sent.append,
             r.r_latency.append,
@@ -147,9 +146,8 @@ class Shop:
                 status = self._enter(j, start)
             else:  # CAPTCHA: a challenge, always served
                 status = OK
-        log_journey, log_account, log_step, log_sent, log_latency, log_status = self._log
+        log_journey, log_step, log_sent, log_latency, log_status = self._log
         log_journey(j.id)
-        log_account(account)
         log_step(step)
         log_sent(now)
         log_latency(end - now)
