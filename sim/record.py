@@ -61,12 +61,11 @@ class Recorder:
         if unfinished:
             raise RuntimeError(f"{unfinished} journeys never finished")
         s = self._schedule
-        cols = list(zip(*self._rows, strict=True)) if self._rows else [()] * 6
+        # one float64 matrix, converted in C; the int fields are small, hence exact
+        rows = np.array(self._rows, dtype=np.float64).reshape(len(self._rows), 6)
         result, finished, carted, admitted, units, requests = (
-            np.array(c, dtype=t)
-            for c, t in zip(
-                cols, ("uint8", "float64", "float64", "float64", "int32", "int32"), strict=True
-            )
+            rows[:, i].astype(t)
+            for i, t in enumerate(("uint8", "float64", "float64", "float64", "int32", "int32"))
         )
         return {
             "journey": np.arange(len(s), dtype=np.int64),
