@@ -146,7 +146,7 @@ def test_master_and_worker_merge_without_loss(tmp_path: Path) -> None:
 def test_remote_target_is_refused_with_exit_2(tmp_path: Path) -> None:
     cmd = [FLASHSALE, "replay", str(SMOKE)]
     proc = subprocess.run(
-        [*cmd, "--target", "http://203.0.113.7:8000", "--out", str(tmp_path / "r")],
+        [*cmd, "--target", "http://staging.shop.invalid:8000", "--out", str(tmp_path / "r")],
         capture_output=True,
         text=True,
         timeout=60,
@@ -155,7 +155,14 @@ def test_remote_target_is_refused_with_exit_2(tmp_path: Path) -> None:
     assert "not loopback and the configuration does not name it" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
     plain = subprocess.run(
-        [*LOCUST, "--headless", "--scenario", str(SMOKE), "--host", "http://203.0.113.7:8000"],
+        [
+            *LOCUST,
+            "--headless",
+            "--scenario",
+            str(SMOKE),
+            "--host",
+            "http://staging.shop.invalid:8000",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

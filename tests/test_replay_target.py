@@ -20,7 +20,8 @@ from .conftest import SCENARIOS
         ("http://localhost:1", True),
         ("http://[::1]:80", True),
         ("https://staging.example.com", False),
-        ("http://10.0.0.5:8000", False),
+        ("http://[2001:db8::1]:8000", False),  # a non-loopback IP literal (documentation range)
+        ("http://checkout.shop.invalid:8000", False),
     ],
 )
 def test_is_loopback(url: str, loop: bool) -> None:
