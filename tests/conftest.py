@@ -11,8 +11,22 @@ from typing import Any
 import psycopg
 import pytest
 
+from flashsale.scenario import Scenario, parse_scenario
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
+
+
+def scenario_with(data: dict[str, Any], **over: Any) -> Scenario:
+    """``data`` with overrides like ``humans__count=3`` (``__`` separates table names),
+    validated into a Scenario."""
+    for path, value in over.items():
+        node = data
+        *head, last = path.split("__")
+        for part in head:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return parse_scenario(data)
 
 
 @pytest.fixture

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from pydantic import BaseModel
 
-from flashsale.scenario import Scenario
+from flashsale.scenario import Scenario, _model_of
 
 from .conftest import ROOT
 
 # Fields whose value is a distribution or a tagged table: documented as a whole.
 _LEAVES = {"arrivals", "thresholds"}
-
-
-def _model_of(ann: Any) -> type[BaseModel] | None:
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    for arg in getattr(ann, "__args__", ()):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def _paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:

@@ -10,7 +10,9 @@ import pytest
 
 from flashsale.arrivals import BOT, HUMAN
 from flashsale.replay.journey import Buyer, Halt, Journey, Reply, client_ip, solve_captcha
-from flashsale.scenario import Scenario, parse_scenario
+from flashsale.scenario import Scenario
+
+from .conftest import scenario_with
 
 
 def _scenario(**over: Any) -> Scenario:
@@ -21,13 +23,7 @@ def _scenario(**over: Any) -> Scenario:
         "humans": {"count": 1, "think_s": 0.5, "refresh_s": 1.0, "retries_on_error": 2},
         "bots": {"operators": 1, "request_rate_per_s": 4.0, "max_retries": 3},
     }
-    for path, value in over.items():
-        node = data
-        *head, last = path.split("__")
-        for part in head:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return parse_scenario(data)
+    return scenario_with(data, **over)
 
 
 class FakeShop:

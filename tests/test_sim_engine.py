@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from flashsale.arrivals import HUMAN, Schedule
 from flashsale.outcome import RESULT, STEP
-from flashsale.scenario import Scenario, load_scenario, parse_scenario
+from flashsale.scenario import Scenario, load_scenario
 from flashsale.sim import engine
 from flashsale.sim.engine import UnsupportedScenario, simulate
 
-from .conftest import SCENARIOS
+from .conftest import SCENARIOS, scenario_with
 
 
 def _tiny(**over: Any) -> Scenario:
@@ -39,13 +39,7 @@ def _tiny(**over: Any) -> Scenario:
             "step_s": {"view": 0.1, "cart": 0.2, "pay": 0.3},
         },
     }
-    for path, value in over.items():
-        node = data
-        *head, last = path.split("__")
-        for part in head:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return parse_scenario(data)
+    return scenario_with(data, **over)
 
 
 def _fixed(times: list[float]) -> Schedule:
