@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -227,6 +228,10 @@ def _child(model: str, path: str, limit_s: float) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
+
+
 def _show(name: str, r: dict[str, Any]) -> None:
     print(
         f"{name:>7}: wall {r['wall_s']:6.2f} s  cpu {r['cpu_s']:6.2f} s  "
@@ -239,6 +244,9 @@ def _show(name: str, r: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scenario", nargs="?", default=str(ROOT / "scenarios" / "poco_m3.toml"))
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="engine runs, each in a new process (default 3)"
+    )
     ap.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument(
         "--naive-limit-s",
@@ -256,10 +264,23 @@ def main() -> None:
     sc = load_scenario(args.scenario)
     print(
         f"{sc.name}: {sc.sale.units:,} units, {sc.humans.count:,} humans, "
-        f"{sc.bots.accounts:,} bot accounts; one replication per model, one process each"
+        f"{sc.bots.accounts:,} bot accounts; one replication per run, each run in its own process"
     )
-    engine = _child("engine", args.scenario, args.naive_limit_s)
-    _show("engine", engine)
+    if args.repeat < 1:
+        ap.error(f"--repeat: must be >= 1 (got {args.repeat})")
+    print(f"  load average before: {_load()}")
+    runs = [_child("engine", args.scenario, args.naive_limit_s) for _ in range(args.repeat)]
+    for r in runs:
+        _show("engine", r)
+    walls = sorted(r["wall_s"] for r in runs)
+    engine = max(runs, key=lambda r: r["wall_s"])  # judged on its slowest run
+    peak_rss = max(r["peak_rss_mib"] for r in runs)
+    if len(runs) > 1:
+        print(
+            f"  engine over {len(runs)} runs: wall min {walls[0]:.2f} s, "
+            f"median {walls[len(walls) // 2]:.2f} s, max {walls[-1]:.2f} s; "
+            "ratios and targets below use the slowest"
+        )
     if args.naive:
         naive = _child("naive", args.scenario, args.naive_limit_s)
         _show("naive", naive)
@@ -274,11 +295,12 @@ def main() -> None:
         print(
             f"  ratio: naive/engine wall {bound}{naive['wall_s'] / engine['wall_s']:.1f}x, "
             f"cpu {bound}{naive['cpu_s'] / engine['cpu_s']:.1f}x, "
-            f"peak RSS {naive['peak_rss_mib'] / engine['peak_rss_mib']:.1f}x"
+            f"peak RSS {naive['peak_rss_mib'] / peak_rss:.1f}x"
         )
+    print(f"  load average after: {_load()}")
     print(
         f"  targets: engine wall <= 10 s: {'yes' if engine['wall_s'] <= 10 else 'NO'}; "
-        f"peak RSS <= 1 GiB: {'yes' if engine['peak_rss_mib'] <= 1024 else 'NO'}"
+        f"peak RSS <= 1 GiB: {'yes' if peak_rss <= 1024 else 'NO'}"
         + (
             f"; >= 3x faster than naive: {'yes' if naive['cpu_s'] >= 3 * engine['cpu_s'] else 'NO'}"
             if args.naive
