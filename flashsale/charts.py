@@ -6,106 +6,44 @@ with units and a legend; colours are the Okabe-Ito palette, which stays
 distinguishable under the common colour-vision deficiencies; shaded bands are
 95% confidence intervals across replications (absent with one replication).
 
-Figures are built with the object API on the Agg canvas (no pyplot global state,
-no display needed), saved as PNG.
+Figures are built and saved as PNG with :mod:`flashsale.figures` (the object API
+on the Agg canvas: no pyplot global state, no display needed).
 """
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter, StrMethodFormatter
 
-from flashsale.metrics import fmt_metric, metric_unit
-
-__all__ = [
-    "BOT_COLOR",
-    "HUMAN_COLOR",
-    "OKABE_ITO",
-    "RUN_COLORS",
-    "Chart",
-    "draw_compare_charts",
-    "draw_run_charts",
-]
-
-OKABE_ITO = {
-    "black": "#000000",
-    "orange": "#E69F00",
-    "sky_blue": "#56B4E9",
-    "bluish_green": "#009E73",
-    "yellow": "#F0E442",
-    "blue": "#0072B2",
-    "vermillion": "#D55E00",
-    "reddish_purple": "#CC79A7",
-}
-"""Okabe & Ito (2008), a palette safe for colour-blind readers."""
-
-HUMAN_COLOR = OKABE_ITO["blue"]
-BOT_COLOR = OKABE_ITO["vermillion"]
-RUN_COLORS = tuple(
-    OKABE_ITO[c]
-    for c in ("blue", "vermillion", "bluish_green", "orange", "reddish_purple", "sky_blue", "black")
+from flashsale.figures import (
+    BOT_COLOR,
+    HUMAN_COLOR,
+    OKABE_ITO,
+    RUN_COLORS,
+    Chart,
+    finish_grid,
+    label_unit_axis,
+    nan_array,
+    new_figure,
+    save_chart,
+    wrap_label,
 )
-"""One colour per run in a comparison (yellow left out: too faint for lines on white)."""
+from flashsale.metrics import fmt_metric
+
+__all__ = ["draw_compare_charts", "draw_run_charts"]
 
 _PCT_COLORS = {50: OKABE_ITO["bluish_green"], 95: OKABE_ITO["orange"], 99: OKABE_ITO["vermillion"]}
-_DPI = 110
 
 
 def _thousands() -> StrMethodFormatter:
     """Counts on an axis with thousands separators: 50,000 reads faster than 50000."""
     return StrMethodFormatter("{x:,.0f}")
-
-
-_UNIT_LABELS = {"s": "seconds", "units": "units", "orders/s": "orders per second", "index": "index"}
-
-
-def _unit_axis(ax: Axes, name: str) -> None:
-    """Label a bar chart's value axis with the metric's unit; shares as percentages."""
-    unit = metric_unit(name)
-    if unit == "share":
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-        ax.set_ylabel("share", fontsize=8)
-    else:
-        ax.set_ylabel(_UNIT_LABELS[unit], fontsize=8)
-
-
-@dataclass(frozen=True)
-class Chart:
-    """A drawn chart: file, title and a one-line caption saying how to read it."""
-
-    name: str
-    title: str
-    caption: str
-    path: Path
-
-
-def _arr(values: Sequence[float | None]) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype=float)
-
-
-def _figure(rows: int = 1, cols: int = 1, height: float = 4.6, **kw: Any) -> tuple[Figure, Any]:
-    fig = Figure(figsize=(9, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(rows, cols, squeeze=False, **kw)
-
-
-def _save(fig: Figure, folder: Path, name: str, title: str, caption: str) -> Chart:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    tmp = folder / f".{name}.partial.png"
-    fig.savefig(tmp, dpi=_DPI)
-    tmp.replace(path)
-    return Chart(name, title, caption, path)
 
 
 def _band(
@@ -122,18 +60,18 @@ def _band(
     xs = np.asarray(x, dtype=float)
     ax.plot(
         xs,
-        _arr(b["mean"]),
+        nan_array(b["mean"]),
         color=color,
         label=label,
         lw=1.6,
         drawstyle="steps-post" if steps else "default",
     )
-    lo, hi = _arr(b["ci_low"]), _arr(b["ci_high"])
+    lo, hi = nan_array(b["ci_low"]), nan_array(b["ci_high"])
     if not shade:
         return
     if log:
         # A t interval can dip below zero; on a log axis that would swamp the chart.
-        lo = np.maximum(lo, _arr(b["mean"]) / 10)
+        lo = np.maximum(lo, nan_array(b["mean"]) / 10)
     if np.isfinite(lo).any():
         ax.fill_between(xs, lo, hi, color=color, alpha=0.25, lw=0, step="post" if steps else None)
 
@@ -146,10 +84,6 @@ def _ci_note(n_reps: int) -> str:
     )
 
 
-def _wrap(label: str, width: int = 48) -> str:
-    return "\n".join(textwrap.wrap(label, width)) or label
-
-
 # ---------------------------------------------------------------- one run
 
 
@@ -157,7 +91,7 @@ def _stock(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     windows = doc["series"]["timeline"]
     if not windows:
         return None
-    fig, axes = _figure(1, len(windows))
+    fig, axes = new_figure(1, len(windows))
     units = doc["metrics"]["units_sold"]
     sell = doc["metrics"]["sellout_time_s"]
     for ax, (name, tc) in zip(axes[0], windows.items(), strict=True):
@@ -192,7 +126,7 @@ def _stock(doc: Mapping[str, Any], folder: Path) -> Chart | None:
         f"{_ci_note(len(doc['replications']))}",
         fontsize=11,
     )
-    return _save(
+    return save_chart(
         fig,
         folder,
         "stock_left",
@@ -205,7 +139,7 @@ def _sales(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     tc = doc["series"]["timeline"].get("main")
     if tc is None:
         return None
-    fig, axes = _figure()
+    fig, axes = new_figure()
     ax = axes[0][0]
     _band(ax, tc["t_s"], tc["sold_human_per_s"], HUMAN_COLOR, "humans")
     _band(ax, tc["t_s"], tc["sold_bot_per_s"], BOT_COLOR, "bots")
@@ -218,7 +152,7 @@ def _sales(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
-    return _save(
+    return save_chart(
         fig,
         folder,
         "sales_per_second",
@@ -230,9 +164,9 @@ def _sales(doc: Mapping[str, Any], folder: Path) -> Chart | None:
 def _success(doc: Mapping[str, Any], folder: Path) -> Chart:
     sba = doc["metrics"]["success_by_arrival"]
     x = np.asarray(sba["bin_start_s"], dtype=float)
-    mean = _arr(sba["mean"])
-    lo, hi = _arr(sba["ci_low"]), _arr(sba["ci_high"])
-    fig, axes = _figure()
+    mean = nan_array(sba["mean"])
+    lo, hi = nan_array(sba["ci_low"]), nan_array(sba["ci_high"])
+    fig, axes = new_figure()
     ax = axes[0][0]
     err = None
     if np.isfinite(lo).any():
@@ -281,7 +215,7 @@ def _success(doc: Mapping[str, Any], folder: Path) -> Chart:
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(h1 + h2, l1 + l2, loc="upper right")
-    return _save(
+    return save_chart(
         fig,
         folder,
         "success_by_arrival",
@@ -293,7 +227,7 @@ def _success(doc: Mapping[str, Any], folder: Path) -> Chart:
 def _lorenz(doc: Mapping[str, Any], folder: Path) -> Chart:
     lz = doc["series"]["lorenz"]
     g = doc["metrics"]["units_per_person_gini"]
-    fig, axes = _figure(height=5.2)
+    fig, axes = new_figure(height=5.2)
     ax = axes[0][0]
     p = lz["population_share"]
     ax.plot([0, 1], [0, 1], color=OKABE_ITO["black"], ls="--", lw=1, label="perfect equality")
@@ -315,7 +249,7 @@ def _lorenz(doc: Mapping[str, Any], folder: Path) -> Chart:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
-    return _save(
+    return save_chart(
         fig,
         folder,
         "lorenz",
@@ -328,16 +262,16 @@ def _lorenz(doc: Mapping[str, Any], folder: Path) -> Chart:
 def _outcomes(doc: Mapping[str, Any], folder: Path) -> Chart:
     rates = doc["metrics"]["outcome_rates"]
     results = list(next(iter(rates.values())))
-    fig, axes = _figure(height=5.2)
+    fig, axes = new_figure(height=5.2)
     ax = axes[0][0]
     y = np.arange(len(results))
     h = 0.38
     for i, (kind, color) in enumerate((("human", HUMAN_COLOR), ("bot", BOT_COLOR))):
         if kind not in rates or all(rates[kind][r]["mean"] is None for r in results):
             continue
-        m = _arr([rates[kind][r]["mean"] for r in results])
-        lo = _arr([rates[kind][r]["ci_low"] for r in results])
-        hi = _arr([rates[kind][r]["ci_high"] for r in results])
+        m = nan_array([rates[kind][r]["mean"] for r in results])
+        lo = nan_array([rates[kind][r]["ci_low"] for r in results])
+        hi = nan_array([rates[kind][r]["ci_high"] for r in results])
         pos = y + (i - 0.5) * h
         xerr = None
         if np.isfinite(lo).any():
@@ -363,7 +297,7 @@ def _outcomes(doc: Mapping[str, Any], folder: Path) -> Chart:
     ax.set_title("How journeys ended, per kind")
     ax.grid(alpha=0.3, axis="x")
     ax.legend(loc="lower right")
-    return _save(
+    return save_chart(
         fig,
         folder,
         "outcomes",
@@ -379,7 +313,7 @@ def _latency(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     steps = [s for s in lat if s not in ("t_s", "bin_s")]
     if not steps:
         return None
-    fig, axes = _figure(len(steps), 1, height=1.0 + 2.0 * len(steps), sharex=True)
+    fig, axes = new_figure(len(steps), 1, height=1.0 + 2.0 * len(steps), sharex=True)
     for ax, step in zip(axes[:, 0], steps, strict=True):
         for p, b in lat[step].items():
             # Only p95 gets its band: three overlapping bands hide the lines.
@@ -395,7 +329,7 @@ def _latency(doc: Mapping[str, Any], folder: Path) -> Chart | None:
         + (" (p95 only)" if len(doc["replications"]) > 1 else ""),
         fontsize=11,
     )
-    return _save(
+    return save_chart(
         fig,
         folder,
         "latency",
@@ -408,7 +342,7 @@ def _load(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     tc = doc["series"]["timeline"].get("main")
     if tc is None:
         return None
-    fig, axes = _figure(3, 1, height=7.0, sharex=True)
+    fig, axes = new_figure(3, 1, height=7.0, sharex=True)
     panels = (
         ("queue", "queue length\n(requests)", OKABE_ITO["orange"], "waiting for a worker"),
         ("in_flight", "in flight\n(requests)", OKABE_ITO["blue"], "being served"),
@@ -428,7 +362,7 @@ def _load(doc: Mapping[str, Any], folder: Path) -> Chart | None:
         f"{_ci_note(len(doc['replications']))}",
         fontsize=11,
     )
-    return _save(
+    return save_chart(
         fig,
         folder,
         "load",
@@ -462,12 +396,12 @@ def _bars(
 ) -> Chart:
     cols = 3
     rows = -(-len(metrics) // cols)
-    fig, axes = _figure(rows, cols, height=1.2 + 2.6 * rows)
+    fig, axes = new_figure(rows, cols, height=1.2 + 2.6 * rows)
     x = np.arange(len(docs))
     for ax, (name, label) in zip(axes.flat, metrics, strict=False):
         ms = [d["metrics"][name] for d in docs]
-        mean = _arr([m["mean"] for m in ms])
-        lo, hi = _arr([m["ci_low"] for m in ms]), _arr([m["ci_high"] for m in ms])
+        mean = nan_array([m["mean"] for m in ms])
+        lo, hi = nan_array([m["ci_low"] for m in ms]), nan_array([m["ci_high"] for m in ms])
         err = np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
         ax.bar(x, np.nan_to_num(mean), color=RUN_COLORS[: len(docs)], yerr=err, capsize=3)
         for xx, v in zip(x, mean, strict=True):
@@ -481,25 +415,25 @@ def _bars(
                 color="white" if np.isfinite(v) and v > 0 else "black",
             )
         ax.set_title(label, fontsize=9)
-        _unit_axis(ax, name)
+        label_unit_axis(ax, name)
         ax.set_xticks(x, [f"run {i + 1}" for i in x], fontsize=8)
         ax.grid(alpha=0.3, axis="y")
-    for ax in list(axes.flat)[len(metrics) :]:
-        ax.set_visible(False)
-    fig.legend(handles=_run_patches(labels), loc="outside lower center", fontsize=8)
-    fig.suptitle("Key metrics per run (bars: mean; whiskers: 95% CI across replications)")
-    return _save(
+    return finish_grid(
         fig,
-        folder,
-        "compare_metrics",
-        "Key metrics side by side",
-        "Overlapping whiskers do not prove two runs equal; see the paired differences.",
+        axes,
+        len(metrics),
+        suptitle="Key metrics per run (bars: mean; whiskers: 95% CI across replications)",
+        folder=folder,
+        name="compare_metrics",
+        title="Key metrics side by side",
+        caption="Overlapping whiskers do not prove two runs equal; see the paired differences.",
+        legend_handles=_run_patches(labels),
     )
 
 
 def _run_patches(labels: Sequence[str]) -> list[Patch]:
     return [
-        Patch(color=RUN_COLORS[i % len(RUN_COLORS)], label=f"run {i + 1}: {_wrap(lab, 70)}")
+        Patch(color=RUN_COLORS[i % len(RUN_COLORS)], label=f"run {i + 1}: {wrap_label(lab, 70)}")
         for i, lab in enumerate(labels)
     ]
 
@@ -522,12 +456,14 @@ def _overlay(
     curves = [pick(d) for d in docs]
     if all(c is None for c in curves):
         return None
-    fig, axes = _figure(height=5.0)
+    fig, axes = new_figure(height=5.0)
     ax = axes[0][0]
     for i, (c, lab) in enumerate(zip(curves, labels, strict=True)):
         if c is not None:
             x, b = c
-            _band(ax, x, b, RUN_COLORS[i % len(RUN_COLORS)], f"run {i + 1}: {_wrap(lab)}", steps)
+            _band(
+                ax, x, b, RUN_COLORS[i % len(RUN_COLORS)], f"run {i + 1}: {wrap_label(lab)}", steps
+            )
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -540,7 +476,7 @@ def _overlay(
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    return _save(fig, folder, name, title, caption)
+    return save_chart(fig, folder, name, title, caption)
 
 
 def _paired(
@@ -556,31 +492,31 @@ def _paired(
     names = [n for n, _ in metrics if n in pairs[0]["metrics"]]
     cols = 3
     rows = -(-len(names) // cols)
-    fig, axes = _figure(rows, cols, height=1.2 + 2.6 * rows)
+    fig, axes = new_figure(rows, cols, height=1.2 + 2.6 * rows)
     for ax, name in zip(axes.flat, names, strict=False):
         ds = [p["metrics"][name] for p in pairs]
-        mean = _arr([d["mean"] for d in ds])
-        lo, hi = _arr([d["ci_low"] for d in ds]), _arr([d["ci_high"] for d in ds])
+        mean = nan_array([d["mean"] for d in ds])
+        lo, hi = nan_array([d["ci_low"] for d in ds]), nan_array([d["ci_high"] for d in ds])
         x = np.arange(len(ds))
         err = np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
         colors = [RUN_COLORS[p["run"] % len(RUN_COLORS)] for p in pairs]
         ax.bar(x, np.nan_to_num(mean), color=colors, yerr=err, capsize=3)
         ax.axhline(0, color=OKABE_ITO["black"], lw=0.8)
         ax.set_title(titles[name], fontsize=9)
-        _unit_axis(ax, name)
+        label_unit_axis(ax, name)
         ax.set_ylabel(f"difference ({ax.get_ylabel()})", fontsize=8)
         ax.set_xticks(x, [f"run {p['run'] + 1}\n- run 1" for p in pairs], fontsize=8)
         ax.grid(alpha=0.3, axis="y")
-    for ax in list(axes.flat)[len(names) :]:
-        ax.set_visible(False)
-    fig.legend(handles=_run_patches(labels), loc="outside lower center", fontsize=8)
-    fig.suptitle("Paired differences vs run 1 (same seed: common random numbers), 95% CI")
-    return _save(
+    return finish_grid(
         fig,
-        folder,
-        "compare_paired",
-        "Paired differences vs run 1",
-        "A whisker that does not cross zero is a difference the replications support.",
+        axes,
+        len(names),
+        suptitle="Paired differences vs run 1 (same seed: common random numbers), 95% CI",
+        folder=folder,
+        name="compare_paired",
+        title="Paired differences vs run 1",
+        caption="A whisker that does not cross zero is a difference the replications support.",
+        legend_handles=_run_patches(labels),
     )
 
 

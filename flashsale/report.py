@@ -7,13 +7,18 @@ and the threshold verdicts; it computes nothing.
 
 from __future__ import annotations
 
-import base64
-import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flashsale.charts import Chart
+from flashsale.figures import Chart
+from flashsale.html_page import (
+    embedded_chart,
+    escape,
+    html_page,
+    html_table,
+    write_text_atomic,
+)
 from flashsale.metrics import fmt_metric
 from flashsale.runs import write_json_atomic
 from flashsale.scenario import Scenario
@@ -42,19 +47,6 @@ KEY_METRICS: tuple[tuple[str, str], ...] = (
 )
 """The figures shown first in a report and compared between runs."""
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1000px;
-margin:2em auto;padding:0 1em;color:#1a1a1a;line-height:1.45}
-h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.pass{background:#d9f2e6}.fail{background:#fde0d0;font-weight:bold}
-.warn{background:#fff4cc;padding:.5em 1em;border-left:4px solid #E69F00}
-figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #ddd}
-figcaption{font-size:.9em;color:#444}.muted{color:#666;font-size:.9em}
-"""
-
 
 _REPLAY_METRICS: tuple[tuple[str, str], ...] = (
     ("audit_mismatch_units", "units sold: journeys vs the service's audit"),
@@ -65,10 +57,6 @@ _REPLAY_METRICS: tuple[tuple[str, str], ...] = (
 def _replay_rows(metrics: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """A replay's honesty checks, shown with the key figures when it has an audit."""
     return _REPLAY_METRICS if metrics["audit_mismatch_units"]["n"] else ()
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text))
 
 
 def _ci(name: str, m: Mapping[str, Any]) -> str:
@@ -126,26 +114,6 @@ def scenario_brief(scenario: Scenario) -> list[tuple[str, str]]:
     ]
 
 
-def _img(chart: Chart) -> str:
-    data = base64.b64encode(chart.path.read_bytes()).decode("ascii")
-    return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(chart.title)}">'
-        f"<figcaption><b>{_e(chart.title)}.</b> {_e(chart.caption)}</figcaption></figure>"
-    )
-
-
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], num_from: int = 1) -> str:
-    out = ["<table><tr>", *(f"<th>{_e(h)}</th>" for h in head), "</tr>"]
-    for row in rows:
-        cells = "".join(
-            f'<td class="num">{c}</td>' if i >= num_from else f"<td>{c}</td>"
-            for i, c in enumerate(row)
-        )
-        out.append(f"<tr>{cells}</tr>")
-    out.append("</table>")
-    return "".join(out)
-
-
 def _flat_scalars(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     """Every scalar metric block (one with a ``mean``), as dotted names."""
     out: list[tuple[str, Any]] = []
@@ -158,28 +126,11 @@ def _flat_scalars(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[st
     return out
 
 
-def _page(title: str, body: Sequence[str]) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>\n"
-    )
-
-
-def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
 def _ci_note(doc: Mapping[str, Any]) -> str:
     ci = doc["ci"]
     return (
         f'<p class="muted">Intervals: {100 * ci["level"]:.0f}% Student t across '
-        f"replications (n - 1 degrees of freedom). Why: {_e(ci['why'])}</p>"
+        f"replications (n - 1 degrees of freedom). Why: {escape(ci['why'])}</p>"
     )
 
 
@@ -194,22 +145,24 @@ def write_run_report(
     run = doc.get("run", {})
     reps = doc["replications"]
     m = doc["metrics"]
-    body = [f"<h1>Flash sale report: {_e(scenario.name)}</h1>"]
+    body = [f"<h1>Flash sale report: {escape(scenario.name)}</h1>"]
     body.append(
-        f'<p class="muted">engine {_e(run.get("engine"))}, {len(reps)} replication(s) '
-        f"{_e(reps)}, status {_e(run.get('status'))}"
-        + (f", replay scale {_e(run.get('scale'))}" if run.get("scale") is not None else "")
-        + f", finished {_e(run.get('finished_at'))}; folder {_e(run.get('path'))}</p>"
+        f'<p class="muted">engine {escape(run.get("engine"))}, {len(reps)} replication(s) '
+        f"{escape(reps)}, status {escape(run.get('status'))}"
+        + (f", replay scale {escape(run.get('scale'))}" if run.get("scale") is not None else "")
+        + f", finished {escape(run.get('finished_at'))}; folder {escape(run.get('path'))}</p>"
     )
     if run.get("status") not in (None, "complete"):
         body.append(
-            f'<p class="warn">This run is <b>{_e(run.get("status"))}</b>: the figures '
+            f'<p class="warn">This run is <b>{escape(run.get("status"))}</b>: the figures '
             "cover only the replications that finished.</p>"
         )
     body.append("<h2>Scenario</h2>")
     body.append(
-        _table(
-            ["", ""], [(f"<b>{_e(k)}</b>", _e(v)) for k, v in scenario_brief(scenario)], num_from=9
+        html_table(
+            ["", ""],
+            [(f"<b>{escape(k)}</b>", escape(v)) for k, v in scenario_brief(scenario)],
+            num_from=9,
         )
     )
     body.append("<h2>Threshold verdicts</h2>")
@@ -218,13 +171,13 @@ def write_run_report(
             (
                 f'<span class="{"pass" if v.passed else "fail"}">'
                 f"{'PASS' if v.passed else 'FAIL'}</span>",
-                _e(str(v.threshold)),
-                _e(fmt_metric(v.threshold.metric, v.value)),
-                _e(_ci(v.threshold.metric, {"ci_low": v.ci_low, "ci_high": v.ci_high})),
+                escape(str(v.threshold)),
+                escape(fmt_metric(v.threshold.metric, v.value)),
+                escape(_ci(v.threshold.metric, {"ci_low": v.ci_low, "ci_high": v.ci_high})),
             )
             for v in verdicts
         ]
-        body.append(_table(["verdict", "check", "mean", "95% CI"], rows, num_from=2))
+        body.append(html_table(["verdict", "check", "mean", "95% CI"], rows, num_from=2))
         failed = sum(not v.passed for v in verdicts)
         body.append(
             f"<p><b>{failed} of {len(verdicts)} checks breached</b> (exit code 1).</p>"
@@ -236,32 +189,37 @@ def write_run_report(
     body.append("<h2>Key figures</h2>")
     rows = [
         (
-            _e(label),
-            _e(fmt_metric(name, m[name]["mean"])),
-            _e(_ci(name, m[name])),
-            _e(", ".join(fmt_metric(name, v) for v in m[name]["values"])),
+            escape(label),
+            escape(fmt_metric(name, m[name]["mean"])),
+            escape(_ci(name, m[name])),
+            escape(", ".join(fmt_metric(name, v) for v in m[name]["values"])),
         )
         for name, label in KEY_METRICS + _replay_rows(m)
     ]
-    body.append(_table(["metric", "mean", "95% CI", "per replication"], rows))
+    body.append(html_table(["metric", "mean", "95% CI", "per replication"], rows))
     body.append(_ci_note(doc))
     body.append("<h2>Charts</h2>")
-    body.extend(_img(c) for c in charts)
+    body.extend(embedded_chart(c) for c in charts)
     body.append("<h2>Every metric</h2><details open><summary>metrics.json in a table</summary>")
     rows = [
-        (f"<code>{_e(name)}</code>", _e(fmt_metric(name, b["mean"])), _e(_ci(name, b)), _e(b["n"]))
+        (
+            f"<code>{escape(name)}</code>",
+            escape(fmt_metric(name, b["mean"])),
+            escape(_ci(name, b)),
+            escape(b["n"]),
+        )
         for name, b in _flat_scalars(m)
     ]
-    body.append(_table(["metric", "mean", "95% CI", "n"], rows))
+    body.append(html_table(["metric", "mean", "95% CI", "n"], rows))
     body.append("</details><h2>Definitions</h2>")
     body.append(
-        _table(
+        html_table(
             ["metric", "meaning"],
-            [(f"<code>{_e(k)}</code>", _e(v)) for k, v in doc["doc"].items()],
+            [(f"<code>{escape(k)}</code>", escape(v)) for k, v in doc["doc"].items()],
             num_from=9,
         )
     )
-    return _write(path, _page(f"flashsale report: {scenario.name}", body))
+    return write_text_atomic(path, html_page(f"flashsale report: {scenario.name}", body))
 
 
 def write_compare_report(
@@ -275,16 +233,16 @@ def write_compare_report(
     """Write compare.json and report.html for several runs side by side."""
     body = ["<h1>Flash sale comparison</h1>", "<h2>Runs</h2>"]
     body.append(
-        _table(
+        html_table(
             ["run", "what differs", "scenario", "engine", "replications", "folder"],
             [
                 (
                     f"run {i + 1}",
-                    _e(lab),
-                    _e(d["scenario"]),
-                    _e(d.get("run", {}).get("engine")),
-                    _e(len(d["replications"])),
-                    f"<code>{_e(d.get('run', {}).get('path'))}</code>",
+                    escape(lab),
+                    escape(d["scenario"]),
+                    escape(d.get("run", {}).get("engine")),
+                    escape(len(d["replications"])),
+                    f"<code>{escape(d.get('run', {}).get('path'))}</code>",
                 )
                 for i, (d, lab) in enumerate(zip(docs, labels, strict=True))
             ],
@@ -294,34 +252,34 @@ def write_compare_report(
     body.append("<h2>Key metrics (mean and 95% CI)</h2>")
     rows = []
     for name, label in KEY_METRICS:
-        cells = [_e(label)]
+        cells = [escape(label)]
         for d in docs:
             b = d["metrics"][name]
             cells.append(
-                f'{_e(fmt_metric(name, b["mean"]))}<br><span class="muted">'
-                f"{_e(_ci(name, b))}</span>"
+                f'{escape(fmt_metric(name, b["mean"]))}<br><span class="muted">'
+                f"{escape(_ci(name, b))}</span>"
             )
         rows.append(cells)
-    body.append(_table(["metric", *(f"run {i + 1}" for i in range(len(docs)))], rows))
+    body.append(html_table(["metric", *(f"run {i + 1}" for i in range(len(docs)))], rows))
     body.append("<h2>Paired differences vs run 1</h2>")
-    body.append(f"<p>{_e(paired_reason)}</p>")
+    body.append(f"<p>{escape(paired_reason)}</p>")
     if pairs:
         rows = []
         for name, label in KEY_METRICS:
-            cells = [_e(label)]
+            cells = [escape(label)]
             for p in pairs:
                 b = p["metrics"].get(name)
                 cells.append(
                     "n/a"
                     if b is None
-                    else f'{_e(_signed(name, b["mean"]))}<br><span class="muted">'
-                    f"{_e(_ci_signed(name, b))}</span>"
+                    else f'{escape(_signed(name, b["mean"]))}<br><span class="muted">'
+                    f"{escape(_ci_signed(name, b))}</span>"
                 )
             rows.append(cells)
-        body.append(_table(["metric", *(f"run {p['run'] + 1} - run 1" for p in pairs)], rows))
+        body.append(html_table(["metric", *(f"run {p['run'] + 1} - run 1" for p in pairs)], rows))
     body.append(_ci_note(docs[0]))
     body.append("<h2>Charts</h2>")
-    body.extend(_img(c) for c in charts)
+    body.extend(embedded_chart(c) for c in charts)
     write_json_atomic(
         folder / "compare.json",
         {
@@ -334,7 +292,7 @@ def write_compare_report(
             "paired": {"reason": paired_reason, "differences": list(pairs)},
         },
     )
-    return _write(folder / "report.html", _page("flashsale comparison", body))
+    return write_text_atomic(folder / "report.html", html_page("flashsale comparison", body))
 
 
 def _signed(name: str, value: float | None) -> str:

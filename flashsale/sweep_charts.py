@@ -1,9 +1,10 @@
 """A sweep's chart and report page: key metrics against the varied parameter(s).
 
 It draws only what the points' metrics.json documents already hold (mean and
-95% CI across replications), in the styles of :mod:`flashsale.charts` and on
-the page layout of :mod:`flashsale.report`: the same palette, axes with units and
-self-contained HTML, not new copies of them.
+95% CI across replications), with the figure plumbing of :mod:`flashsale.figures`
+and the page pieces of :mod:`flashsale.html_page`, as the run and comparison
+charts and reports do: the same palette, axes with units and self-contained
+HTML, not new copies of them.
 """
 
 from __future__ import annotations
@@ -15,9 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from flashsale.charts import RUN_COLORS, Chart, _arr, _figure, _save, _unit_axis, _wrap
+from flashsale.figures import (
+    RUN_COLORS,
+    Chart,
+    finish_grid,
+    label_unit_axis,
+    nan_array,
+    new_figure,
+    wrap_label,
+)
+from flashsale.html_page import embedded_chart, escape, html_page, html_table, write_text_atomic
 from flashsale.metrics import fmt_metric
-from flashsale.report import _e, _img, _page, _table, _write
 
 __all__ = ["SWEEP_METRICS", "draw_sweep_charts", "metric_block", "write_sweep_report"]
 
@@ -77,15 +86,15 @@ def draw_sweep_charts(
     lines = _lines(sweep, rows)
     cols = 3
     nrows = -(-len(SWEEP_METRICS) // cols)
-    fig, axes = _figure(nrows, cols, height=1.6 + 3.0 * nrows)
+    fig, axes = new_figure(nrows, cols, height=1.6 + 3.0 * nrows)
     for ax, (name, label) in zip(axes.flat, SWEEP_METRICS, strict=False):
         for j, (key, group) in enumerate(lines.items()):
             # A small sideways nudge per line so the error bars of equal x do not overlap.
             nudge = (j - (len(lines) - 1) / 2) * 0.012 * span
             x = np.array([pos[json.dumps(r["settings"][first])] for r in group]) + nudge
             b = [r["metrics"][name] for r in group]
-            mean = _arr([m["mean"] for m in b])
-            lo, hi = _arr([m["ci_low"] for m in b]), _arr([m["ci_high"] for m in b])
+            mean = nan_array([m["mean"] for m in b])
+            lo, hi = nan_array([m["ci_low"] for m in b]), nan_array([m["ci_high"] for m in b])
             err = np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
             ax.errorbar(
                 x,
@@ -96,44 +105,43 @@ def draw_sweep_charts(
                 ms=4,
                 lw=1.4,
                 capsize=3,
-                label=_wrap(key, 40) if key else None,
+                label=wrap_label(key, 40) if key else None,
             )
         ax.set_title(label, fontsize=9)
-        _unit_axis(ax, name)
+        label_unit_axis(ax, name)
         ax.set_xlabel(first, fontsize=8)
         ax.set_xticks([pos[json.dumps(v)] for v in xs_all], [_show(v) for v in xs_all], fontsize=8)
         top = ax.get_ylim()[1]  # headroom: a flat line must not sit on the frame
         ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(SWEEP_METRICS) :]:
-        ax.set_visible(False)
-    if len(lines) > 1:
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=2)
     n = sweep["replications"]
-    fig.suptitle(
-        f"{sweep['scenario_name']}: key metrics against {first} "
-        f"(points: mean of {n} replications; whiskers: 95% CI; "
-        f"seed {sweep['seed']} at every point)",
-        fontsize=10,
-    )
+    # One line per value of the other varied parameters: a legend only when there are several.
+    handles = axes.flat[0].get_legend_handles_labels()[0] if len(lines) > 1 else None
     return [
-        _save(
+        finish_grid(
             fig,
-            folder,
-            "sweep_metrics",
-            f"Key metrics against {first}",
-            "Every point ran the same arrivals and buyers (same seed): a change between "
+            axes,
+            len(SWEEP_METRICS),
+            suptitle=f"{sweep['scenario_name']}: key metrics against {first} "
+            f"(points: mean of {n} replications; whiskers: 95% CI; "
+            f"seed {sweep['seed']} at every point)",
+            folder=folder,
+            name="sweep_metrics",
+            title=f"Key metrics against {first}",
+            caption="Every point ran the same arrivals and buyers (same seed): a change between "
             "neighbouring points is the parameter's doing; gaps mean no value (e.g. not sold out).",
+            legend_handles=handles,
+            legend_ncols=2,
+            suptitle_size=10,
         )
     ]
 
 
 def _cell(name: str, m: Mapping[str, Any]) -> str:
-    text = _e(fmt_metric(name, m["mean"]))
+    text = escape(fmt_metric(name, m["mean"]))
     if m["ci_low"] is not None and m["ci_high"] is not None:
         ci = f"{fmt_metric(name, m['ci_low'])} to {fmt_metric(name, m['ci_high'])}"
-        text += f'<br><span class="muted">{_e(ci)}</span>'
+        text += f'<br><span class="muted">{escape(ci)}</span>'
     return text
 
 
@@ -147,18 +155,21 @@ def write_sweep_report(
     """The sweep's report.html: the grid, a table of points x key metrics, the chart,
     links to each point's report and to the paired comparison of all points."""
     paths = [g["path"] for g in sweep["grid"]]
-    body = [f"<h1>Flash sale sweep: {_e(sweep['scenario_name'])}</h1>"]
+    body = [f"<h1>Flash sale sweep: {escape(sweep['scenario_name'])}</h1>"]
     body.append(
         f'<p class="muted">{len(rows)} points x {sweep["replications"]} replication(s), '
-        f"root seed {_e(sweep['seed'])} at every point (common random numbers); "
-        f"scenario file {_e(sweep['scenario_file'])}</p>"
+        f"root seed {escape(sweep['seed'])} at every point (common random numbers); "
+        f"scenario file {escape(sweep['scenario_file'])}</p>"
     )
     body.append("<h2>Grid</h2>")
     body.append(
-        _table(
+        html_table(
             ["parameter", "values"],
             [
-                (f"<code>{_e(g['path'])}</code>", _e(", ".join(_show(v) for v in g["values"])))
+                (
+                    f"<code>{escape(g['path'])}</code>",
+                    escape(", ".join(_show(v) for v in g["values"])),
+                )
                 for g in sweep["grid"]
             ],
             num_from=9,
@@ -168,26 +179,26 @@ def write_sweep_report(
     table = []
     for r in rows:
         verdict = (
-            '<span class="fail">' + _e("; ".join(r["breached"])) + "</span>"
+            '<span class="fail">' + escape("; ".join(r["breached"])) + "</span>"
             if r["breached"]
             else '<span class="pass">held</span>'
         )
         table.append(
             [
-                f'<a href="{_e(r["folder"])}/report.html">{_e(r["folder"])}</a>',
-                *(_e(_show(r["settings"][p])) for p in paths),
+                f'<a href="{escape(r["folder"])}/report.html">{escape(r["folder"])}</a>',
+                *(escape(_show(r["settings"][p])) for p in paths),
                 *(_cell(name, r["metrics"][name]) for name, _ in SWEEP_METRICS),
                 verdict,
             ]
         )
     head = ["point", *paths, *(label for _, label in SWEEP_METRICS), "thresholds"]
-    body.append(_table(head, table, num_from=1 + len(paths)))
+    body.append(html_table(head, table, num_from=1 + len(paths)))
     if compare is not None:
         link = compare.relative_to(path.parent)
         body.append(
-            f"<p>Paired differences of every point against {_e(rows[0]['folder'])}: "
-            f'<a href="{_e(link)}">the comparison report</a>.</p>'
+            f"<p>Paired differences of every point against {escape(rows[0]['folder'])}: "
+            f'<a href="{escape(link)}">the comparison report</a>.</p>'
         )
     body.append("<h2>Charts</h2>")
-    body.extend(_img(c) for c in charts)
-    return _write(path, _page(f"flashsale sweep: {sweep['scenario_name']}", body))
+    body.extend(embedded_chart(c) for c in charts)
+    return write_text_atomic(path, html_page(f"flashsale sweep: {sweep['scenario_name']}", body))

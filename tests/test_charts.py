@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from flashsale.charts import OKABE_ITO, draw_run_charts
+from flashsale.charts import draw_run_charts
+from flashsale.figures import OKABE_ITO
 from flashsale.metrics import compute_metrics
 
 from .test_metrics_data import make_outcome, scenario, synthetic_outcome
