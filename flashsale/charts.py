@@ -29,6 +29,7 @@ from flashsale.figures import (
     Chart,
     finish_grid,
     label_unit_axis,
+    mean_and_whiskers,
     nan_array,
     new_figure,
     save_chart,
@@ -269,13 +270,10 @@ def _outcomes(doc: Mapping[str, Any], folder: Path) -> Chart:
     for i, (kind, color) in enumerate((("human", HUMAN_COLOR), ("bot", BOT_COLOR))):
         if kind not in rates or all(rates[kind][r]["mean"] is None for r in results):
             continue
-        m = nan_array([rates[kind][r]["mean"] for r in results])
-        lo = nan_array([rates[kind][r]["ci_low"] for r in results])
-        hi = nan_array([rates[kind][r]["ci_high"] for r in results])
+        blocks = [rates[kind][r] for r in results]
+        m, whiskers = mean_and_whiskers(blocks)
         pos = y + (i - 0.5) * h
-        xerr = None
-        if np.isfinite(lo).any():
-            xerr = np.nan_to_num(np.vstack([m - lo, hi - m]).clip(0))
+        xerr = whiskers if any(b["ci_low"] is not None for b in blocks) else None
         ax.barh(
             pos,
             np.nan_to_num(m),
@@ -285,7 +283,7 @@ def _outcomes(doc: Mapping[str, Any], folder: Path) -> Chart:
             xerr=xerr,
             error_kw={"elinewidth": 0.8, "capsize": 2},
         )
-        ends = np.fmax(m, hi)
+        ends = m + whiskers[1]  # the bar or its CI, whichever reaches further
         for yy, v, end in zip(pos, m, ends, strict=True):
             if np.isfinite(v) and v > 0:
                 ax.text(end + 0.01, yy, f"{100 * v:.1f}%", va="center", fontsize=7)
@@ -399,10 +397,7 @@ def _bars(
     fig, axes = new_figure(rows, cols, height=1.2 + 2.6 * rows)
     x = np.arange(len(docs))
     for ax, (name, label) in zip(axes.flat, metrics, strict=False):
-        ms = [d["metrics"][name] for d in docs]
-        mean = nan_array([m["mean"] for m in ms])
-        lo, hi = nan_array([m["ci_low"] for m in ms]), nan_array([m["ci_high"] for m in ms])
-        err = np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
+        mean, err = mean_and_whiskers([d["metrics"][name] for d in docs])
         ax.bar(x, np.nan_to_num(mean), color=RUN_COLORS[: len(docs)], yerr=err, capsize=3)
         for xx, v in zip(x, mean, strict=True):
             ax.text(
@@ -494,11 +489,8 @@ def _paired(
     rows = -(-len(names) // cols)
     fig, axes = new_figure(rows, cols, height=1.2 + 2.6 * rows)
     for ax, name in zip(axes.flat, names, strict=False):
-        ds = [p["metrics"][name] for p in pairs]
-        mean = nan_array([d["mean"] for d in ds])
-        lo, hi = nan_array([d["ci_low"] for d in ds]), nan_array([d["ci_high"] for d in ds])
-        x = np.arange(len(ds))
-        err = np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
+        mean, err = mean_and_whiskers([p["metrics"][name] for p in pairs])
+        x = np.arange(len(pairs))
         colors = [RUN_COLORS[p["run"] % len(RUN_COLORS)] for p in pairs]
         ax.bar(x, np.nan_to_num(mean), color=colors, yerr=err, capsize=3)
         ax.axhline(0, color=OKABE_ITO["black"], lw=0.8)

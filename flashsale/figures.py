@@ -10,7 +10,7 @@ needed); value axes labelled with the metric's unit; PNGs written atomically.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ __all__ = [
     "Chart",
     "finish_grid",
     "label_unit_axis",
+    "mean_and_whiskers",
     "nan_array",
     "new_figure",
     "save_chart",
@@ -77,6 +78,15 @@ def nan_array(values: Sequence[float | None]) -> np.ndarray:
     """Floats with None as NaN: metrics.json writes a missing value (e.g. no
     replication sold out) as null, and matplotlib leaves a gap at NaN."""
     return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def mean_and_whiskers(blocks: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Means of metric blocks (``mean``, ``ci_low``, ``ci_high``) and their CIs as
+    matplotlib's 2 x n ``yerr``: distances below and above each mean, never negative,
+    zero where there is no interval (one replication)."""
+    mean = nan_array([b["mean"] for b in blocks])
+    lo, hi = nan_array([b["ci_low"] for b in blocks]), nan_array([b["ci_high"] for b in blocks])
+    return mean, np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
 
 
 def new_figure(rows: int = 1, cols: int = 1, height: float = 4.6, **kw: Any) -> tuple[Figure, Any]:

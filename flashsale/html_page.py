@@ -2,7 +2,7 @@
 
 The run, comparison and sweep reports are built from these pieces: charts
 embedded as base64 PNG and the style inline, so a page needs no network, no
-scripts and no files next to it; it is written atomically.
+scripts and no files next to it.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
-from pathlib import Path
 
 from flashsale.figures import Chart
 
-__all__ = ["embedded_chart", "escape", "html_page", "html_table", "write_text_atomic"]
+__all__ = ["embedded_chart", "escape", "html_page", "html_table"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1000px;
@@ -68,12 +67,3 @@ def html_page(title: str, body: Sequence[str]) -> str:
         + "\n".join(body)
         + "</body></html>\n"
     )
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write UTF-8 text under a temporary name, then rename: a reader (or a browser
-    reloading the report) never sees half a page."""
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path

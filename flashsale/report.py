@@ -12,15 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from flashsale.figures import Chart
-from flashsale.html_page import (
-    embedded_chart,
-    escape,
-    html_page,
-    html_table,
-    write_text_atomic,
-)
+from flashsale.html_page import embedded_chart, escape, html_page, html_table
 from flashsale.metrics import fmt_metric
-from flashsale.runs import write_json_atomic
+from flashsale.runs import write_json_atomic, write_text_atomic
 from flashsale.scenario import Scenario
 from flashsale.thresholds import Verdict
 

@@ -38,6 +38,7 @@ __all__ = [
     "new_results_dir",
     "open_run",
     "write_json_atomic",
+    "write_text_atomic",
 ]
 
 MANIFEST_SCHEMA = "flashsale.manifest/1"
@@ -48,11 +49,18 @@ class RunError(ValueError):
     """A results folder that cannot be read or written as asked."""
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON under a temporary name, then rename: readers never see half a file."""
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write UTF-8 text under a temporary name, then rename: a reader (another
+    process, a browser reloading a report) never sees half a file."""
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+    return path
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON atomically (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def _versions() -> dict[str, str]:

@@ -21,12 +21,13 @@ from flashsale.figures import (
     Chart,
     finish_grid,
     label_unit_axis,
-    nan_array,
+    mean_and_whiskers,
     new_figure,
     wrap_label,
 )
-from flashsale.html_page import embedded_chart, escape, html_page, html_table, write_text_atomic
+from flashsale.html_page import embedded_chart, escape, html_page, html_table
 from flashsale.metrics import fmt_metric
+from flashsale.runs import write_text_atomic
 
 __all__ = ["SWEEP_METRICS", "draw_sweep_charts", "metric_block", "write_sweep_report"]
 
@@ -92,10 +93,7 @@ def draw_sweep_charts(
             # A small sideways nudge per line so the error bars of equal x do not overlap.
             nudge = (j - (len(lines) - 1) / 2) * 0.012 * span
             x = np.array([pos[json.dumps(r["settings"][first])] for r in group]) + nudge
-            b = [r["metrics"][name] for r in group]
-            mean = nan_array([m["mean"] for m in b])
-            lo, hi = nan_array([m["ci_low"] for m in b]), nan_array([m["ci_high"] for m in b])
-            err = np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
+            mean, err = mean_and_whiskers([r["metrics"][name] for r in group])
             ax.errorbar(
                 x,
                 mean,
