@@ -67,7 +67,11 @@ def _clip(v: float | None, bounds: Bounds) -> float | None:
     if v is None:
         return None
     lo, hi = bounds
-    return min(max(v, lo if lo is not None else v), hi if hi is not None else v)
+    if lo is not None:
+        v = max(v, lo)
+    if hi is not None:
+        v = min(v, hi)
+    return v
 
 
 def summarize(

@@ -76,3 +76,12 @@ def test_intervals_are_clipped_to_what_the_metric_can_take() -> None:
     assert out["ci_high"] == pytest.approx(0.01 + half)
     b = band(np.array([[0.99, 0.0], [1.0, 0.0], [1.0, 0.03]]), bounds=(0.0, 1.0))
     assert b["ci_high"][0] == 1.0 and b["ci_low"][1] == 0.0
+
+
+def test_a_time_interval_is_clipped_at_zero_with_no_upper_bound() -> None:
+    # Sell-out in 7 s and 5 s: the t interval is 6 +/- 12.7 s; a time cannot be negative.
+    out = summarize([7.0, 5.0], bounds=(0.0, None))
+    half = stats.t.ppf(0.975, 1) * np.std([7.0, 5.0], ddof=1) / math.sqrt(2)
+    assert out["ci_low"] == 0.0
+    assert out["ci_high"] == pytest.approx(6.0 + half)
+    assert summarize([7.0, 5.0], bounds=(None, 10.0))["ci_high"] == 10.0
