@@ -399,15 +399,20 @@ def _bars(
     for ax, (name, label) in zip(axes.flat, metrics, strict=False):
         mean, err = mean_and_whiskers([d["metrics"][name] for d in docs])
         ax.bar(x, np.nan_to_num(mean), color=RUN_COLORS[: len(docs)], yerr=err, capsize=3)
+        # The value in white at the foot of a bar tall enough to hold it; in black
+        # above a short (or missing) bar, where white text would spill onto the page.
+        ax.set_ylim(bottom=0)  # every key metric is >= 0 (metric_bounds)
+        tall = 0.12 * ax.get_ylim()[1]
         for xx, v in zip(x, mean, strict=True):
+            inside = bool(np.isfinite(v) and v > tall)
             ax.text(
                 xx,
-                0,
+                0 if inside or not np.isfinite(v) else max(float(v), 0.0),
                 "n/a" if np.isnan(v) else fmt_metric(name, float(v)),
                 ha="center",
                 va="bottom",
                 fontsize=7,
-                color="white" if np.isfinite(v) and v > 0 else "black",
+                color="white" if inside else "black",
             )
         ax.set_title(label, fontsize=9)
         label_unit_axis(ax, name)
@@ -426,9 +431,14 @@ def _bars(
     )
 
 
-def _run_patches(labels: Sequence[str]) -> list[Patch]:
+def _run_patches(labels: Sequence[str], baseline: bool = False) -> list[Patch]:
+    """One legend entry per run; ``baseline`` marks run 1 as what the others are compared to."""
     return [
-        Patch(color=RUN_COLORS[i % len(RUN_COLORS)], label=f"run {i + 1}: {wrap_label(lab, 70)}")
+        Patch(
+            color=RUN_COLORS[i % len(RUN_COLORS)],
+            label=f"run {i + 1}{' (baseline)' if baseline and i == 0 else ''}: "
+            f"{wrap_label(lab, 70)}",
+        )
         for i, lab in enumerate(labels)
     ]
 
@@ -508,7 +518,7 @@ def _paired(
         name="compare_paired",
         title="Paired differences vs run 1",
         caption="A whisker that does not cross zero is a difference the replications support.",
-        legend_handles=_run_patches(labels),
+        legend_handles=_run_patches(labels, baseline=True),
     )
 
 
