@@ -194,8 +194,10 @@ def test_a_deliberately_wrong_count_is_caught(tmp_path: Path) -> None:
 def test_ctrl_c_stops_locust_and_marks_the_run_incomplete(tmp_path: Path) -> None:
     out = tmp_path / "run"
     cmd = [FLASHSALE, "replay", str(SMOKE), "--scale", str(SCALE)]
+    # smoke's own 60 s window (arrivals until its end), not SHORT's 6 s: on a fast
+    # machine a 6 s replay could finish before the interrupt below arrives.
     proc = subprocess.Popen(
-        [*cmd, "--out", str(out), *SHORT],
+        [*cmd, "--out", str(out), "--set", "target.max_requests=5000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
