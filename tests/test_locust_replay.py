@@ -191,6 +191,10 @@ def test_a_deliberately_wrong_count_is_caught(tmp_path: Path) -> None:
     assert manifest["audit"][0]["units_sold"] == 0
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_locust_and_marks_the_run_incomplete(tmp_path: Path) -> None:
     out = tmp_path / "run"
     cmd = [FLASHSALE, "replay", str(SMOKE), "--scale", str(SCALE)]
@@ -202,6 +206,9 @@ def test_ctrl_c_stops_locust_and_marks_the_run_incomplete(tmp_path: Path) -> Non
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # As in a terminal: a test run started in the background (`cmd &`) inherits
+        # SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+        preexec_fn=_default_sigint,
     )
     deadline = time.time() + 60
     while time.time() < deadline and not (out / "manifest.json").exists():
