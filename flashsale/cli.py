@@ -6,8 +6,10 @@ Exit codes: 0 ok, 1 thresholds breached or the run failed, 2 bad input.
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -18,6 +20,7 @@ from flashsale.commands.report import report
 from flashsale.commands.serve import serve_command
 from flashsale.commands.simulate import simulate
 from flashsale.commands.sweep import sweep
+from flashsale.runs import Terminated
 from flashsale.scenario import ScenarioError, load_scenario
 
 __all__ = ["app", "main"]
@@ -73,6 +76,12 @@ app.command()(simulate)
 app.command()(sweep)
 
 
+def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM stops a command the way Ctrl-C does, so
+    its run folder is marked incomplete (and a replay stops Locust and the service)."""
+    signal.signal(signal.SIGTERM, _terminate)
     app()

@@ -34,7 +34,9 @@ __all__ = [
     "MANIFEST_SCHEMA",
     "RunError",
     "RunFolder",
+    "Terminated",
     "default_run_dir",
+    "interruption",
     "new_results_dir",
     "open_run",
     "write_json_atomic",
@@ -42,6 +44,19 @@ __all__ = [
 ]
 
 MANIFEST_SCHEMA = "flashsale.manifest/1"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job, ``kill``), raised where Ctrl-C would be: Python's
+    default for SIGTERM is to die on the spot, which would leave a run folder
+    ``running`` for ever; this way it ends ``incomplete`` like an interrupted run."""
+
+
+def interruption(e: KeyboardInterrupt) -> str:
+    """The manifest's error text for an interrupted run: which signal stopped it."""
+    return "interrupted (SIGTERM)" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
+
+
 _PACKAGES = ("flashsale", "numpy", "simpy", "pydantic", "pyarrow", "locust", "matplotlib")
 
 
@@ -165,7 +180,7 @@ def open_run(
 ) -> Iterator[RunFolder]:
     """Create a run folder and keep its manifest honest whatever happens inside.
 
-    On normal exit the status becomes ``complete``; on Ctrl-C ``incomplete``; on
+    On normal exit the status becomes ``complete``; on Ctrl-C or SIGTERM ``incomplete``; on
     any other exception ``failed`` with the error text. The exception propagates.
     """
     path = out if out is not None else default_run_dir(scenario, engine)
@@ -198,8 +213,8 @@ def open_run(
     (path / "scenario.toml").write_text(scenario.to_toml())
     try:
         yield run
-    except KeyboardInterrupt:
-        run.update(status="incomplete", error="interrupted (Ctrl-C)", finished_at=_now())
+    except KeyboardInterrupt as e:
+        run.update(status="incomplete", error=interruption(e), finished_at=_now())
         raise
     except BaseException as e:
         run.update(status="failed", error=f"{type(e).__name__}: {e}", finished_at=_now())

@@ -22,7 +22,7 @@ until the last job::
         report.html       the sweep report
 
 sweep.json is written first with status ``running`` and kept honest like a run
-manifest: ``complete``, ``failed`` (with the error) or ``incomplete`` (Ctrl-C).
+manifest: ``complete``, ``failed`` (with the error) or ``incomplete`` (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -43,7 +43,14 @@ from typing import Any
 from flashsale.compare import compare_runs
 from flashsale.outcome import Outcome
 from flashsale.postrun import finish_run
-from flashsale.runs import RunError, RunFolder, new_results_dir, open_run, write_json_atomic
+from flashsale.runs import (
+    RunError,
+    RunFolder,
+    interruption,
+    new_results_dir,
+    open_run,
+    write_json_atomic,
+)
 from flashsale.scenario import Scenario, ScenarioError, load_scenario
 from flashsale.sim.engine import UnsupportedScenario, check_supported
 from flashsale.sim.runner import run_jobs
@@ -235,8 +242,8 @@ def _open_sweep(folder: Path, doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
     write_json_atomic(path, doc)
     try:
         yield doc
-    except KeyboardInterrupt:
-        close(status="incomplete", error="interrupted (Ctrl-C)")
+    except KeyboardInterrupt as e:
+        close(status="incomplete", error=interruption(e))
         raise
     except BaseException as e:
         close(status="failed", error=f"{type(e).__name__}: {e}")

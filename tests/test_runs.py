@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +88,28 @@ def test_default_folder_name_is_timestamp_scenario_engine(smoke_path: Path, tmp_
 def test_loading_a_non_run_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="not a run folder"):
         RunFolder.load(tmp_path)
+
+
+@pytest.mark.slow
+def test_sigterm_marks_a_simulation_incomplete_and_exits_nonzero(tmp_path: Path) -> None:
+    """A cancelled CI job sends SIGTERM: the folder must not stay ``running``."""
+    out = tmp_path / "run"
+    flashsale = Path(sys.executable).parent / "flashsale"
+    poco = Path(__file__).resolve().parents[1] / "scenarios" / "poco_m3.toml"
+    proc = subprocess.Popen(
+        [str(flashsale), "simulate", str(poco), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "manifest.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # inside the replication (a full one takes several seconds)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    m = json.loads((out / "manifest.json").read_text())
+    assert (m["status"], m["error"]) == ("incomplete", "interrupted (SIGTERM)")
+    assert m["finished_at"] is not None
+    assert not (out / "rep-000").exists()  # no half-written replication
