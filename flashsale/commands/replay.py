@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 
 from flashsale._cli_utils import SetOption, fail, load_or_exit
+from flashsale.children import die_with_parent
 from flashsale.replay.audit import AuditError
 from flashsale.replay.scale import ScaleError, scale_scenario
 from flashsale.replay.session import (
@@ -146,7 +147,7 @@ def replay(
 
 def _run_locust(cmd: list[str], timeout_s: float) -> int:
     """Run Locust to its end; on Ctrl-C stop it first (SIGINT, then kill), then re-raise."""
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, preexec_fn=die_with_parent)
     try:
         return proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import uvicorn
 
+from flashsale.children import die_with_parent
 from flashsale.scenario import Scenario
 from flashsale.service.app import create_app
 from flashsale.service.runtime import Runtime
@@ -177,6 +178,7 @@ def run_in_background(
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {}), ADMIN_TOKEN_ENV: token},
+            preexec_fn=die_with_parent,
         )
         try:
             deadline = time.monotonic() + ready_timeout_s

@@ -1,0 +1,28 @@
+"""Child processes that do not outlive the flashsale command that started them.
+
+``flashsale replay`` starts the reference service and Locust as child processes
+and stops them on its way out, Ctrl-C and SIGTERM included. A parent killed
+outright (SIGKILL, the OOM killer) has no way out, and its service would listen on
+its loopback port for ever. On Linux the kernel can signal a child when its parent
+dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere this does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import sys
+
+__all__ = ["die_with_parent"]
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Loaded here, in the parent: between fork and exec the child should only make the
+# one system call, not load a library.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for ``subprocess.Popen``: the child gets SIGTERM (its graceful
+    stop) when the process that started it dies, however it dies."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
