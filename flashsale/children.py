@@ -23,6 +23,10 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 def die_with_parent() -> None:
     """``preexec_fn`` for ``subprocess.Popen``: the child gets SIGTERM (its graceful
-    stop) when the process that started it dies, however it dies."""
+    stop) when the process that started it dies, however it dies.
+
+    Linux watches the *thread* that forked, not the process: start such a child from
+    a thread that lives as long as it should (every caller here uses the main thread).
+    """
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
