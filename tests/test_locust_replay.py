@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -263,3 +264,45 @@ def test_a_killed_replay_takes_its_service_and_locust_with_it(tmp_path: Path) ->
     while any(_alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [c for c in children if _alive(c)]
+
+
+def test_web_ui_start_runs_the_replay_to_a_complete_folder(tmp_path: Path) -> None:
+    """Plain Locust with its web UI: what the Start button posts starts the shape,
+    and the run folder is complete once every journey has ended."""
+    scaled = scale_scenario(_short_scenario(), SCALE)
+    out, port = tmp_path / "run", _free_port()
+    ui = f"http://127.0.0.1:{port}"
+    with run_in_background(scaled) as url:
+        cmd = [
+            *LOCUST, "--web-host", "127.0.0.1", "--web-port", str(port),
+            "--loglevel", "WARNING", "--scenario", str(SMOKE), "--scale", str(SCALE),
+            *SHORT, "--host", str(url), "--admin-token", url.admin_token, "--out", str(out),
+        ]  # fmt: skip
+        locust = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            with httpx.Client(base_url=ui, timeout=5, trust_env=False) as web:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        assert web.get("/").status_code == 200
+                        break
+                    except httpx.TransportError:
+                        assert time.monotonic() < deadline, "the web UI did not come up"
+                        time.sleep(0.2)
+                started = web.post("/swarm", data={"user_count": 1, "spawn_rate": 1})
+                assert started.json()["success"], started.text
+                # report.html is the last file a finished replay writes (then the summary)
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and not (out / "report.html").exists():
+                    time.sleep(0.5)
+                time.sleep(0.5)
+        finally:
+            locust.send_signal(signal.SIGINT)  # the UI keeps serving until stopped
+            _, err = locust.communicate(timeout=60)
+    assert "Traceback" not in err, err[-4000:]
+    _check_run(out, processes=1)
