@@ -35,7 +35,7 @@ from flashsale.figures import (
     save_chart,
     wrap_label,
 )
-from flashsale.metrics import fmt_metric
+from flashsale.metrics import fmt_metric, fmt_signed
 
 __all__ = ["draw_compare_charts", "draw_run_charts"]
 
@@ -507,7 +507,9 @@ def _paired(
         ax.set_title(titles[name], fontsize=9)
         label_unit_axis(ax, name)
         ax.set_ylabel(f"difference ({ax.get_ylabel()})", fontsize=8)
-        ax.set_xticks(x, [f"run {p['run'] + 1}\n- run 1" for p in pairs], fontsize=8)
+        diffs = [fmt_signed(name, None if np.isnan(m) else float(m)) for m in mean]
+        ticks = [f"run {p['run'] + 1} - run 1\n{d}" for p, d in zip(pairs, diffs, strict=True)]
+        ax.set_xticks(x, ticks, fontsize=8)
         ax.grid(alpha=0.3, axis="y")
     return finish_grid(
         fig,

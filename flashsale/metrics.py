@@ -36,6 +36,7 @@ __all__ = [
     "PERCENTILES",
     "compute_metrics",
     "fmt_metric",
+    "fmt_signed",
     "gini",
     "grouped_quantiles",
     "jain",
@@ -130,6 +131,14 @@ def fmt_metric(name: str, value: float | None) -> str:
     if unit == "index":
         return f"{value:.4f}"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def fmt_signed(name: str, value: float | None) -> str:
+    """A difference between two runs' values, always with its sign (+2.0%, -25.40%)."""
+    if value is None:
+        return "n/a"
+    text = fmt_metric(name, abs(value))
+    return f"+{text}" if value >= 0 else f"-{text}"
 
 
 def metric_bounds(name: str) -> Bounds:

@@ -13,7 +13,7 @@ from typing import Any
 
 from flashsale.figures import Chart
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
-from flashsale.metrics import fmt_metric
+from flashsale.metrics import fmt_metric, fmt_signed
 from flashsale.runs import write_json_atomic, write_text_atomic
 from flashsale.scenario import Scenario
 from flashsale.thresholds import Verdict
@@ -266,7 +266,7 @@ def write_compare_report(
                 cells.append(
                     "n/a"
                     if b is None
-                    else f'{escape(_signed(name, b["mean"]))}<br><span class="muted">'
+                    else f'{escape(fmt_signed(name, b["mean"]))}<br><span class="muted">'
                     f"{escape(_ci_signed(name, b))}</span>"
                 )
             rows.append(cells)
@@ -289,14 +289,7 @@ def write_compare_report(
     return write_text_atomic(folder / "report.html", html_page("flashsale comparison", body))
 
 
-def _signed(name: str, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    text = fmt_metric(name, abs(value))
-    return f"+{text}" if value >= 0 else f"-{text}"
-
-
 def _ci_signed(name: str, b: Mapping[str, Any]) -> str:
     if b.get("ci_low") is None:
         return "n/a"
-    return f"{_signed(name, b['ci_low'])} to {_signed(name, b['ci_high'])}"
+    return f"{fmt_signed(name, b['ci_low'])} to {fmt_signed(name, b['ci_high'])}"
