@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from flashsale.charts import draw_compare_charts
-from flashsale.metrics import METRICS_SCHEMA
+from flashsale.metrics import METRICS_SCHEMA, fmt_metric, fmt_signed
 from flashsale.postrun import load_run_metrics
 from flashsale.report import KEY_METRICS, write_compare_report
 from flashsale.runs import RunError, RunFolder, new_results_dir
 from flashsale.stats import paired_diff
 
-__all__ = ["compare_runs", "paired_differences", "run_labels"]
+__all__ = ["compare_runs", "compare_summary", "paired_differences", "run_labels"]
 
 _IGNORED = ("description", "thresholds")
 """Scenario keys that do not change what happens in a sale."""
@@ -141,3 +141,35 @@ def compare_runs(paths: Sequence[Path], out: Path | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     charts = draw_compare_charts(docs, labels, KEY_METRICS, pairs, folder / "charts")
     return write_compare_report(docs, labels, charts, pairs, reason, folder)
+
+
+def compare_summary(doc: Mapping[str, Any]) -> list[str]:
+    """The terminal's view of a compare.json document: each run's label, then per key
+    metric each run's mean and, when the runs are paired, its difference from run 1
+    with the 95% interval (the same figures as the report)."""
+    runs = doc["runs"]
+    lines = [
+        f"run {i + 1}{' (baseline)' if i == 0 else ''}: {r['label']}  [{r['path']}]"
+        for i, r in enumerate(runs)
+    ]
+    diffs = {d["run"]: d["metrics"] for d in doc["paired"]["differences"]}
+    width = max(len(label) for _, label in KEY_METRICS)
+    how = " (difference from run 1, 95% CI)" if diffs else ""
+    lines.append(f"  {'key metric':<{width}}  mean per run, in run order{how}")
+    for name, label in KEY_METRICS:
+        cells = [fmt_metric(name, doc["key_metrics"][name][0]["mean"])]
+        for i in range(1, len(runs)):
+            cell = fmt_metric(name, doc["key_metrics"][name][i]["mean"])
+            d = diffs.get(i, {}).get(name)
+            if d is not None and d["mean"] is not None:
+                ci = (
+                    f", CI {fmt_signed(name, d['ci_low'])} to {fmt_signed(name, d['ci_high'])}"
+                    if d["ci_low"] is not None
+                    else ""
+                )
+                cell += f" ({fmt_signed(name, d['mean'])}{ci})"
+            cells.append(cell)
+        lines.append(f"  {label:<{width}}  " + " | ".join(cells))
+    if not diffs:
+        lines.append(doc["paired"]["reason"])
+    return lines

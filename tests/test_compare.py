@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flashsale.cli import app
-from flashsale.compare import paired_differences, run_labels
+from flashsale.compare import compare_summary, paired_differences, run_labels
 from flashsale.metrics import compute_metrics
+from flashsale.report import KEY_METRICS
 from flashsale.scenario import Scenario
 
 from .test_metrics_data import make_outcome, make_run, scenario, synthetic_outcome
@@ -107,6 +108,11 @@ def test_compare_command_writes_its_own_report(tmp_path: Path) -> None:
     }
     data = json.loads((out / "compare.json").read_text())
     assert data["paired"]["differences"][0]["metrics"]["units_sold"]["n"] == 2
+    # the terminal shows the same figures as compare.json: each run, then the metrics
+    assert "run 2: defenses.waiting_room.enabled=true" in res.output
+    sold = data["key_metrics"]["units_sold"]
+    line = next(x for x in res.output.splitlines() if x.strip().startswith("units sold (kept)"))
+    assert f"{sold[0]['mean']:,.0f} | {sold[1]['mean']:,.0f} (" in line
     # The output folder is now taken: a second compare into it is refused.
     res = CliRunner().invoke(
         app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]
@@ -120,3 +126,33 @@ def test_compare_refuses_bad_input(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "at least two run folders" in res.output
     res = runner.invoke(app, ["compare", str(tmp_path / "x"), str(tmp_path / "y")])
     assert res.exit_code == 2 and "not a run folder" in res.output
+
+
+def _block(
+    mean: float | None, lo: float | None = None, hi: float | None = None
+) -> dict[str, object]:
+    return {"values": [], "mean": mean, "ci_low": lo, "ci_high": hi, "n": 2}
+
+
+def test_compare_summary_prints_means_and_paired_differences_with_their_interval() -> None:
+    doc = {
+        "runs": [{"label": "base", "path": "a"}, {"label": "limit on", "path": "b"}],
+        "key_metrics": {n: [_block(1.0), _block(2.0)] for n, _ in KEY_METRICS},
+        "paired": {
+            "reason": "shared seed",
+            "differences": [
+                {"run": 1, "metrics": {n: _block(1.0, 0.5, 1.5) for n, _ in KEY_METRICS}}
+            ],
+        },
+    }
+    doc["key_metrics"]["bot_unit_share"] = [_block(0.4975), _block(0.2425)]
+    doc["paired"]["differences"][0]["metrics"]["bot_unit_share"] = _block(-0.255, -0.2663, -0.2437)
+    lines = compare_summary(doc)
+    assert lines[:2] == ["run 1 (baseline): base  [a]", "run 2: limit on  [b]"]
+    bot = next(line for line in lines if "bot share of units" in line)
+    assert bot.split("units")[1].strip() == "49.75% | 24.25% (-25.50%, CI -26.63% to -24.37%)"
+    assert "difference from run 1" in lines[2]
+    doc["paired"] = {"reason": "No paired differences: different seeds.", "differences": []}
+    lines = compare_summary(doc)
+    assert lines[-1] == "No paired differences: different seeds."
+    assert "(" not in next(line for line in lines if "bot share of units" in line)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from flashsale._cli_utils import fail
-from flashsale.compare import compare_runs
+from flashsale.compare import compare_runs, compare_summary
 from flashsale.runs import RunError
 
 __all__ = ["compare"]
@@ -33,4 +34,7 @@ def compare(
         path = compare_runs(run_dirs, out)
     except RunError as e:
         fail(str(e))
+    doc = json.loads((path.parent / "compare.json").read_text())
+    for line in compare_summary(doc):
+        typer.echo(line)
     typer.echo(f"report: {path}")
