@@ -302,7 +302,7 @@ def test_web_ui_start_runs_the_replay_to_a_complete_folder(tmp_path: Path) -> No
                     time.sleep(0.5)
                 time.sleep(0.5)
         finally:
-            locust.send_signal(signal.SIGINT)  # the UI keeps serving until stopped
+            locust.terminate()  # the UI keeps serving until stopped; SIGTERM is its clean stop
             _, err = locust.communicate(timeout=60)
     assert "Traceback" not in err, err[-4000:]
     _check_run(out, processes=1)
