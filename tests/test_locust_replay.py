@@ -138,8 +138,16 @@ def test_master_and_worker_merge_without_loss(tmp_path: Path) -> None:
         )
         try:
             _, err = master.communicate(timeout=180)
-        finally:
-            worker.wait(timeout=30) if worker.poll() is None else None
+        finally:  # nothing outlives the test, even a failed one
+            if master.poll() is None:
+                master.kill()
+                master.communicate()
+            try:
+                worker.wait(timeout=30)  # a worker quits when its master does
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+                raise
     assert master.returncode == 0, err[-2000:]
     _check_run(tmp_path / "run", processes=1)
 
@@ -196,6 +204,18 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _stop(proc: subprocess.Popen[str], sig: int) -> str:
+    """Send ``sig`` and return the process's stderr once it has exited; a process that
+    ignores it is killed (nothing outlives the test) and the test fails."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"{proc.args[:4]}: still running 60 s after signal {sig}; killed")
+
+
 def test_ctrl_c_stops_locust_and_marks_the_run_incomplete(tmp_path: Path) -> None:
     out = tmp_path / "run"
     cmd = [FLASHSALE, "replay", str(SMOKE), "--scale", str(SCALE)]
@@ -215,8 +235,7 @@ def test_ctrl_c_stops_locust_and_marks_the_run_incomplete(tmp_path: Path) -> Non
     while time.time() < deadline and not (out / "manifest.json").exists():
         time.sleep(0.2)
     time.sleep(4)  # the service is up and Locust is starting
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    _stop(proc, signal.SIGINT)
     assert proc.returncode != 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "incomplete"
@@ -302,7 +321,7 @@ def test_web_ui_start_runs_the_replay_to_a_complete_folder(tmp_path: Path) -> No
                     time.sleep(0.5)
                 time.sleep(0.5)
         finally:
-            locust.terminate()  # the UI keeps serving until stopped; SIGTERM is its clean stop
-            _, err = locust.communicate(timeout=60)
+            # the UI keeps serving until stopped; SIGTERM is its clean stop
+            err = _stop(locust, signal.SIGTERM)
     assert "Traceback" not in err, err[-4000:]
     _check_run(out, processes=1)
