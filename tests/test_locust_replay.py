@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -104,9 +105,21 @@ def test_plain_locust_with_two_processes_merges_without_loss(tmp_path: Path) -> 
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port for a server a test starts, below the kernel's ephemeral
+    range: a port from that range (what binding port 0 gives) can be taken by any
+    outgoing connection between this check and the server's own bind."""
+    try:
+        first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except OSError:  # not Linux: IANA's dynamic range starts at 49152
+        first_ephemeral = 49_152
+    for port in random.Random().sample(range(20_000, first_ephemeral), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in 20000-{first_ephemeral - 1}")
 
 
 def test_master_and_worker_merge_without_loss(tmp_path: Path) -> None:
@@ -303,6 +316,7 @@ def test_web_ui_start_runs_the_replay_to_a_complete_folder(tmp_path: Path) -> No
             stderr=subprocess.PIPE,
             text=True,
         )
+        err: str | None = None
         try:
             with httpx.Client(base_url=ui, timeout=5, trust_env=False) as web:
                 deadline = time.monotonic() + 60
@@ -311,7 +325,9 @@ def test_web_ui_start_runs_the_replay_to_a_complete_folder(tmp_path: Path) -> No
                         assert web.get("/").status_code == 200
                         break
                     except httpx.TransportError:
-                        assert time.monotonic() < deadline, "the web UI did not come up"
+                        if locust.poll() is not None or time.monotonic() > deadline:
+                            err = _stop(locust, signal.SIGTERM)
+                            pytest.fail(f"no web UI (exit {locust.returncode}):\n{err[-3000:]}")
                         time.sleep(0.2)
                 started = web.post("/swarm", data={"user_count": 1, "spawn_rate": 1})
                 assert started.json()["success"], started.text
@@ -321,7 +337,7 @@ def test_web_ui_start_runs_the_replay_to_a_complete_folder(tmp_path: Path) -> No
                     time.sleep(0.5)
                 time.sleep(0.5)
         finally:
-            # the UI keeps serving until stopped; SIGTERM is its clean stop
-            err = _stop(locust, signal.SIGTERM)
+            if err is None:  # the UI keeps serving until stopped; SIGTERM is its clean stop
+                err = _stop(locust, signal.SIGTERM)
     assert "Traceback" not in err, err[-4000:]
     _check_run(out, processes=1)
