@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +14,7 @@ from flashsale._cli_utils import SetOption, fail, load_or_exit
 from flashsale.scenario import Scenario, ScenarioError, parse_scenario
 from flashsale.service.backends import describe_db, open_store
 from flashsale.service.runtime import Runtime
-from flashsale.service.server import ADMIN_TOKEN_ENV, bind, is_loopback, serve
+from flashsale.service.server import ADMIN_TOKEN_ENV, bind, is_loopback, new_admin_token, serve
 
 __all__ = ["serve_command"]
 
@@ -92,7 +91,7 @@ def serve_command(
         sock = bind(host, port)
     except OSError as e:
         fail(f"--host {host} --port {port}: cannot listen: {e}")
-    token = admin_token or secrets.token_urlsafe(24)
+    token = admin_token or new_admin_token()
     bound_host, bound_port = sock.getsockname()[:2]
     url = f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}"
     runtime = Runtime(store, sc, token, fresh=fresh or db is None, opens_in_s=opens_in)

@@ -35,6 +35,7 @@ __all__ = [
     "ServiceURL",
     "bind",
     "is_loopback",
+    "new_admin_token",
     "run_in_background",
     "serve",
 ]
@@ -125,6 +126,12 @@ class ServiceURL(str):
         return {"Authorization": f"Bearer {self.admin_token}"}
 
 
+def new_admin_token() -> str:
+    """A random admin token that is safe on a command line: hex, so it never starts
+    with ``-``, which argparse would take for an option (``--admin-token -x...``)."""
+    return secrets.token_hex(24)
+
+
 @contextlib.contextmanager
 def run_in_background(
     scenario: Scenario,
@@ -147,7 +154,7 @@ def run_in_background(
     """
     if not is_loopback(host):
         raise ValueError(f"host {host!r}: run_in_background binds loopback only")
-    token = admin_token or secrets.token_urlsafe(24)
+    token = admin_token or new_admin_token()
     with tempfile.TemporaryDirectory(prefix="flashsale-serve-") as tmp:
         spec = Path(tmp) / "scenario.json"
         spec.write_text(json.dumps(scenario.to_toml_dict()))
