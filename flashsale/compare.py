@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flashsale.charts import draw_compare_charts
-from flashsale.metrics import METRICS_SCHEMA, fmt_metric, fmt_signed
+from flashsale.metrics import METRICS_SCHEMA, fmt_interval, fmt_metric, fmt_signed
 from flashsale.postrun import load_run_metrics
 from flashsale.report import KEY_METRICS, write_compare_report
 from flashsale.runs import RunError, RunFolder, new_results_dir
@@ -162,12 +162,8 @@ def compare_summary(doc: Mapping[str, Any]) -> list[str]:
             cell = fmt_metric(name, doc["key_metrics"][name][i]["mean"])
             d = diffs.get(i, {}).get(name)
             if d is not None and d["mean"] is not None:
-                ci = (
-                    f", CI {fmt_signed(name, d['ci_low'])} to {fmt_signed(name, d['ci_high'])}"
-                    if d["ci_low"] is not None
-                    else ""
-                )
-                cell += f" ({fmt_signed(name, d['mean'])}{ci})"
+                ci = fmt_interval(name, d, signed=True)
+                cell += f" ({fmt_signed(name, d['mean'])}{f', CI {ci}' if ci else ''})"
             cells.append(cell)
         lines.append(f"  {label:<{width}}  " + " | ".join(cells))
     if not diffs:

@@ -35,6 +35,7 @@ __all__ = [
     "METRIC_DOCS",
     "PERCENTILES",
     "compute_metrics",
+    "fmt_interval",
     "fmt_metric",
     "fmt_signed",
     "gini",
@@ -139,6 +140,16 @@ def fmt_signed(name: str, value: float | None) -> str:
         return "n/a"
     text = fmt_metric(name, abs(value))
     return f"+{text}" if value >= 0 else f"-{text}"
+
+
+def fmt_interval(name: str, block: Mapping[str, Any], signed: bool = False) -> str | None:
+    """A metric block's 95% interval as "low to high" (each with its sign for a
+    difference), or None when there is none (one replication, no value)."""
+    lo, hi = block.get("ci_low"), block.get("ci_high")
+    if lo is None or hi is None:
+        return None
+    fmt = fmt_signed if signed else fmt_metric
+    return f"{fmt(name, lo)} to {fmt(name, hi)}"
 
 
 def metric_bounds(name: str) -> Bounds:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import typer
 
 from flashsale.charts import draw_run_charts
-from flashsale.metrics import compute_metrics, fmt_metric
+from flashsale.metrics import compute_metrics, fmt_interval, fmt_metric
 from flashsale.outcome import Outcome, OutcomeError
 from flashsale.report import write_run_report
 from flashsale.runs import RunError, RunFolder, write_json_atomic
@@ -89,10 +89,9 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
         text = fmt_metric(name, m["mean"])
         if m["mean"] is None and name == "sellout_time_s":
             text = "not sold out"
-        if m["ci_low"] is not None and m["ci_high"] is not None and m["ci_low"] != m["ci_high"]:
-            text += (
-                f"  (95% CI {fmt_metric(name, m['ci_low'])} to {fmt_metric(name, m['ci_high'])})"
-            )
+        ci = fmt_interval(name, m)
+        if ci is not None and m["ci_low"] != m["ci_high"]:
+            text += f"  (95% CI {ci})"
         lines.append(f"  {label:<22}{text}")
     return lines
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from flashsale.figures import Chart
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
-from flashsale.metrics import fmt_metric, fmt_signed
+from flashsale.metrics import fmt_interval, fmt_metric, fmt_signed
 from flashsale.runs import write_json_atomic, write_text_atomic
 from flashsale.scenario import Scenario
 from flashsale.thresholds import Verdict
@@ -54,9 +54,7 @@ def _replay_rows(metrics: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 
 def _ci(name: str, m: Mapping[str, Any]) -> str:
-    if m.get("ci_low") is None:
-        return "n/a"
-    return f"{fmt_metric(name, m['ci_low'])} to {fmt_metric(name, m['ci_high'])}"
+    return fmt_interval(name, m) or "n/a"
 
 
 def scenario_brief(scenario: Scenario) -> list[tuple[str, str]]:
@@ -290,6 +288,4 @@ def write_compare_report(
 
 
 def _ci_signed(name: str, b: Mapping[str, Any]) -> str:
-    if b.get("ci_low") is None:
-        return "n/a"
-    return f"{fmt_signed(name, b['ci_low'])} to {fmt_signed(name, b['ci_high'])}"
+    return fmt_interval(name, b, signed=True) or "n/a"

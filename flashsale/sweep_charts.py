@@ -26,7 +26,7 @@ from flashsale.figures import (
     wrap_label,
 )
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
-from flashsale.metrics import fmt_metric
+from flashsale.metrics import fmt_interval, fmt_metric
 from flashsale.runs import write_text_atomic
 
 __all__ = ["SWEEP_METRICS", "draw_sweep_charts", "metric_block", "write_sweep_report"]
@@ -137,8 +137,8 @@ def draw_sweep_charts(
 
 def _cell(name: str, m: Mapping[str, Any]) -> str:
     text = escape(fmt_metric(name, m["mean"]))
-    if m["ci_low"] is not None and m["ci_high"] is not None:
-        ci = f"{fmt_metric(name, m['ci_low'])} to {fmt_metric(name, m['ci_high'])}"
+    ci = fmt_interval(name, m)
+    if ci is not None:
         text += f'<br><span class="muted">{escape(ci)}</span>'
     return text
 
