@@ -23,6 +23,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -278,7 +279,7 @@ def main() -> None:
     if len(runs) > 1:
         print(
             f"  engine over {len(runs)} runs: wall min {walls[0]:.2f} s, "
-            f"median {walls[len(walls) // 2]:.2f} s, max {walls[-1]:.2f} s; "
+            f"median {statistics.median(walls):.2f} s, max {walls[-1]:.2f} s; "
             "ratios and targets below use the slowest"
         )
     if args.naive:
