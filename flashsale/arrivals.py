@@ -66,7 +66,8 @@ def human_arrival_times(scenario: Scenario, rng: np.random.Generator) -> np.ndar
 
 
 def build_schedule(scenario: Scenario, rng: np.random.Generator) -> Schedule:
-    """Every journey of the main sale, humans and bot accounts, sorted by arrival time.
+    """Every journey of the main sale, humans and bot accounts, sorted by arrival time,
+    ties in a random order.
 
     ``rng`` is the replication's ``arrivals`` stream: nothing else draws from it,
     so defenses and service settings never change who arrives when.
@@ -83,7 +84,9 @@ def build_schedule(scenario: Scenario, rng: np.random.Generator) -> Schedule:
     operator = np.repeat(np.arange(bots.operators, dtype=np.int64), bots.accounts_per_operator)
 
     t = np.concatenate([human_t, bot_t])
-    order = np.argsort(t, kind="stable")
+    # equal times (bots with no start jitter) in a random order, drawn last so that
+    # no other draw moves: who wins a tie never depends on how accounts are numbered
+    order = np.lexsort((rng.permutation(t.size), t))
     ids = np.arange(h + a, dtype=np.int64)
     return Schedule(
         t=t[order],

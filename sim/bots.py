@@ -15,12 +15,13 @@ import math
 
 import numpy as np
 
+from flashsale.arrivals import BOT
 from flashsale.distributions import Constant
 from flashsale.scenario import Bots
 
 from .captcha import captcha_skill
 from .draws import BuyerDraws
-from .journey import Behaviour
+from .journey import Behaviour, policy_table
 
 __all__ = ["bot_behaviour"]
 
@@ -45,6 +46,8 @@ def bot_behaviour(
         patience=BuyerDraws(Constant(value=math.inf), rng, accounts),
         units=bots.units_per_order,
         retries=bots.max_retries,
+        table=policy_table(int(BOT)),
+        honours_retry_after=False,  # keeps its cadence
         lottery=lottery,
         captcha=None
         if captcha_rng is None

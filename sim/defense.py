@@ -13,9 +13,10 @@ __all__ = ["Defense"]
 class Defense:
     """Base class: every hook lets everything through."""
 
-    def at_edge(self, account: int, person: int, now: float) -> int:
-        """A request reaches the service at ``now``: 0 to let it queue, or a refusal status."""
-        return 0
+    def at_edge(self, account: int, person: int, now: float) -> float | None:
+        """A request reaches the service at ``now``: None to let it queue, or the
+        Retry-After (seconds) of a 429 that refuses it."""
+        return None
 
     def at_cart(self, account: int, units: int) -> int:
         """A worker is about to reserve ``units`` for ``account``: how many it may have."""

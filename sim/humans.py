@@ -12,12 +12,13 @@ import math
 
 import numpy as np
 
+from flashsale.arrivals import HUMAN
 from flashsale.distributions import Constant
 from flashsale.scenario import Humans
 
 from .captcha import captcha_skill
 from .draws import BuyerDraws
-from .journey import Behaviour
+from .journey import Behaviour, policy_table
 
 __all__ = ["human_behaviour"]
 
@@ -41,6 +42,8 @@ def human_behaviour(
         ),
         units=humans.units_per_order,
         retries=humans.retries_on_error,
+        table=policy_table(int(HUMAN)),
+        honours_retry_after=True,
         lottery=lottery,
         captcha=None
         if captcha_rng is None

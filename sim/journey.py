@@ -19,26 +19,34 @@ from typing import TYPE_CHECKING
 from simpy.events import Timeout
 
 from flashsale.outcome import RESULT, STEP
+from flashsale.policy import SPENDS, TABLE, Act, Pause, decide
 
 from .captcha import CaptchaSkill
 from .draws import BuyerDraws
-from .status import FINAL_RESULT, NOT_OPEN, REJECTED
 
 if TYPE_CHECKING:
     from .shop import Shop
 
-__all__ = ["CAPTCHA", "CART", "LOTTERY", "PAY", "VIEW", "Behaviour", "Journey"]
+__all__ = ["CAPTCHA", "CART", "LOTTERY", "PAY", "VIEW", "Behaviour", "Journey", "policy_table"]
 
 VIEW = STEP.index("view")
 CAPTCHA = STEP.index("captcha")
 LOTTERY = STEP.index("lottery")
 CART = STEP.index("cart")
 PAY = STEP.index("pay")
-_PURCHASED = RESULT.index("purchased")
-_ERROR = RESULT.index("error")
 _REJECTED = RESULT.index("rejected")
-_RETRYABLE = frozenset({402, 410, 429, 503, 504})
-"""Statuses a buyer retries within its retry budget (403 too, if the limit allows some units)."""
+_NEXT, _WAIT, _RETRY = Act.NEXT.value, Act.WAIT.value, Act.RETRY.value
+_FEWER, _END = Act.FEWER.value, Act.END.value
+_SOLVE, _DRAW, _BACKOFF = Pause.SOLVE.value, Pause.DRAW.value, Pause.BACKOFF.value
+_SPENDS = frozenset(a.value for a in SPENDS)
+
+
+def policy_table(kind: int) -> tuple[tuple[tuple[int, int, int], ...], ...]:
+    """The buyer policy's table for ``kind`` as plain ints: ``[step][answer] -> (act,
+    pause, result)``, so the hot path compares ints, not enum members."""
+    return tuple(
+        tuple((int(d.act), int(d.pause), d.result) for d in by_answer) for by_answer in TABLE[kind]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,8 @@ class Behaviour:
     patience: BuyerDraws  # longest wait for a worker (inf: only the client timeout)
     units: int  # units per order
     retries: int  # retries after errors, per journey
+    table: tuple[tuple[tuple[int, int, int], ...], ...]  # the policy (policy_table(kind))
+    honours_retry_after: bool  # waits at least a 429/503's Retry-After (humans)
     captcha: CaptchaSkill | None = None  # a challenge before the cart, if enabled
     lottery: bool = False  # enter a lottery, and cart only if drawn
 
@@ -113,12 +123,12 @@ class Journey:
         self.step = VIEW if behaviour.views else self._to_cart()
 
     def _to_cart(self) -> int:
-        """The step that leads to the cart: the CAPTCHA first, unless solved or off; then
-        the lottery entry, unless entered or off."""
+        """The step that leads to the cart: the lottery entry first, unless entered or
+        off; then the CAPTCHA, unless holding a right answer or off."""
         b = self.behaviour
-        if b.captcha is not None and not self.solved:
-            return CAPTCHA
-        return LOTTERY if b.lottery and not self.entered else CART
+        if b.lottery and not self.entered:
+            return LOTTERY
+        return CAPTCHA if b.captcha is not None and not self.solved else CART
 
     def drawn(self, won: bool, at: float) -> None:
         """The lottery was drawn at ``at`` (now): a winner goes on to the cart."""
@@ -126,30 +136,34 @@ class Journey:
             self.shop.finish(self, _REJECTED, at)
             return
         self.admitted = at
-        self.step = CART
+        self.step = self._to_cart()
         d = self.behaviour.think
         pause = d.pool[(d.offsets[self.account] + self.k) & d.mask]
         Timeout(self.shop.env, pause).callbacks.append(self.act)
 
     def act(self, _woke: object = None) -> None:
-        """Send the next request and sleep until the one after; finish with one result."""
+        """Send the next request and sleep until the one after; finish with one result.
+
+        What to do after each answer is the buyer policy's (flashsale.policy), read
+        from its table; the retry budget is applied by :func:`flashsale.policy.decide`.
+        """
         shop, b, step, k, account = self.shop, self.behaviour, self.step, self.k, self.account
         now = shop.env.now
         if step == CART and self.solved and self.admitted != self.admitted:
             self.admitted = now  # sends the right answer with this cart
         d = b.patience
-        status, end = shop.send(self, step, now, d.pool[(d.offsets[account] + k) & d.mask])
-        if status < 300:
-            if step == PAY:
-                shop.finish(self, _PURCHASED, end)
-                return
-            if step == CAPTCHA:  # challenge in hand: solve it, send the answer next
+        answer, end = shop.send(self, step, now, d.pool[(d.offsets[account] + k) & d.mask])
+        act, pause_kind, result = b.table[step][answer]
+        if act in _SPENDS:
+            act, pause_kind, result = decide(self.kind, step, answer, self.retries, self.allowed)
+        if act == _NEXT:
+            if pause_kind == _SOLVE:  # challenge in hand: solve it, send the answer next
                 c = b.captcha
                 assert c is not None
                 pause = c.solve_s(account, k)
                 self.solved = c.solved(account, k)
-                self.step = LOTTERY if b.lottery and not self.entered else CART
-            elif step == LOTTERY:  # entered: sleep until the draw wakes this journey
+                self.step = CART
+            elif pause_kind == _DRAW:  # entered: sleep until the draw wakes this journey
                 self.entered = True
                 return
             else:
@@ -163,21 +177,19 @@ class Journey:
                 )
                 d = b.think
                 pause = d.pool[(d.offsets[account] + k) & d.mask]
-        elif status == NOT_OPEN:
+        elif act == _WAIT:
             pause = b.refresh_s
-        elif self.retries > 0 and (
-            status in _RETRYABLE or (status == REJECTED and self.allowed > 0)
-        ):
+        elif act == _END:
+            shop.finish(self, result, end)
+            return
+        else:  # a retry, of one kind or another
             self.retries -= 1
-            if status == REJECTED:  # a limit that allows fewer units: ask for those
+            if act == _FEWER:
                 self.units = self.allowed
-            if step == PAY and self.hold < 0:  # the hold is gone: cart again
-                self.step = CART
-            if self.step in (CART, LOTTERY):  # a wrong CAPTCHA answer: a new challenge
+            elif act != _RETRY:  # the hold or the CAPTCHA answer is gone: cart again
                 self.step = self._to_cart()
             d = b.think
             pause = d.pool[(d.offsets[account] + k) & d.mask]
-        else:
-            shop.finish(self, FINAL_RESULT.get(status, _ERROR), end)
-            return
+            if pause_kind == _BACKOFF and b.honours_retry_after and shop.retry_after > pause:
+                pause = shop.retry_after
         Timeout(shop.env, end - now + pause).callbacks.append(self.act)

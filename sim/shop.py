@@ -4,14 +4,20 @@ Every request goes: defenses at the edge (e.g. 429) -> the worker queue
 (flashsale.sim.service: 503 when full, 504/499 when the client gives up) -> the
 step's logic, decided at the moment a worker takes the request:
 
-- view: 425 before the opening, 409 once the buyer's channel has no stock or the
-  window has closed, else 200;
-- cart: the same checks, then the defenses' per-account allowance (403), then
-  the stock (409 if short); a reservation holds the units for ``cart_hold_s``;
-- pay: 410 if the hold expired; after the worker, the payment gateway takes
-  ``payment.gateway_s`` (outside the workers); slower than ``payment.timeout_s``
-  is a 504, and it declines (402) with a probability that grows with the load the
-  payment met on arrival. A failed payment releases the hold (the yellow cart).
+- view: NOT_OPEN (425) before the opening, SOLD_OUT (409) once the buyer's
+  channel has no stock or the window has closed, else OK (200);
+- cart: the same checks, then the CAPTCHA answer (CAPTCHA_FAILED, 403) and the
+  defenses' per-account allowance (LIMIT_REACHED, 403), then the stock (409 if
+  short); a reservation holds the units for ``cart_hold_s``;
+- pay: HOLD_EXPIRED (410) if the hold expired when the worker starts; then the
+  payment gateway takes ``payment.gateway_s`` (outside the workers) with the
+  hold kept; slower than ``payment.timeout_s`` is PAYMENT_TIMED_OUT (504), and it
+  declines (PAYMENT_DECLINED, 402) with a probability that grows with the load
+  the payment met on arrival. A failed payment releases the hold (the yellow cart).
+
+The shop answers with meanings (flashsale.policy.Answer) and records the status
+the reference service sends for each (flashsale.sim.status); the rules are
+flashsale.checkout's.
 
 Service times and payment luck are per-buyer draws from the ``service`` and
 ``payment`` streams (flashsale.sim.draws).
@@ -25,7 +31,9 @@ import numpy as np
 import simpy
 
 from flashsale.arrivals import Schedule
+from flashsale.checkout import OVERLOADED_RETRY_AFTER_S
 from flashsale.distributions import Uniform
+from flashsale.policy import Answer
 from flashsale.scenario import Scenario
 
 from .defense import Defense
@@ -34,19 +42,22 @@ from .journey import CAPTCHA, CART, LOTTERY, PAY, VIEW, Journey
 from .lottery import LotteryDriver
 from .record import Recorder
 from .service import FULL, RENEGED, CheckoutService
-from .status import (
-    ABANDONED,
-    CREATED,
-    GATEWAY_TIMEOUT,
-    GONE,
-    NOT_OPEN,
-    OK,
-    PAYMENT_FAILED,
-    REJECTED,
-    SOLD_OUT,
-    UNAVAILABLE,
-)
+from .status import STATUS
 from .stock import Stock
+
+_OK = Answer.OK.value
+_SOLD_OUT = Answer.SOLD_OUT.value
+_NOT_OPEN = Answer.NOT_OPEN.value
+_RATE_LIMITED = Answer.RATE_LIMITED.value
+_LIMIT_REACHED = Answer.LIMIT_REACHED.value
+_CAPTCHA_FAILED = Answer.CAPTCHA_FAILED.value
+_REJECTED = Answer.REJECTED.value
+_DECLINED = Answer.PAYMENT_DECLINED.value
+_PAY_TIMED_OUT = Answer.PAYMENT_TIMED_OUT.value
+_HOLD_EXPIRED = Answer.HOLD_EXPIRED.value
+_OVERLOADED = Answer.OVERLOADED.value
+_QUEUE_TIMEOUT = Answer.QUEUE_TIMEOUT.value
+_ABANDONED = Answer.ABANDONED.value
 
 __all__ = ["Shop"]
 
@@ -99,6 +110,7 @@ class Shop:
         self._payment = pay
         self._captcha = scenario.defenses.captcha.enabled
         self.on_finish: Callable[[Journey], None] | None = None  # e.g. leave the waiting room
+        self.retry_after = 0.0  # of the last 429 or 503 answered
         self._edge = [d.at_edge for d in defenses if d.overrides("at_edge")]
         self._cart = [d.at_cart for d in defenses if d.overrides("at_cart")]
         self._reserved = [d.reserved for d in defenses if d.overrides("reserved")]
@@ -109,13 +121,17 @@ class Shop:
             hook(account, units)
 
     def send(self, j: Journey, step: int, now: float, patience: float) -> tuple[int, float]:
-        """Answer ``j``'s request for ``step`` sent at ``now``: (status, response time)."""
+        """Answer ``j``'s request for ``step`` sent at ``now``: (Answer code, response time).
+
+        A 429 or 503 answer leaves its Retry-After (seconds) in ``retry_after``.
+        """
         k, account = j.k, j.account
         j.k = k + 1
         for edge in self._edge:
-            status = edge(account, j.person, now)
-            if status:
-                end = now
+            wait = edge(account, j.person, now)
+            if wait is not None:
+                answer, end = _RATE_LIMITED, now
+                self.retry_after = wait
                 break
         else:
             load = self.service.occupancy(now) if step == PAY and self._grows else 0.0
@@ -127,54 +143,57 @@ class Shop:
                 patience if patience < timeout_s else timeout_s,
             )
             if code == FULL:
-                status = UNAVAILABLE
+                answer = _OVERLOADED
+                self.retry_after = OVERLOADED_RETRY_AFTER_S
             elif code == RENEGED:
-                status = ABANDONED if patience < timeout_s else GATEWAY_TIMEOUT
+                if patience < timeout_s:
+                    answer = _ABANDONED
+                else:
+                    answer = _QUEUE_TIMEOUT
+                    self.retry_after = OVERLOADED_RETRY_AFTER_S
             elif step == VIEW:  # _open(), inlined: most requests are views
                 if start < 0.0:
-                    status = NOT_OPEN
+                    answer = _NOT_OPEN
                 elif start > self.window_s:
-                    status = SOLD_OUT
+                    answer = _SOLD_OUT
                 else:
                     self.stock.advance(start)
-                    status = OK if self.stock.available[j.channel] > 0 else SOLD_OUT
+                    answer = _OK if self.stock.available[j.channel] > 0 else _SOLD_OUT
             elif step == CART:
-                status = self._add_to_cart(j, start)
+                answer = self._add_to_cart(j, start)
             elif step == PAY:
-                status, end = self._pay(j, k, start, end, load)
+                answer, end = self._pay(j, k, start, end, load)
             elif step == LOTTERY:
-                status = self._enter(j, start)
+                answer = self._enter(j, start)
             else:  # CAPTCHA: a challenge, always served
-                status = OK
+                answer = _OK
         log_journey, log_step, log_sent, log_latency, log_status = self._log
         log_journey(j.id)
         log_step(step)
         log_sent(now)
         log_latency(end - now)
-        log_status(status)
-        return status, end
+        log_status(STATUS[step][answer])
+        return answer, end
 
     def _open(self, at: float) -> int:
-        """0 while the sale is open at ``at``, else the status that says why not."""
+        """OK while the sale is open at ``at``, else the answer that says why not."""
         if at < 0.0:
-            return NOT_OPEN
+            return _NOT_OPEN
         if at > self.window_s:
-            return SOLD_OUT
+            return _SOLD_OUT
         self.stock.advance(at)
-        return 0
+        return _OK
 
     def _enter(self, j: Journey, at: float) -> int:
-        """A lottery entry decided at ``at``: 425 early, 409 late, 403 wrong CAPTCHA."""
+        """A lottery entry decided at ``at``: not open early, rejected once the entries
+        have closed (the CAPTCHA, when on, comes after the draw, before the cart)."""
         lottery = self.lottery
         assert lottery is not None
         if at < 0.0:
-            return NOT_OPEN
-        if at > lottery.entry_window_s:
-            return SOLD_OUT
-        if self._captcha and not j.solved:
-            j.allowed = j.units
-            return REJECTED
-        return CREATED if lottery.enter(j) else SOLD_OUT
+            return _NOT_OPEN
+        if at > lottery.entry_window_s or not lottery.enter(j):
+            return _REJECTED  # the entries have closed (410)
+        return _OK
 
     def _add_to_cart(self, j: Journey, at: float) -> int:
         closed = self._open(at)
@@ -182,22 +201,22 @@ class Shop:
             return closed
         units = j.units
         if self._captcha and not j.solved:
-            j.allowed = units  # the same order, after a new challenge
-            return REJECTED
+            return _CAPTCHA_FAILED
         allowed = units
         for hook in self._cart:
             allowed = min(allowed, hook(j.account, units))
         if allowed < units:
             j.allowed = allowed
-            return REJECTED
+            return _LIMIT_REACHED
         if self.stock.available[j.channel] < units:
-            return SOLD_OUT
+            return _SOLD_OUT
         j.hold = self.stock.reserve(j.channel, units, j.account, at)
+        j.solved = False  # a CAPTCHA answer is good for one hold
         for note in self._reserved:
             note(j.account, units)
         if j.carted != j.carted:  # first reservation
             j.carted = at
-        return CREATED
+        return _OK
 
     def _pay(self, j: Journey, k: int, start: float, end: float, load: float) -> tuple[int, float]:
         stock = self.stock
@@ -205,21 +224,21 @@ class Shop:
         hold = j.hold
         if not stock.begin_payment(hold, start):
             j.hold = -1
-            return GONE, end
+            return _HOLD_EXPIRED, end
         payment = self._payment
         gateway = self._gateway_s(j.account, k)
         if gateway > payment.timeout_s:
-            status, end = GATEWAY_TIMEOUT, end + payment.timeout_s
+            answer, end = _PAY_TIMED_OUT, end + payment.timeout_s
         else:
             end += gateway
             p = payment.failure_probability(load)
-            status = PAYMENT_FAILED if self._luck(j.account, k) < p else CREATED
-        paid = status == CREATED
+            answer = _DECLINED if self._luck(j.account, k) < p else _OK
+        paid = answer == _OK
         stock.end_payment(hold, end, paid, j.kind)
         j.hold = -1
         if paid:
             j.paid += j.units
-        return status, end
+        return answer, end
 
     def finish(self, j: Journey, result: int, at: float) -> None:
         self.recorder.finish(

@@ -1,49 +1,46 @@
-"""HTTP-like statuses the simulated checkout answers with, and what each means for a journey.
+"""The HTTP status the simulated checkout records for each answer it gives.
 
-They match the reference service's API (flashsale.service) so that tables from
-both engines read the same. 499 is nginx's "client closed request": the buyer ran
-out of patience before a worker took the request.
+The shop answers with meanings (:class:`flashsale.policy.Answer`), the buyer
+policy's vocabulary; the requests table records the status the reference
+service (flashsale.service) sends for the same meaning at the same step, so that
+tables from both engines read the same. 499 is nginx's "client closed request":
+the buyer ran out of patience before a worker took the request.
 """
 
 from __future__ import annotations
 
-from flashsale.outcome import RESULT
+from flashsale.outcome import STEP
+from flashsale.policy import Answer
 
-__all__ = [
-    "ABANDONED",
-    "CREATED",
-    "FINAL_RESULT",
-    "GATEWAY_TIMEOUT",
-    "GONE",
-    "LIMITED",
-    "NOT_OPEN",
-    "OK",
-    "PAYMENT_FAILED",
-    "REJECTED",
-    "SOLD_OUT",
-    "UNAVAILABLE",
-]
+__all__ = ["STATUS"]
 
-OK = 200  # a view: the sale is open and has stock
-CREATED = 201  # reserved (cart) or paid (pay)
-PAYMENT_FAILED = 402  # the gateway declined; the hold is released
-REJECTED = 403  # a defense refused (e.g. account limit reached)
-SOLD_OUT = 409  # no stock left in the buyer's channel, or the sale window closed
-GONE = 410  # the cart hold expired before the payment started
-NOT_OPEN = 425  # too early: the sale has not opened yet
-LIMITED = 429  # rate limited
-ABANDONED = 499  # the buyer gave up waiting for a worker (patience)
-UNAVAILABLE = 503  # the queue was full
-GATEWAY_TIMEOUT = 504  # waited longer than service.queue_timeout_s, or the payment timed out
-
-FINAL_RESULT = {
-    SOLD_OUT: RESULT.index("sold_out"),
-    ABANDONED: RESULT.index("abandoned"),
-    GATEWAY_TIMEOUT: RESULT.index("timed_out"),
-    REJECTED: RESULT.index("rejected"),
-    LIMITED: RESULT.index("rejected"),
-    UNAVAILABLE: RESULT.index("error"),
-    PAYMENT_FAILED: RESULT.index("error"),
-    GONE: RESULT.index("error"),
+_STATUS = {
+    Answer.SOLD_OUT: 409,
+    Answer.NOT_OPEN: 425,
+    Answer.RATE_LIMITED: 429,
+    Answer.LIMIT_REACHED: 403,
+    Answer.CAPTCHA_FAILED: 403,
+    Answer.REJECTED: 403,
+    Answer.PAYMENT_DECLINED: 402,
+    Answer.PAYMENT_TIMED_OUT: 504,
+    Answer.HOLD_EXPIRED: 410,
+    Answer.OVERLOADED: 503,
+    Answer.QUEUE_TIMEOUT: 503,
+    Answer.ABANDONED: 499,
+    Answer.AMBIGUOUS: 0,
+    Answer.RETRY: 503,
 }
-"""The journey result when a response with this status ends it (before any cart)."""
+_CREATES = {"cart", "pay", "lottery"}  # 201 Created; a view or a challenge is 200
+
+_BY_STEP = {("lottery", Answer.REJECTED): 410}  # the entries have closed
+
+STATUS: tuple[tuple[int, ...], ...] = tuple(
+    tuple(
+        (201 if name in _CREATES else 200)
+        if a is Answer.OK
+        else _BY_STEP.get((name, a), _STATUS[a])
+        for a in Answer
+    )
+    for name in STEP
+)
+"""``STATUS[step][answer]``: the recorded status (STEP code, Answer code)."""

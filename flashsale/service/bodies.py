@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from flashsale.checkout import retry_after_header
+
 __all__ = [
     "MAX_BODY_BYTES",
     "AccountIn",
@@ -46,8 +48,10 @@ class ApiError(Exception):
         detail: str,
         field: str | None = None,
         retry_after_s: float | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
+        self.extra = extra or {}
         self.status = status
         self.code = code
         self.detail = detail
@@ -58,9 +62,8 @@ class ApiError(Exception):
 def error_response(e: ApiError) -> JSONResponse:
     headers: dict[str, str] = {}
     if e.retry_after_s is not None:
-        # Retry-After takes whole seconds; round up so a client never retries too soon.
-        headers["Retry-After"] = str(max(1, int(-(-e.retry_after_s // 1))))
-    body: dict[str, Any] = {"error": e.code, "detail": e.detail, "field": e.field}
+        headers["Retry-After"] = str(retry_after_header(e.retry_after_s))
+    body: dict[str, Any] = {"error": e.code, "detail": e.detail, "field": e.field, **e.extra}
     if e.retry_after_s is not None:
         body["retry_after_s"] = round(e.retry_after_s, 3)
     return JSONResponse(body, status_code=e.status, headers=headers)

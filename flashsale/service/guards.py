@@ -94,6 +94,7 @@ class Guards:
                 "limit_reached",
                 f"account {account} may hold or buy at most {self.account_limit.max_units} units",
                 "units",
+                extra={"allowed_units": max(0, self._room(account))},
             )
 
     def reserved(self, account: int, units: int, captcha_token: str | None) -> None:
