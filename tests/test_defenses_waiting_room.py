@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flashsale.defenses.waiting_room import WaitingRoom
 
@@ -116,3 +120,105 @@ def test_next_admission_peeks_without_admitting() -> None:
     assert room.next_admission() == 9.0
     assert len(room.admit(9.0)) == 1
     assert room.next_admission() is None
+
+
+def test_an_earlier_sessions_end_does_not_free_a_later_sessions_slot() -> None:
+    """V is admitted at 0, pays at 1, joins again and is admitted at 2 (one admission
+    per 2 s); V's first session would have ended at 100, but it ended at 1: the slot
+    V holds from 2 is its second session's, over at 102, so W waits until then."""
+    room = _room(max_active=1, session_s=100.0, new_users_per_min=30.0)
+    room.join("V", 0.0)
+    assert room.admit(0.0) == [("V", 0.0)]
+    room.leave("V", 1.0)
+    room.join("V", 1.0)
+    assert room.admit(1.0) == []  # the flow: 2 s after the last admission
+    assert room.admit(2.0) == [("V", 2.0)]
+    room.join("W", 3.0)
+    assert room.next_admission() == 102.0
+    assert room.admit(101.9) == [] and room.active(101.9) == 1
+    assert room.admit(102.0) == [("W", 102.0)] and room.active(102.0) == 1
+
+
+def test_a_timeout_ends_only_its_own_session() -> None:
+    """V holds two sessions at once (it joined again while in session): the first
+    one's timeout at 100 frees one slot, not both."""
+    room = _room(max_active=2, session_s=100.0, new_users_per_min=30.0)
+    room.join("V", 0.0)
+    room.join("V", 1.0)
+    assert room.admit(2.0) == [("V", 0.0), ("V", 2.0)]
+    room.join("W", 3.0)
+    room.join("X", 3.0)
+    assert room.admit(101.0) == [("W", 100.0)]  # V's first session is over
+    assert room.active(101.0) == 2
+    assert room.admit(102.0) == [("X", 102.0)]  # V's second session is over
+
+
+def test_leaving_ends_the_sessions_in_progress_not_a_later_one() -> None:
+    room = _room(max_active=1, session_s=100.0, new_users_per_min=60.0)
+    room.join("V", 0.0)
+    room.join("V", 0.0)  # queued again behind its own first admission
+    room.join("W", 0.0)
+    assert room.admit(0.0) == [("V", 0.0)]
+    room.leave("V", 5.0)  # its first session ends; its second admission follows
+    assert room.admit(5.0) == [("V", 5.0)] and room.active(5.0) == 1
+    assert room.admit(104.0) == []  # W waits for V's second session, until 105
+    assert room.admit(105.0) == [("W", 105.0)]
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["join", "leave", "wait"]),
+        st.integers(0, 3),  # few visitors: many rejoins, leaves in and out of session
+        st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 7.0]),  # equal times and exact ends
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ops=_OPS,
+    max_active=st.integers(1, 3),
+    session_s=st.sampled_from([1.0, 3.0, 10.0]),
+    order=st.sampled_from(["fifo", "random"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_sessions_in_progress_never_exceed_max_active(
+    ops: list[tuple[str, int, float]], max_active: int, session_s: float, order: str, seed: int
+) -> None:
+    """Against a model built from the admissions the room hands out: each admission
+    is a session that ends at ``session_s`` or when its visitor leaves while it runs.
+    The model replays those events in order; the room's count must equal it and
+    never exceed ``max_active``, and admissions keep the flow's spacing."""
+    room = _room(
+        max_active=max_active,
+        session_s=session_s,
+        new_users_per_min=60.0,  # one admission a second at most
+        prequeue_s=5.0,
+        order=order,
+        rng=np.random.default_rng(seed),
+    )
+    live: list[tuple[float, Hashable]] = []  # (ends, visitor) of sessions in progress
+    times: list[float] = []
+
+    def take(now: float) -> None:
+        for visitor, at in room.admit(now):
+            assert times == [] or at >= times[-1] + 1.0 - 1e-9  # the flow's spacing
+            assert at <= now
+            times.append(at)
+            live[:] = [(e, v) for e, v in live if e > at]  # timed out by then
+            live.append((at + session_s, visitor))
+            assert len(live) <= max_active, (at, live)
+
+    now = -3.0  # a few joins land in the pre-queue
+    for op, visitor, dt in ops:
+        now += dt
+        take(now)
+        if op == "join":
+            room.join(visitor, now)
+        elif op == "leave":
+            room.leave(visitor, now)
+            live[:] = [(e, v) for e, v in live if v != visitor]
+        take(now)
+        live[:] = [(e, v) for e, v in live if e > now]
+        assert room.active(now) == len(live) <= max_active

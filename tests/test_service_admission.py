@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from flashsale.arrivals import BOT, HUMAN
@@ -23,6 +24,7 @@ from flashsale.defenses.lottery import draw
 from flashsale.defenses.review import Review
 from flashsale.replay.journey import Buyer, Journey, Reply
 from flashsale.scenario import Scenario
+from flashsale.service.admission import RoomDesk
 from flashsale.service.app import create_app
 from flashsale.service.backends import open_store
 from flashsale.service.runtime import Runtime
@@ -62,6 +64,11 @@ def join(c: TestClient, account: int) -> dict[str, Any]:
     assert r.status_code == 201, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+def room_desk(c: TestClient) -> RoomDesk:
+    desk: RoomDesk = cast(Starlette, c.app).state.runtime.guards.room
+    return desk
 
 
 def poll(c: TestClient, ticket: str) -> dict[str, Any]:
@@ -149,6 +156,73 @@ def test_active_cap_frees_a_slot_when_a_buyer_pays(db: str) -> None:
         clock.now += 30
         r = cart(c, 1, admission_token=states[1]["admission_token"])
         assert r.status_code == 403 and "over" in r.json()["detail"]
+        audit(c)
+
+
+def test_a_rejoining_account_keeps_its_slot_for_its_whole_second_session(db: str) -> None:
+    """V admitted at 0 pays at 1, joins again and is admitted at 2 (one admission per
+    2 s); W joins at 3. V's first session ended with its payment, so its would-be end
+    at 100 frees nothing: V is in session until 102, and W is admitted then."""
+    clock = Clock()
+    sc = room(new_users_per_min=30, max_active=1, session_s=100)
+    with client(db, sc, clock) as c:
+        first = join(c, 1)  # t = 0
+        assert first["admitted"]
+        clock.now = T0 + 0.5
+        r = cart(c, 1, admission_token=first["admission_token"])
+        assert r.status_code == 201, r.text
+        clock.now = T0 + 1
+        assert pay(c, r.json()["reservation_id"], 1, "v1").status_code == 201
+        again = join(c, 1)
+        assert not again["admitted"] and again["ticket"] != first["ticket"]
+        clock.now = T0 + 2
+        v = poll(c, again["ticket"])
+        assert v["admitted"] and v["session_ends_in_s"] == 100
+        clock.now = T0 + 3
+        w_ticket = join(c, 2)["ticket"]
+        for k in range(3 * 4, 104 * 4 + 1):  # every 0.25 s from 3 to 104
+            t = k / 4
+            clock.now = T0 + t
+            v, w = poll(c, again["ticket"]), poll(c, w_ticket)
+            in_session = [s["admitted"] and s["session_ends_in_s"] > 0 for s in (v, w)]
+            assert sum(in_session) <= 1, (t, v, w)  # max_active = 1
+            assert in_session == [t < 102, t >= 102], (t, v, w)
+            if t in (101.75, 102.0):  # V's token carts until its session ends at 102
+                late = cart(c, 1, admission_token=v["admission_token"])
+                assert late.status_code == (201 if t < 102 else 403), (t, late.text)
+        assert cart(c, 2, admission_token=w["admission_token"]).status_code == 201
+        desk = room_desk(c)
+        assert desk.admissions == [(1, 0.0), (1, 2.0), (2, 102.0)]
+        audit(c)
+
+
+def test_paying_for_an_earlier_sessions_cart_leaves_the_current_session(db: str) -> None:
+    """V carts in its first session, which times out at 10 unpaid; V joins again and
+    is admitted at 11, then pays the first session's reservation at 13 (its hold
+    lasts 60 s). That payment ends nothing: V's second session runs to 21, when W,
+    waiting since 12, is admitted."""
+    clock = Clock()
+    sc = room(new_users_per_min=30, max_active=1, session_s=10)
+    with client(db, sc, clock) as c:
+        first = join(c, 1)  # t = 0
+        clock.now = T0 + 1
+        r = cart(c, 1, admission_token=first["admission_token"])
+        assert r.status_code == 201, r.text
+        clock.now = T0 + 11
+        second = join(c, 1)
+        assert second["admitted"] and second["admission_token"] != first["admission_token"]
+        clock.now = T0 + 12
+        w_ticket = join(c, 2)["ticket"]
+        clock.now = T0 + 13
+        assert pay(c, r.json()["reservation_id"], 1, "v1").status_code == 201
+        assert not poll(c, w_ticket)["admitted"]
+        assert cart(c, 1, admission_token=second["admission_token"]).status_code == 201
+        clock.now = T0 + 20.9
+        assert not poll(c, w_ticket)["admitted"]
+        clock.now = T0 + 21
+        assert poll(c, w_ticket)["admitted"]
+        desk = room_desk(c)
+        assert desk.admissions == [(1, 0.0), (1, 11.0), (2, 21.0)]
         audit(c)
 
 

@@ -11,6 +11,12 @@ waiting). The room lets visitors out as a steady flow of ``new_users_per_min``
 apart), and never more than ``max_active`` at once; an admitted visitor stays
 active for ``session_s`` or until it leaves.
 
+Sessions are per admission, not per visitor: a visitor admitted again (it paid,
+joined again and was let in again) holds a new session, which the end of an
+earlier one, by timeout or by leaving, never ends. Otherwise the first session's
+timeout would free the second's slot while the second still runs, and one more
+visitor than ``max_active`` would be in session.
+
 Pure and clock-agnostic: callers pass the time (simulated seconds in the engine, a
 monotonic clock minus the opening in the service) and a Generator for the
 shuffles. :meth:`WaitingRoom.admit` returns every admission due up to ``now``
@@ -31,6 +37,8 @@ import numpy as np
 from flashsale.scenario import WaitingRoom as WaitingRoomConfig
 
 __all__ = ["WaitingRoom"]
+
+_LEFT = object()  # a session that ended early, as looked up in WaitingRoom._live
 
 
 class WaitingRoom:
@@ -66,9 +74,10 @@ class WaitingRoom:
         self._opened = False
         self._eligible: deque[Hashable] = deque()  # may be admitted now, in queue order
         self._queue: deque[tuple[float, Hashable]] = deque()  # (joined, visitor), by time
-        self._sessions: list[tuple[float, int, Hashable]] = []  # heap (ends, seq, visitor)
-        self._seq = 0
-        self._active: set[Hashable] = set()
+        self._ends: list[tuple[float, int]] = []  # heap (ends, session); some left early
+        self._seq = 0  # the last session's id: one per admission
+        self._live: dict[int, Hashable] = {}  # session -> its visitor, while in session
+        self._live_of: dict[Hashable, list[int]] = {}  # visitor -> its sessions in session
         self._last = -math.inf  # last admission
         self._now = -math.inf
         self._settled = 0.0  # every admission due up to here is decided
@@ -108,35 +117,51 @@ class WaitingRoom:
         self._queue.append((now, visitor))
 
     def leave(self, visitor: Hashable, now: float) -> None:
-        """An admitted visitor is done (bought, gave up) before its session ends."""
+        """An admitted visitor is done (bought, gave up) before its session ends: the
+        sessions it has in progress at ``now`` end. An admission decided later is a new
+        session, which this leave does not touch."""
         self._settle(now)
-        self._active.discard(visitor)
+        for session in self._live_of.pop(visitor, ()):
+            del self._live[session]
 
     def active(self, now: float) -> int:
-        """Visitors admitted and still in session at ``now``."""
+        """Sessions in progress at ``now`` (admitted, neither timed out nor left)."""
         self._settle(now)
-        return len(self._active)
+        return len(self._live)
 
     def waiting(self) -> int:
         """Visitors joined and not yet admitted (as of the last call)."""
         return len(self._prequeue) + len(self._eligible) + len(self._queue)
 
     def _expire(self, t: float) -> None:
-        s = self._sessions
-        while s and s[0][0] <= t:
-            _, _, v = heapq.heappop(s)
-            self._active.discard(v)
+        """End the sessions whose time is up by ``t``; each ends itself only, never
+        another session of the same visitor."""
+        ends, live = self._ends, self._live
+        while ends and ends[0][0] <= t:
+            session = heapq.heappop(ends)[1]
+            visitor = live.pop(session, _LEFT)
+            if visitor is _LEFT:  # left early: already ended
+                continue
+            mine = self._live_of[visitor]
+            if len(mine) == 1:
+                del self._live_of[visitor]
+            else:
+                mine.remove(session)
+
+    def _first_end(self) -> float:
+        """When the first session in progress ends (there is one)."""
+        ends, live = self._ends, self._live
+        while ends[0][1] not in live:  # left early: its slot is already free
+            heapq.heappop(ends)
+        return ends[0][0]
 
     def _slot_free_at(self, t: float) -> float:
         """The earliest time >= t with fewer than max_active in session; expires the
         sessions over by t (the caller makes sure t is not in the future)."""
         self._expire(t)
-        if len(self._active) < self.max_active:
+        if len(self._live) < self.max_active:
             return t
-        s = self._sessions
-        while s[0][2] not in self._active:  # left early: its slot is already free
-            heapq.heappop(s)
-        return s[0][0]  # that session's end frees a slot
+        return self._first_end()  # that session's end frees a slot
 
     def next_admission(self) -> float | None:
         """When the next admission is due, as things stand (None: nobody is waiting).
@@ -150,12 +175,9 @@ class WaitingRoom:
         t = max(self._settled, self._last + self.gap_s)
         if not self._eligible and not self._prequeue:
             t = max(t, self._queue[0][0])
-        if len(self._active) < self.max_active:
+        if len(self._live) < self.max_active:
             return t
-        s = self._sessions
-        while s[0][2] not in self._active:  # left early: already free
-            heapq.heappop(s)
-        return max(t, s[0][0])
+        return max(t, self._first_end())
 
     def admit(self, now: float) -> list[tuple[Hashable, float]]:
         """Admit everyone due up to ``now``; returns ``(visitor, admitted_at)`` in order,
@@ -186,9 +208,15 @@ class WaitingRoom:
                 self._eligible.append(self._queue.popleft()[1])
             visitor = self._pick()
             self._last = t
-            self._active.add(visitor)
             self._seq += 1
-            heapq.heappush(self._sessions, (t + self.session_s, self._seq, visitor))
+            session = self._seq
+            self._live[session] = visitor
+            mine = self._live_of.get(visitor)
+            if mine is None:
+                self._live_of[visitor] = [session]
+            else:  # joined again while in session: a second session of its own
+                mine.append(session)
+            heapq.heappush(self._ends, (t + self.session_s, session))
             self._outbox.append((visitor, t))
         self._expire(now)
         self._settled = now

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,9 +49,24 @@ class _Clock:
         return self.last
 
 
+@dataclass(slots=True)
+class _Admission:
+    """One admission of an account: its token, when its session ends, and whether a
+    cart went through the room's check under it."""
+
+    token: str
+    ends: float
+    carted: bool = False
+
+
 class RoomDesk:
     """The waiting room's front desk: one ticket per account, an admission token
-    per admission, valid for the session (``session_s``) or until the account pays."""
+    per admission, valid for the session (``session_s``) or until the account pays.
+
+    Each admission is its own session in the room, so an account that paid, joined
+    again and was admitted again holds a new session that nothing of the first one
+    (its timeout, a late payment for what it carted) ends.
+    """
 
     def __init__(self, config: WaitingRoomConfig, rng: np.random.Generator) -> None:
         self.config = config
@@ -58,7 +74,7 @@ class RoomDesk:
         self._clock = _Clock()
         self._account_of: dict[str, int] = {}  # ticket -> account
         self._ticket_of: dict[int, str] = {}  # account -> its current ticket
-        self._admitted: dict[int, tuple[str, float]] = {}  # account -> (token, session end)
+        self._admitted: dict[int, _Admission] = {}  # account -> its current admission
         self.admissions: list[tuple[int, float]] = []
         """Every admission so far, (account, sale time), in order."""
 
@@ -66,7 +82,9 @@ class RoomDesk:
         t = self._clock(t)
         for visitor, at in self.room.admit(t):
             account = int(visitor)  # type: ignore[call-overload]
-            self._admitted[account] = (secrets.token_urlsafe(16), at + self.config.session_s)
+            self._admitted[account] = _Admission(
+                secrets.token_urlsafe(16), at + self.config.session_s
+            )
             self.admissions.append((account, at))
         return t
 
@@ -76,7 +94,7 @@ class RoomDesk:
         ticket = self._ticket_of.get(account)
         if ticket is not None:
             held = self._admitted.get(account)
-            if held is None or t < held[1]:
+            if held is None or t < held.ends:
                 return self._state(ticket, account, t)
             self._forget(account)  # the session is over: queue again
         ticket = secrets.token_urlsafe(12)
@@ -98,8 +116,8 @@ class RoomDesk:
             return {
                 "ticket": ticket,
                 "admitted": True,
-                "admission_token": held[0],
-                "session_ends_in_s": round(max(0.0, held[1] - t), 3),
+                "admission_token": held.token,
+                "session_ends_in_s": round(max(0.0, held.ends - t), 3),
                 "retry_after_s": 0.0,
             }
         due = self.room.next_admission()
@@ -116,25 +134,30 @@ class RoomDesk:
         """403 ``not_admitted`` unless ``token`` is ``account``'s and its session runs."""
         t = self._settle(t)
         held = self._admitted.get(account)
-        if held is None or token is None or not secrets.compare_digest(held[0], token):
+        if held is None or token is None or not secrets.compare_digest(held.token, token):
             raise ApiError(
                 403,
                 "not_admitted",
                 "join the waiting room (POST /v1/waiting-room) and send its admission_token",
                 "admission_token",
             )
-        if t >= held[1]:
+        if t >= held.ends:
             raise ApiError(
                 403,
                 "not_admitted",
                 "the waiting-room session is over; join again",
                 "admission_token",
             )
+        held.carted = True
 
     def leave(self, account: int, t: float) -> None:
-        """``account`` is done (it paid): its slot goes to the next visitor."""
-        if account in self._admitted:
-            self.room.leave(account, self._clock(t))
+        """``account`` paid: the session it carted in ends and its slot goes to the
+        next visitor. A payment for units carted in an earlier session (the account
+        has not carted in its current one) leaves the current session running."""
+        t = self._settle(t)
+        held = self._admitted.get(account)
+        if held is not None and held.carted:
+            self.room.leave(account, t)
             self._forget(account)
 
     def _forget(self, account: int) -> None:
