@@ -35,7 +35,7 @@ from flashsale.figures import (
     save_chart,
     wrap_label,
 )
-from flashsale.metrics import fmt_metric, fmt_signed
+from flashsale.metrics import fmt_metric, fmt_signed, fmt_undefined
 
 __all__ = ["draw_compare_charts", "draw_run_charts"]
 
@@ -233,14 +233,12 @@ def _lorenz(doc: Mapping[str, Any], folder: Path) -> Chart:
     p = lz["population_share"]
     ax.plot([0, 1], [0, 1], color=OKABE_ITO["black"], ls="--", lw=1, label="perfect equality")
     ci = f" (95% CI {g['ci_low']:.3f} to {g['ci_high']:.3f})" if g["ci_low"] is not None else ""
-    _band(
-        ax,
-        p,
-        lz,
-        OKABE_ITO["reddish_purple"],
-        f"units per person, Gini {g['mean']:.3f}{ci}",
-        steps=False,
-    )
+    # No unit kept: no curve and no Gini (undefined, not "perfectly fair").
+    gini = "undefined: no unit kept" if g["mean"] is None else f"{g['mean']:.3f}{ci}"
+    undefined = fmt_undefined(g)
+    if g["mean"] is not None and undefined is not None:
+        gini += f", {undefined}"
+    _band(ax, p, lz, OKABE_ITO["reddish_purple"], f"units per person, Gini {gini}", steps=False)
     ax.set_title("Lorenz curve of units per person (an operator's accounts count once)")
     ax.set_xlabel("share of persons, fewest units first")
     ax.set_ylabel("share of units kept")

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from flashsale.charts import draw_compare_charts
-from flashsale.metrics import METRICS_SCHEMA, fmt_interval, fmt_metric, fmt_signed
+from flashsale.metrics import (
+    METRICS_SCHEMA,
+    fmt_interval,
+    fmt_metric,
+    fmt_signed,
+    fmt_undefined,
+)
 from flashsale.postrun import load_run_metrics
 from flashsale.report import KEY_METRICS, write_compare_report
 from flashsale.runs import RunError, RunFolder, new_results_dir
@@ -146,7 +152,9 @@ def compare_runs(paths: Sequence[Path], out: Path | None = None) -> Path:
 def compare_summary(doc: Mapping[str, Any]) -> list[str]:
     """The terminal's view of a compare.json document: each run's label, then per key
     metric each run's mean and, when the runs are paired, its difference from run 1
-    with the 95% interval (the same figures as the report)."""
+    with the 95% interval (the same figures as the report). A metric undefined in
+    some replications says so ("undefined in k of N replications"): its mean covers
+    the others, and a difference only the pairs where both runs have a value."""
     runs = doc["runs"]
     lines = [
         f"run {i + 1}{' (baseline)' if i == 0 else ''}: {r['label']}  [{r['path']}]"
@@ -157,13 +165,21 @@ def compare_summary(doc: Mapping[str, Any]) -> list[str]:
     how = " (difference from run 1, 95% CI)" if diffs else ""
     lines.append(f"  {'key metric':<{width}}  mean per run, in run order{how}")
     for name, label in KEY_METRICS:
-        cells = [fmt_metric(name, doc["key_metrics"][name][0]["mean"])]
-        for i in range(1, len(runs)):
-            cell = fmt_metric(name, doc["key_metrics"][name][i]["mean"])
+        cells = []
+        for i in range(len(runs)):
+            block = doc["key_metrics"][name][i]
+            cell = fmt_metric(name, block["mean"])
+            undefined = fmt_undefined(block)
+            if undefined is not None:
+                cell += f" [{undefined}]"
             d = diffs.get(i, {}).get(name)
             if d is not None and d["mean"] is not None:
                 ci = fmt_interval(name, d, signed=True)
-                cell += f" ({fmt_signed(name, d['mean'])}{f', CI {ci}' if ci else ''})"
+                pairs = fmt_undefined(d)
+                cell += (
+                    f" ({fmt_signed(name, d['mean'])}{f', CI {ci}' if ci else ''}"
+                    f"{f'; {pairs}' if pairs else ''})"
+                )
             cells.append(cell)
         lines.append(f"  {label:<{width}}  " + " | ".join(cells))
     if not diffs:

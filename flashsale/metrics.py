@@ -12,6 +12,12 @@ then cancelled by the post-hoc review are counted in ``cancelled_units`` instead
 (schema ``flashsale.metrics/1``): every metric's per-replication values, mean and
 95% Student t interval (see :mod:`flashsale.stats` for why t), plus the curves the
 charts draw, already reduced across replications (charts compute nothing).
+
+A metric that is a ratio whose denominator is zero in a replication is null there,
+never a made-up number: a sale that sold nothing has no Gini, no Jain index, no bot
+share of units and no time to purchase (it is not "perfectly fair"). The mean and
+interval then cover the replications where it is defined (``n`` of them), and a
+threshold on it fails (:mod:`flashsale.thresholds`).
 All work is vectorised numpy: a full Poco M3 replication has ~255k journeys and
 millions of request rows.
 """
@@ -38,6 +44,7 @@ __all__ = [
     "fmt_interval",
     "fmt_metric",
     "fmt_signed",
+    "fmt_undefined",
     "gini",
     "grouped_quantiles",
     "jain",
@@ -64,29 +71,40 @@ METRIC_DOCS: dict[str, str] = {
     "sale.units (timeline resolution); null when it did not sell out",
     "throughput_peak_orders_per_s": "most successful payments (pay step, 2xx) completed "
     "within one second",
-    "bot_unit_share": "share of the kept units that went to bot accounts",
-    "human_success_share": "humans who kept at least one unit / humans who tried",
+    "bot_unit_share": "share of the kept units that went to bot accounts; null when "
+    "no unit was kept",
+    "human_success_share": "humans who kept at least one unit / humans who tried; null "
+    "when no human tried",
     "units_per_person_gini": "Gini coefficient of kept units per person (a human, or a "
-    "bot operator with all its accounts); 0 = equal, near 1 = one person got all",
+    "bot operator with all its accounts); 0 = equal, near 1 = one person got all; null "
+    "when no unit was kept (a sale that sold nothing is not perfectly fair)",
     "units_per_person_jain": "Jain's fairness index of kept units per person, "
-    "(sum x)^2 / (n sum x^2); 1 = equal, 1/n = one person got all",
-    "success_by_arrival": "humans of the main sale: share who kept a unit, per arrival-offset bin",
+    "(sum x)^2 / (n sum x^2); 1 = equal, 1/n = one person got all; null when no unit "
+    "was kept (0/0)",
+    "success_by_arrival": "humans of the main sale: share who kept a unit, per arrival-offset "
+    "bin; null for a bin nobody arrived in",
     "time_to_purchase_p50_human_s": "median seconds from the later of arrival and the "
-    "opening to the first successful payment, humans",
-    "time_to_purchase_p95_human_s": "95th percentile of the same, humans",
-    "time_to_purchase_p50_bot_s": "median time to purchase, bot accounts",
-    "time_to_purchase_p95_bot_s": "95th percentile of time to purchase, bot accounts",
-    "outcome_rates": "per kind (human, bot): share of journeys ending in each result",
-    "yellow_cart_rate": "journeys that carted stock but never paid / journeys that carted",
-    "error_rate": "requests answered with status >= 500 or not answered (status 0) / requests",
-    "timeout_rate": "requests not answered in time (status 0, 408 or 504) / requests",
-    "latency_p50_s": "per step: median seconds from send to response",
+    "opening to the first successful payment, humans; null when no human paid",
+    "time_to_purchase_p95_human_s": "95th percentile of the same, humans; null when no human paid",
+    "time_to_purchase_p50_bot_s": "median time to purchase, bot accounts; null when no bot paid",
+    "time_to_purchase_p95_bot_s": "95th percentile of time to purchase, bot accounts; null "
+    "when no bot paid",
+    "outcome_rates": "per kind (human, bot): share of journeys ending in each result; null "
+    "for a kind with no journeys",
+    "yellow_cart_rate": "journeys that carted stock but never paid / journeys that carted; "
+    "null when nobody carted",
+    "error_rate": "requests answered with status >= 500 or not answered (status 0) / "
+    "requests; null without requests",
+    "timeout_rate": "requests not answered in time (status 0, 408 or 504) / requests; null "
+    "without requests",
+    "latency_p50_s": "per step: median seconds from send to response (a step without "
+    "answered requests has none)",
     "latency_p95_s": "per step: 95th percentile of send-to-response seconds",
     "latency_p99_s": "per step: 99th percentile of send-to-response seconds",
     "intended_latency_p95_s": "per step: 95th percentile of seconds from when the request "
     "was due to its response (no coordinated omission in a lagging replay)",
     "late_start_share": f"journeys that started more than {LATE_START_S:g} s after their "
-    "scheduled arrival / journeys (replay lateness; 0 in a simulation)",
+    "scheduled arrival / journeys (replay lateness; 0 in a simulation); null without journeys",
     "cancelled_units": "units paid for and then cancelled by the post-hoc review",
     "review_precision": "cancelled journeys that were bots / cancelled journeys; null "
     "without a review or when it cancelled nothing",
@@ -152,6 +170,19 @@ def fmt_interval(name: str, block: Mapping[str, Any], signed: bool = False) -> s
     return f"{fmt(name, lo)} to {fmt(name, hi)}"
 
 
+def fmt_undefined(block: Mapping[str, Any]) -> str | None:
+    """How many replications a metric block (or a paired difference) has no value in,
+    as "undefined in k of N replications", or None when it has one in every replication;
+    the block's mean and interval cover only the other N - k."""
+    values = block.get("values")
+    if not values:
+        return None
+    k = sum(v is None or (isinstance(v, float) and math.isnan(v)) for v in values)
+    if k == 0:
+        return None
+    return f"undefined in {k} of {len(values)} replication{'s' if len(values) != 1 else ''}"
+
+
 def metric_bounds(name: str) -> Bounds:
     """The values a metric can take: shares and indices lie in [0, 1], the rest are >= 0."""
     return (0.0, 1.0) if metric_unit(name) in ("share", "index") else (0.0, None)
@@ -176,31 +207,34 @@ _ARRIVAL_BINS = 30
 # ------------------------------------------------------------------ fairness
 
 
-def gini(units: np.ndarray) -> float:
+def gini(units: np.ndarray) -> float | None:
     """Gini of units per *person*. An operator with 40 accounts counts once:
-    spreading buys over accounts is how scalping hides. All zero is perfect equality."""
+    spreading buys over accounts is how scalping hides. None when nobody got
+    anything (0/0): a sale that sold nothing is not "perfectly fair"."""
     x = np.sort(np.asarray(units, dtype=float))
     if x.sum() == 0:
-        return 0.0
+        return None
     i = np.arange(1, x.size + 1)
     return float((2 * i - x.size - 1) @ x / (x.size * x.sum()))
 
 
-def jain(units: np.ndarray) -> float:
-    """Jain's index (sum x)^2 / (n sum x^2): 1 when all equal, 1/n when one person has all."""
+def jain(units: np.ndarray) -> float | None:
+    """Jain's index (sum x)^2 / (n sum x^2): 1 when all equal, 1/n when one person has all.
+    None when nobody got anything: 0/0, not "all equal"."""
     x = np.asarray(units, dtype=float)
     sq = float((x * x).sum())
     if sq == 0:
-        return 1.0
+        return None
     return float(x.sum() ** 2 / (x.size * sq))
 
 
 def lorenz(units: np.ndarray, grid: np.ndarray = LORENZ_GRID) -> np.ndarray:
-    """Share of units held by the poorest share p of persons, for each p in ``grid``."""
+    """Share of units held by the poorest share p of persons, for each p in ``grid``;
+    all NaN when nobody got anything (no units to share: the curve is undefined)."""
     x = np.sort(np.asarray(units, dtype=float))
     p = np.asarray(grid, dtype=float)
     if x.size == 0 or x.sum() == 0:
-        return p
+        return np.full(p.shape, np.nan)
     pop = np.arange(x.size + 1) / x.size
     cum = np.concatenate(([0.0], np.cumsum(x))) / x.sum()
     return np.asarray(np.interp(p, pop, cum), dtype=float)
@@ -659,7 +693,10 @@ def compute_metrics(
             "why": "replications are independent runs and each metric is an aggregate over "
             "many journeys, so close to normal; with few replications Student t (n - 1 "
             "degrees of freedom) covers the unknown variance, where a bootstrap of a "
-            "handful of values under-covers. Null values are left out (n counts the rest).",
+            "handful of values under-covers. A metric undefined (null) in a replication, "
+            "e.g. the Gini of a replication that sold nothing, is left out: the mean and "
+            "interval cover the n replications where it is defined, and a threshold on a "
+            "metric undefined in any replication fails.",
         },
         "doc": METRIC_DOCS,
         "metrics": metrics,

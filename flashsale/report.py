@@ -13,7 +13,7 @@ from typing import Any
 
 from flashsale.figures import Chart
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
-from flashsale.metrics import fmt_interval, fmt_metric, fmt_signed
+from flashsale.metrics import fmt_interval, fmt_metric, fmt_signed, fmt_undefined
 from flashsale.runs import write_json_atomic, write_text_atomic
 from flashsale.scenario import Scenario
 from flashsale.thresholds import Verdict
@@ -55,6 +55,14 @@ def _replay_rows(metrics: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def _ci(name: str, m: Mapping[str, Any]) -> str:
     return fmt_interval(name, m) or "n/a"
+
+
+def _mean(name: str, m: Mapping[str, Any], signed: bool = False) -> str:
+    """A block's mean, escaped, with "undefined in k of N replications" under it when
+    some had no value (then the mean covers only the others; "n/a" when none had one)."""
+    text = escape((fmt_signed if signed else fmt_metric)(name, m["mean"]))
+    note = fmt_undefined(m)
+    return text if note is None else f'{text}<br><span class="muted">{escape(note)}</span>'
 
 
 def scenario_brief(scenario: Scenario) -> list[tuple[str, str]]:
@@ -164,7 +172,12 @@ def write_run_report(
                 f'<span class="{"pass" if v.passed else "fail"}">'
                 f"{'PASS' if v.passed else 'FAIL'}</span>",
                 escape(str(v.threshold)),
-                escape(fmt_metric(v.threshold.metric, v.value)),
+                escape(fmt_metric(v.threshold.metric, v.value))
+                + (
+                    ""
+                    if v.why_undefined is None
+                    else f'<br><span class="fail">{escape(v.why_undefined)}</span>'
+                ),
                 escape(_ci(v.threshold.metric, {"ci_low": v.ci_low, "ci_high": v.ci_high})),
             )
             for v in verdicts
@@ -182,7 +195,7 @@ def write_run_report(
     rows = [
         (
             escape(label),
-            escape(fmt_metric(name, m[name]["mean"])),
+            _mean(name, m[name]),
             escape(_ci(name, m[name])),
             escape(", ".join(fmt_metric(name, v) for v in m[name]["values"])),
         )
@@ -196,13 +209,13 @@ def write_run_report(
     rows = [
         (
             f"<code>{escape(name)}</code>",
-            escape(fmt_metric(name, b["mean"])),
+            _mean(name, b),
             escape(_ci(name, b)),
-            escape(b["n"]),
+            escape(f"{b['n']} of {len(b['values'])}" if "values" in b else b["n"]),
         )
         for name, b in _flat_scalars(m)
     ]
-    body.append(html_table(["metric", "mean", "95% CI", "n"], rows))
+    body.append(html_table(["metric", "mean", "95% CI", "n (defined)"], rows))
     body.append("</details><h2>Definitions</h2>")
     body.append(
         html_table(
@@ -247,10 +260,7 @@ def write_compare_report(
         cells = [escape(label)]
         for d in docs:
             b = d["metrics"][name]
-            cells.append(
-                f'{escape(fmt_metric(name, b["mean"]))}<br><span class="muted">'
-                f"{escape(_ci(name, b))}</span>"
-            )
+            cells.append(f'{_mean(name, b)}<br><span class="muted">{escape(_ci(name, b))}</span>')
         rows.append(cells)
     body.append(html_table(["metric", *(f"run {i + 1}" for i in range(len(docs)))], rows))
     body.append("<h2>Paired differences vs run 1</h2>")
@@ -264,7 +274,7 @@ def write_compare_report(
                 cells.append(
                     "n/a"
                     if b is None
-                    else f'{escape(fmt_signed(name, b["mean"]))}<br><span class="muted">'
+                    else f'{_mean(name, b, signed=True)}<br><span class="muted">'
                     f"{escape(_ci_signed(name, b))}</span>"
                 )
             rows.append(cells)

@@ -9,8 +9,13 @@ while a percentile bootstrap on five values under-covers badly (it can never be
 wider than the sample's range).
 
 Null values (a metric undefined in a replication, e.g. the sell-out time of a
-replication that did not sell out) are left out; ``n`` says how many were used.
-One usable value gives a mean without an interval.
+replication that did not sell out, or the Gini of one that sold nothing) are left
+out: the mean and interval describe the replications where the metric is defined,
+``n`` says how many those were, and ``values`` keeps the nulls so that a reader (and
+a threshold, which then fails) sees that the others had none. Why not null the mean
+as soon as one replication is undefined: a sell-out time over the replications that
+did sell out is still worth reading, next to "undefined in 1 of 5". One usable value
+gives a mean without an interval; none gives a null mean.
 
 An interval may be clipped to the values the metric can take (``bounds``): a
 share's t interval can reach below 0 when replications agree closely near 0, and
@@ -77,10 +82,12 @@ def _clip(v: float | None, bounds: Bounds) -> float | None:
 def summarize(
     values: Sequence[float | None], level: float = CI_LEVEL, bounds: Bounds = (None, None)
 ) -> dict[str, Any]:
-    """The JSON block every scalar metric gets: per-replication values, mean, CI, n."""
+    """The JSON block every scalar metric gets: per-replication values (null where
+    undefined; NaN is stored as null too), mean and CI over the defined ones, and n."""
     m, lo, hi, n = mean_ci(values, level)
     lo, hi = _clip(lo, bounds), _clip(hi, bounds)
-    return {"values": list(values), "mean": m, "ci_low": lo, "ci_high": hi, "n": n}
+    kept = [None if v is None or math.isnan(v) else v for v in values]
+    return {"values": kept, "mean": m, "ci_low": lo, "ci_high": hi, "n": n}
 
 
 def band(

@@ -26,7 +26,7 @@ from flashsale.figures import (
     wrap_label,
 )
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
-from flashsale.metrics import fmt_interval, fmt_metric
+from flashsale.metrics import fmt_interval, fmt_metric, fmt_undefined
 from flashsale.runs import write_text_atomic
 
 __all__ = ["SWEEP_METRICS", "draw_sweep_charts", "metric_block", "write_sweep_report"]
@@ -43,13 +43,14 @@ SWEEP_METRICS: tuple[tuple[str, str], ...] = (
 
 
 def metric_block(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The mean, CI and n of a (dotted) metric in a metrics.json document; all None
-    when the run has no such block (e.g. no pay request ever completed)."""
+    """The mean, CI, n and per-replication values (null where the metric is undefined)
+    of a (dotted) metric in a metrics.json document; all None when the run has no such
+    block (e.g. no pay request ever completed)."""
     node: Any = doc["metrics"]
     for part in name.split("."):
         node = node.get(part) if isinstance(node, Mapping) else None
     node = node or {}
-    return {k: node.get(k) for k in ("mean", "ci_low", "ci_high", "n")}
+    return {k: node.get(k) for k in ("mean", "ci_low", "ci_high", "n", "values")}
 
 
 def _numeric(values: Sequence[Any]) -> bool:
@@ -94,17 +95,21 @@ def draw_sweep_charts(
             nudge = (j - (len(lines) - 1) / 2) * 0.012 * span
             x = np.array([pos[json.dumps(r["settings"][first])] for r in group]) + nudge
             mean, err = mean_and_whiskers([r["metrics"][name] for r in group])
+            color = RUN_COLORS[j % len(RUN_COLORS)]
             ax.errorbar(
                 x,
                 mean,
                 yerr=err,
-                color=RUN_COLORS[j % len(RUN_COLORS)],
+                color=color,
                 marker="o",
                 ms=4,
                 lw=1.4,
                 capsize=3,
                 label=wrap_label(key, 40) if key else None,
             )
+            for xx, m in zip(x, mean, strict=True):
+                if np.isnan(m):  # undefined at this point (e.g. nothing sold): say so
+                    ax.text(xx, 0, "n/a", ha="center", va="bottom", fontsize=7, color=color)
         ax.set_title(label, fontsize=9)
         label_unit_axis(ax, name)
         ax.set_xlabel(first, fontsize=8)
@@ -127,7 +132,9 @@ def draw_sweep_charts(
             name="sweep_metrics",
             title=f"Key metrics against {first}",
             caption="Every point ran the same arrivals and buyers (same seed): a change between "
-            "neighbouring points is the parameter's doing; gaps mean no value (e.g. not sold out).",
+            "neighbouring points is the parameter's doing; gaps mean no value (e.g. not sold "
+            "out, or no unit sold: no Gini; marked n/a); a point undefined in some "
+            "replications shows the mean of the others (the report's table says how many).",
             legend_handles=handles,
             legend_ncols=2,
             suptitle_size=10,
@@ -136,10 +143,11 @@ def draw_sweep_charts(
 
 
 def _cell(name: str, m: Mapping[str, Any]) -> str:
+    """Mean, 95% CI and, when some replications had no value, how many."""
     text = escape(fmt_metric(name, m["mean"]))
-    ci = fmt_interval(name, m)
-    if ci is not None:
-        text += f'<br><span class="muted">{escape(ci)}</span>'
+    for note in (fmt_interval(name, m), fmt_undefined(m)):
+        if note is not None:
+            text += f'<br><span class="muted">{escape(note)}</span>'
     return text
 
 

@@ -1,9 +1,11 @@
 """Threshold verdicts: the scenario's ``[thresholds]`` checked against a run's metrics.
 
 A check compares the metric's mean across replications (the point estimate the
-report shows first) with the threshold. A metric that has no value (null, e.g. the
-sell-out time of a sale that never sold out) fails its check: a gate that cannot
-be evaluated must not let a run through silently.
+report shows first) with the threshold. A metric that is undefined (null) in any
+replication fails its check, e.g. the sell-out time of a sale that never sold out,
+or the Jain index of a sale that sold nothing (0/0): a gate that cannot be
+evaluated on every replication must not let a run through on the others' mean.
+The verdict says in how many replications the metric was undefined.
 """
 
 from __future__ import annotations
@@ -40,16 +42,38 @@ class Verdict:
     ci_low: float | None
     ci_high: float | None
     passed: bool
+    undefined: int = 0
+    """Replications in which the metric had no value (null)."""
+    replications: int = 0
+    """Replications the metric block covers (defined or not)."""
+
+    @property
+    def why_undefined(self) -> str | None:
+        """Why the check could not hold for want of a value ("undefined in k of N
+        replications"), or None when the metric had a value in every replication."""
+        if self.value is not None and not self.undefined:
+            return None
+        n = self.replications
+        if not n:
+            return "undefined"
+        return f"undefined in {self.undefined} of {n} replication{'s' if n != 1 else ''}"
 
     def __str__(self) -> str:
         word = "PASS" if self.passed else "FAIL"
+        undefined = self.why_undefined
         if self.value is None:
-            return f"{word} {self.threshold}: no value (metric undefined in this run)"
+            return f"{word} {self.threshold}: {undefined}, no value to check"
         ci = (
             f", 95% CI {self.ci_low:.4g} to {self.ci_high:.4g}"
             if self.ci_low is not None and self.ci_high is not None
             else ""
         )
+        if undefined is not None:
+            defined = self.replications - self.undefined
+            return (
+                f"{word} {self.threshold}: {undefined} (mean of the other {defined}: "
+                f"{self.value:.4g}{ci})"
+            )
         return f"{word} {self.threshold}: got {self.value:.4g}{ci}"
 
     def as_json(self) -> dict[str, Any]:
@@ -62,6 +86,8 @@ class Verdict:
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
             "passed": self.passed,
+            "undefined_in": self.undefined,
+            "reason": self.why_undefined,
         }
 
 
@@ -73,14 +99,22 @@ def check_thresholds(thresholds: Sequence[Threshold], metrics: Mapping[str, Any]
             raise KeyError(f"threshold {th}: metric {th.metric!r} not in the metrics")
         m = metrics[th.metric]
         value = m["mean"]
+        values = m.get("values") or []
+        undefined = sum(v is None for v in values) if value is not None else len(values)
         # Integer-valued metrics averaged over replications are compared as they are;
         # a tiny tolerance keeps "== 0" robust against float round-off in the mean.
-        passed = value is not None and (
-            abs(value - th.value) <= 1e-9 * max(1.0, abs(th.value))
-            if th.op == "=="
-            else _OPS[th.op](value, th.value)
+        passed = (
+            value is not None
+            and not undefined
+            and (
+                abs(value - th.value) <= 1e-9 * max(1.0, abs(th.value))
+                if th.op == "=="
+                else _OPS[th.op](value, th.value)
+            )
         )
-        verdicts.append(Verdict(th, value, m["ci_low"], m["ci_high"], bool(passed)))
+        verdicts.append(
+            Verdict(th, value, m["ci_low"], m["ci_high"], bool(passed), undefined, len(values))
+        )
     return verdicts
 
 

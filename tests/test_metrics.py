@@ -11,6 +11,7 @@ from flashsale.metrics import (
     METRIC_DOCS,
     METRICS_SCHEMA,
     compute_metrics,
+    fmt_undefined,
     gini,
     grouped_quantiles,
     jain,
@@ -30,7 +31,6 @@ def test_gini_of_zero_zero_one_one_is_a_half() -> None:
 
 def test_gini_extremes() -> None:
     assert gini(np.array([3, 3, 3])) == 0.0
-    assert gini(np.zeros(4)) == 0.0
     # One of n persons holds everything: (n - 1) / n.
     assert gini(np.array([0, 0, 0, 0, 7])) == pytest.approx(4 / 5)
 
@@ -46,13 +46,20 @@ def test_jain_index() -> None:
     assert jain(np.array([0, 0, 1, 1])) == pytest.approx(4 / (4 * 2))
     assert jain(np.array([2, 2, 2])) == pytest.approx(1.0)
     assert jain(np.array([0, 0, 0, 4])) == pytest.approx(1 / 4)
-    assert jain(np.zeros(3)) == 1.0
+
+
+def test_fairness_of_nothing_is_undefined_not_perfect() -> None:
+    # 0/0: nobody got anything. Not "perfectly fair" (Gini 0, Jain 1): undefined.
+    assert gini(np.zeros(4)) is None
+    assert jain(np.zeros(3)) is None
+    assert gini(np.zeros(0)) is None
+    assert jain(np.zeros(0)) is None
+    assert np.isnan(lorenz(np.zeros(3), np.linspace(0, 1, 5))).all()
 
 
 def test_lorenz_ends_and_shape() -> None:
     grid = np.linspace(0, 1, 5)
     assert lorenz(np.array([0, 0, 1, 1]), grid) == pytest.approx([0, 0, 0, 0.5, 1.0])
-    assert lorenz(np.zeros(3), grid) == pytest.approx(grid)
     # One of 1,000 persons holds half the units: the default grid samples the last
     # 0.2% of persons, where the curve jumps from 0.499 to 1 (an even 1% grid cannot).
     from flashsale.metrics import LORENZ_GRID
@@ -115,6 +122,69 @@ def test_no_carts_means_no_yellow_cart_rate_and_no_kind_means_no_rates() -> None
     assert m["yellow_cart_rate"] is None
     assert m["outcome_rates.bot.purchased"] is None
     assert m["bot_unit_share"] is None  # nothing sold: the share is undefined
+
+
+def _empty_sale() -> list[dict[str, object]]:
+    """Everyone tried and nobody kept a unit: payments all failed (the yellow cart)."""
+    rows: list[dict[str, object]] = [
+        {"person": p, "result": "cart_failed", "carted": 1.0} for p in range(3)
+    ]
+    rows += [
+        {"kind": "bot", "person": 10, "result": "cart_failed", "carted": 0.5} for _ in range(2)
+    ]
+    return rows
+
+
+def _failed_payments() -> list[dict[str, object]]:
+    return [
+        {"journey": j, "step": "pay", "sent": 1.0 + j, "latency": 0.1, "status": 402}
+        for j in range(5)
+    ]
+
+
+def test_a_sale_that_sold_nothing_has_no_ratio_over_units_sold() -> None:
+    tl = [{"t": 0.0, "stock_left": 4, "reserved": 2}, {"t": 1.0, "stock_left": 4}]
+    m = replication_metrics(scenario(), make_outcome(_empty_sale(), _failed_payments(), tl))
+    assert m["units_sold"] == 0
+    # Every ratio whose denominator is the units kept or the buyers who paid: null.
+    for name in (
+        "units_per_person_gini",
+        "units_per_person_jain",
+        "bot_unit_share",
+        "sellout_time_s",
+        "time_to_purchase_p50_human_s",
+        "time_to_purchase_p95_human_s",
+        "time_to_purchase_p50_bot_s",
+        "time_to_purchase_p95_bot_s",
+    ):
+        assert m[name] is None, name
+    # Ratios over who tried, carted or sent requests are defined, and here 0 or 1.
+    assert m["human_success_share"] == 0.0
+    assert m["yellow_cart_rate"] == 1.0
+    assert m["outcome_rates.human.cart_failed"] == 1.0
+    assert m["error_rate"] == 0.0
+    assert m["throughput_peak_orders_per_s"] == 0  # a count: no payment in any second
+
+
+def test_undefined_replications_are_left_out_of_the_mean_and_counted() -> None:
+    sold = make_outcome(_fleet())
+    empty = make_outcome(_empty_sale())
+    doc = compute_metrics(scenario(), [empty, sold, empty])
+    jain_block = doc["metrics"]["units_per_person_jain"]
+    assert jain_block["values"] == [None, pytest.approx(16 / 30), None]
+    assert jain_block["mean"] == pytest.approx(16 / 30)
+    assert jain_block["n"] == 1
+    assert jain_block["ci_low"] is None  # one defined value: no interval
+    assert fmt_undefined(jain_block) == "undefined in 2 of 3 replications"
+    assert fmt_undefined(doc["metrics"]["units_sold"]) is None
+    # The Lorenz band is the sold replication's curve; nothing drawn for the empty ones.
+    lz = doc["series"]["lorenz"]
+    assert lz["mean"][-1] == pytest.approx(1.0)
+    only_empty = compute_metrics(scenario(), [empty, empty])
+    assert all(v is None for v in only_empty["series"]["lorenz"]["mean"])
+    block = only_empty["metrics"]["units_per_person_gini"]
+    assert (block["mean"], block["n"], block["values"]) == (None, 0, [None, None])
+    assert fmt_undefined(block) == "undefined in 2 of 2 replications"
 
 
 def test_sellout_time_from_the_timeline() -> None:

@@ -39,6 +39,20 @@ def test_summarize_keeps_values() -> None:
     assert out["n"] == 2
 
 
+def test_summarize_stores_nan_as_null() -> None:
+    # NaN is not JSON; an undefined value is null in metrics.json, and left out of n.
+    out = summarize([math.nan, 2.0])
+    assert out["values"] == [None, 2.0]
+    assert (out["mean"], out["n"]) == (2.0, 1)
+    assert summarize([None, None])["mean"] is None
+
+
+def test_paired_difference_drops_pairs_with_an_undefined_side() -> None:
+    d = paired_diff([1.0, None, 3.0, 4.0], [2.0, 5.0, None, 6.0])
+    assert d["values"] == [1.0, None, None, 2.0]
+    assert (d["mean"], d["n"]) == (pytest.approx(1.5), 2)
+
+
 def test_band_is_pointwise_t_interval() -> None:
     rows = np.array([[1.0, 10.0, np.nan], [3.0, 10.0, 5.0], [5.0, 10.0, np.nan]])
     b = band(rows)
