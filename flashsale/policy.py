@@ -46,6 +46,7 @@ __all__ = [
     "Decision",
     "Pause",
     "decide",
+    "journey_result",
     "policy_rows",
 ]
 
@@ -200,6 +201,15 @@ def decide(kind: int, step: int, answer: int, retries_left: int, allowed: int) -
         if d.act is Act.FEWER and allowed <= 0:
             return Decision(Act.END, Pause.NONE, d.result)
     return d
+
+
+_PURCHASED, _CART_FAILED = RESULT.index("purchased"), RESULT.index("cart_failed")
+
+
+def journey_result(result: int, carted: bool) -> int:
+    """The result a journey is recorded with: one that carted and did not buy is
+    ``cart_failed`` (the yellow cart), whatever ended it."""
+    return _CART_FAILED if carted and result != _PURCHASED else result
 
 
 def policy_rows() -> list[tuple[str, str, str, str]]:

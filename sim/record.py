@@ -13,12 +13,10 @@ from array import array
 import numpy as np
 
 from flashsale.arrivals import Schedule
-from flashsale.outcome import RESULT, SALE
+from flashsale.outcome import SALE
+from flashsale.policy import journey_result
 
 __all__ = ["Recorder"]
-
-_CART_FAILED = RESULT.index("cart_failed")
-_PURCHASED = RESULT.index("purchased")
 
 
 class Recorder:
@@ -51,8 +49,7 @@ class Recorder:
         """Close a journey. A journey that carted but did not buy ends ``cart_failed``."""
         if self._rows[journey] is not None:
             raise RuntimeError(f"journey {journey} finished twice")
-        if result != _PURCHASED and carted == carted:  # carted is not NaN
-            result = _CART_FAILED
+        result = journey_result(result, carted == carted)  # carted is not NaN
         self._rows[journey] = (result, at, carted, admitted, units, requests)
 
     def journeys(self) -> dict[str, np.ndarray]:

@@ -10,8 +10,6 @@ rules directly, i.e. what the simulator would draw.
 from __future__ import annotations
 
 import math
-import threading
-from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -22,7 +20,7 @@ from starlette.testclient import TestClient
 from flashsale.arrivals import BOT, HUMAN
 from flashsale.defenses.lottery import draw
 from flashsale.defenses.review import Review
-from flashsale.replay.journey import Buyer, Journey, Reply
+from flashsale.replay.journey import Buyer, Journey
 from flashsale.scenario import Scenario
 from flashsale.service.admission import RoomDesk
 from flashsale.service.app import create_app
@@ -30,20 +28,10 @@ from flashsale.service.backends import open_store
 from flashsale.service.runtime import Runtime
 from flashsale.streams import Streams
 
+from ._inprocess import T0, Clock, Conductor, StepClient
 from .test_service import ADMIN, TOKEN, audit, cart, pay, scenario
 
-T0 = 1_700_000_000.0
 SEED = 3  # scenario()'s seed
-
-
-class Clock:
-    """Wall-clock stand-in: epoch seconds the test sets."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def client(db: str, sc: Scenario, clock: Clock, opens_in_s: float = 0.0) -> TestClient:
@@ -384,82 +372,6 @@ def test_review_guards(db: str) -> None:
 
 
 # ------------------------------------------------- the replay's journeys against it
-
-
-class Conductor:
-    """Runs replay journeys (flashsale.replay.journey) against the in-process app on
-    the test's clock, as a discrete-event loop: each journey is a thread, exactly one
-    runs at a time, and the one with the earliest wake-up goes next, with the clock
-    jumped there. A sale of minutes then replays in milliseconds, deterministically."""
-
-    def __init__(self, c: TestClient, clock: Clock, opens_at: float, journeys: int) -> None:
-        self.c, self.clock, self.opens_at = c, clock, opens_at
-        self.cv = threading.Condition()
-        self.asleep: dict[int, float] = {}  # journey -> sale time it waits for
-        self.live = journeys
-        self.turn: int | None = None
-
-    def _next(self) -> None:
-        if self.turn is None and self.asleep and len(self.asleep) == self.live:
-            self.turn = min(self.asleep, key=lambda j: (self.asleep[j], j))
-            t = self.asleep.pop(self.turn)
-            self.clock.now = max(self.clock.now, self.opens_at + t)
-            self.cv.notify_all()
-
-    def wait_until(self, j: int, t: float) -> None:
-        with self.cv:
-            self.asleep[j], self.turn = t, None
-            self._next()
-            self.cv.wait_for(lambda: self.turn == j, timeout=30)
-            assert self.turn == j, "journeys deadlocked"
-
-    def done(self) -> None:
-        with self.cv:
-            self.live, self.turn = self.live - 1, None
-            self._next()
-
-    def run(self, journeys: list[Journey]) -> list[str]:
-        out = [""] * len(journeys)
-
-        def play(k: int) -> None:
-            try:
-                out[k] = journeys[k].run().result
-            finally:
-                self.done()
-
-        threads = [threading.Thread(target=play, args=(k,)) for k in range(len(journeys))]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(timeout=60)
-        return out
-
-
-@dataclass
-class StepClient:
-    """flashsale.replay.journey.Client for journey ``j`` of a Conductor."""
-
-    conductor: Conductor
-    j: int
-
-    def now(self) -> float:
-        return self.conductor.clock.now - self.conductor.opens_at
-
-    def wait_until(self, t: float) -> None:
-        self.conductor.wait_until(self.j, t)
-
-    def call(
-        self,
-        step: str,
-        method: str,
-        path: str,
-        intended: float,
-        body: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        r = self.conductor.c.request(method, path, json=body, headers=headers)
-        retry = r.headers.get("retry-after")
-        return Reply(r.status_code, r.json(), float(retry) if retry else None)
 
 
 @pytest.mark.parametrize("defense", ["waiting_room", "lottery"])

@@ -1,13 +1,18 @@
-"""One buyer's journey against a checkout API: the same steps the simulation models.
+"""One buyer's journey against a checkout API: the same steps and rules the simulation models.
 
 A human views the sale page (refreshing until it opens if early), passes the
 waiting room, lottery or CAPTCHA when the target has them on, thinks, adds to
-the cart, thinks, pays; retries a few errors. A bot account fires at its
-request rate straight at the cart and pays at once, retrying up to its limit.
+the cart, thinks, pays. A bot account fires at its request rate straight at the
+cart and pays at once. What either does after each answer (wait, retry, cart
+again, ask for fewer units, give up) is the buyer policy's (flashsale.policy),
+the one the simulator follows; the answer's meaning comes from the target's
+answer map (flashsale.replay.reference). One retry budget per journey. A
+human's patience bounds each wait for an answer, as in the simulation (499).
 
 The journey is written against :class:`Client`, not Locust: the Locust users
 (flashsale.replay.locust_app) adapt a FastHttpSession and gevent's clock to it,
-and tests drive it with a scripted fake. Every request carries its *intended*
+and the contract tests drive it against the real service in process
+(tests/test_replay_contract.py). Every request carries its *intended*
 send time: for a human, the moment the previous response plus a think time says;
 for a bot, its fixed cadence from its start (as wrk2 does), so latency measured
 from it includes any wait caused by a slow previous response.
@@ -18,11 +23,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from flashsale.arrivals import HUMAN
+from flashsale.outcome import RESULT, STEP
+from flashsale.policy import Act, Answer, Pause, decide, journey_result
+from flashsale.replay.reference import Reply, meaning
 from flashsale.scenario import Scenario
 
 __all__ = [
@@ -35,14 +43,6 @@ __all__ = [
     "client_ip",
     "solve_captcha",
 ]
-
-
-class Reply(NamedTuple):
-    """What a journey needs from a response: status (0 = none), JSON body, Retry-After."""
-
-    status: int
-    body: dict[str, Any]
-    retry_after: float | None = None
 
 
 class Client(Protocol):
@@ -60,7 +60,11 @@ class Client(Protocol):
         intended: float,
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> Reply: ...
+        patience: float = math.inf,
+    ) -> Reply:
+        """Send one request; stop waiting after ``patience`` seconds and answer
+        ``Reply(ABANDONED_STATUS, {})`` (recorded as such)."""
+        ...
 
 
 class Halt(Exception):
@@ -95,12 +99,6 @@ class JourneyLog:
     units: int = 0
     requests: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-class _Done(Exception):
-    def __init__(self, result: str) -> None:
-        super().__init__(result)
-        self.result = result
 
 
 def client_ip(kind: int, person: int) -> str:
@@ -139,214 +137,235 @@ class Journey:
         self.next_t = who.arrived
         self.human = who.kind == HUMAN
         self.units = sc.humans.units_per_order if self.human else sc.bots.units_per_order
-        self.token: dict[str, str] = {}
-        self.errors = 0
-        self.retry_limit = sc.humans.retries_on_error if self.human else sc.bots.max_retries
+        self.allowed = self.units  # what the account limit still allows, after a 403
+        self.retries = sc.humans.retries_on_error if self.human else sc.bots.max_retries
+        self.token: dict[str, str] = {}  # admission and CAPTCHA tokens sent with the cart
+        self.challenge: tuple[str, str] | None = None  # (id, answer) to send before the cart
+        self.entered = False  # entered the lottery
+        self.reservation: Any = None
+        self.pay_attempt = 0
         self.headers = {"X-Forwarded-For": client_ip(who.kind, who.person)}
 
     # -- timing
-    def pause(self) -> float:
-        """Gap before the next request: a think time (human) or the bot's cadence."""
+    def think(self) -> float:
+        """A think time (human) or the bot's request interval."""
         if self.human:
             return float(self.sc.humans.think_s.sample(self.rng, 1)[0])
         return 1.0 / self.sc.bots.request_rate_per_s
+
+    def pause(self, kind: Pause, reply: Reply) -> float:
+        """How long the policy's ``kind`` of pause lasts after ``reply`` (after a lottery
+        draw, which :meth:`lottery` waited for, a think time)."""
+        if kind is Pause.REFRESH:
+            return self.sc.humans.refresh_s if self.human else self.think()
+        if kind is Pause.SOLVE:
+            c = self.sc.humans.captcha_solve_s if self.human else self.sc.bots.captcha_solve_s
+            return float(c.sample(self.rng, 1)[0])
+        t = self.think()
+        if kind is Pause.BACKOFF and self.human and reply.retry_after is not None:
+            return max(t, reply.retry_after)  # a bot keeps its cadence
+        return t
 
     def advance(self, gap: float) -> None:
         # humans act after they read the response; bots keep their own cadence
         base = max(self.next_t, self.client.now()) if self.human else self.next_t
         self.next_t = base + gap
 
-    def send(self, step: str, method: str, path: str, body: dict[str, Any] | None = None) -> Reply:
+    def patience(self) -> float:
+        """A fresh patience for one wait (humans; bots wait for the client timeout)."""
+        p = self.sc.humans.patience_s
+        return float(p.sample(self.rng, 1)[0]) if (self.human and p is not None) else math.inf
+
+    def send(
+        self,
+        step: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         self.client.wait_until(self.next_t)
         self.log.requests += 1
-        return self.client.call(step, method, path, self.next_t, body, dict(self.headers))
+        return self.client.call(
+            step,
+            method,
+            path,
+            self.next_t,
+            body,
+            {**self.headers, **(headers or {})},
+            self.patience(),
+        )
 
-    def error(self, reply: Reply, result: str) -> None:
-        """Count a failed request; end the journey with ``result`` once retries run out."""
-        self.errors += 1
-        if self.errors > self.retry_limit:
-            raise _Done(result)
-        self.advance(self.backoff(reply))
+    # -- steps: each sends its request(s) and returns what the answer means
+    def view(self) -> tuple[Answer | None, Reply]:
+        r = self.send("view", "GET", self.paths.status)
+        return meaning("view", r), r
 
-    def backoff(self, reply: Reply) -> float:
-        """A human honours Retry-After; a bot ignores it and keeps its cadence."""
-        if self.human:
-            return max(reply.retry_after or 0.0, self.pause())
-        return self.pause()
+    def captcha(self) -> tuple[Answer | None, Reply]:
+        """Ask for a challenge; the solved answer goes out just before the cart."""
+        r = self.send("captcha", "POST", self.paths.captcha, {"account": self.who.account})
+        answer = meaning("captcha", r)
+        if answer is Answer.OK:
+            passes = self.rng.random() < (
+                self.sc.humans.captcha_pass_prob if self.human else self.sc.bots.captcha_solve_prob
+            )
+            right = solve_captcha(str(r.body.get("prompt", "")))
+            self.challenge = (str(r.body.get("challenge_id")), right if passes else f"{right}0")
+        return answer, r
 
-    # -- steps
-    def admission(self) -> None:
-        d = self.sc.defenses
-        if d.waiting_room.enabled:
-            self.waiting_room()
-        elif d.lottery.enabled:
-            self.lottery()
-        if d.waiting_room.enabled or d.lottery.enabled:
-            self.log.admitted = self.client.now()
+    def solve(self) -> tuple[Answer | None, Reply] | None:
+        """Send the pending CAPTCHA answer; None if it earned a token."""
+        assert self.challenge is not None
+        cid, answer = self.challenge
+        self.challenge = None
+        r = self.send(
+            "captcha",
+            "POST",
+            f"{self.paths.captcha}/{cid}",
+            {"account": self.who.account, "answer": answer},
+        )
+        if r.status == 200:
+            self.token["captcha_token"] = str(r.body.get("captcha_token", ""))
+            if math.isnan(self.log.admitted):
+                self.log.admitted = self.client.now()
+            return None
+        return meaning("cart", r), r  # a wrong answer: no cart without a new challenge
 
-    def waiting_room(self) -> None:
-        body = {"account": self.who.account}
-        joined = self.next_t
-        patience = self.patience()
-        r = self.send("waiting_room", "POST", self.paths.waiting_room, body)
-        while r.status != 201:
-            self.error(r, _failure(r.status))
-            r = self.send("waiting_room", "POST", self.paths.waiting_room, body)
-        ticket = r.body.get("ticket")
-        while not r.body.get("admitted"):
-            wait = float(r.body.get("retry_after_s") or self.sc.humans.refresh_s)
-            self.advance(wait if self.human else max(wait, self.pause()))
-            if self.next_t - joined > patience:
-                raise _Done("abandoned")
-            r = self.send("waiting_room", "GET", f"{self.paths.waiting_room}/{ticket}")
-            if r.status != 200:
-                self.error(r, _failure(r.status))
-        self.token["admission_token"] = str(r.body.get("admission_token", ""))
-
-    def lottery(self) -> None:
-        body = {"account": self.who.account}
-        r = self.send("lottery", "POST", self.paths.lottery, body)
-        while r.status not in (201, 409):
-            if r.status == 410:
-                raise _Done("rejected")
-            if r.status == 425:
-                self.advance(r.retry_after or self.sc.humans.refresh_s)
-            else:
-                self.error(r, _failure(r.status))
-            r = self.send("lottery", "POST", self.paths.lottery, body)
-        draw_in = float(r.body.get("draw_in_s") or 0.0)
-        self.advance(draw_in + self.pause())
+    def lottery(self) -> tuple[Answer | None, Reply]:
+        """Enter; on OK, wait for the draw (polling) and learn whether this account won."""
+        r = self.send("lottery", "POST", self.paths.lottery, {"account": self.who.account})
+        answer = meaning("lottery", r)
+        if answer is not Answer.OK:
+            return answer, r
+        self.entered = True
+        self.advance(float(r.body.get("draw_in_s") or 0.0) + self.think())
         while True:
             r = self.send("lottery", "GET", f"{self.paths.lottery}/{self.who.account}")
             if r.status == 200 and r.body.get("drawn"):
                 break
-            if r.status == 200:
-                self.advance(max(self.sc.humans.refresh_s, self.pause()))
-            else:
-                self.error(r, _failure(r.status))
+            polled = meaning("lottery", r)
+            if polled is not Answer.OK:
+                return polled, r
+            self.advance(max(self.sc.humans.refresh_s, self.think()))
         if not r.body.get("won"):
-            raise _Done("rejected")
+            return Answer.REJECTED, r
+        self.log.admitted = self.client.now()
         if "admission_token" in r.body:
             self.token["admission_token"] = str(r.body["admission_token"])
+        return Answer.OK, r
 
-    def captcha(self) -> None:
-        if self.human:
-            solve_s = self.sc.humans.captcha_solve_s
-            passes = self.rng.random() < self.sc.humans.captcha_pass_prob
-        else:
-            solve_s = self.sc.bots.captcha_solve_s
-            passes = self.rng.random() < self.sc.bots.captcha_solve_prob
-        r = self.send("captcha", "POST", self.paths.captcha, {"account": self.who.account})
-        while r.status != 201:
-            self.error(r, _failure(r.status))
-            r = self.send("captcha", "POST", self.paths.captcha, {"account": self.who.account})
-        answer = solve_captcha(str(r.body.get("prompt", "")))
-        if not passes:
-            answer = f"{answer}0"
-        self.advance(float(solve_s.sample(self.rng, 1)[0]))
-        path = f"{self.paths.captcha}/{r.body.get('challenge_id')}"
-        r = self.send("captcha", "POST", path, {"account": self.who.account, "answer": answer})
-        if r.status != 200:
-            raise _Done("rejected")
-        self.token["captcha_token"] = str(r.body.get("captcha_token", ""))
-        if math.isnan(self.log.admitted):
-            self.log.admitted = self.client.now()
-
-    def cart(self) -> Any:
-        """Reserve stock; returns the reservation id (as the target spelled it)."""
-        captcha_done = False
-        if self.sc.defenses.captcha.enabled:
-            self.captcha()
-            captcha_done = True
-        while True:
-            body: dict[str, Any] = {
-                "account": self.who.account,
-                "sku": self.sc.sale.sku,
-                "units": self.units,
-                "channel": self.sc.sale.channels[self.who.channel].name,
-                **self.token,
-            }
-            r = self.send("cart", "POST", self.paths.cart, body)
-            if r.status == 201:
+    def cart(self) -> tuple[Answer | None, Reply]:
+        if self.challenge is not None:
+            refused = self.solve()
+            if refused is not None:
+                return refused
+        body: dict[str, Any] = {
+            "account": self.who.account,
+            "sku": self.sc.sale.sku,
+            "units": self.units,
+            "channel": self.sc.sale.channels[self.who.channel].name,
+            **self.token,
+        }
+        r = self.send("cart", "POST", self.paths.cart, body)
+        answer = meaning("cart", r)
+        if answer is Answer.OK:
+            if "reservation_id" not in r.body:
+                return None, r  # a protocol error, never a success
+            self.reservation = r.body["reservation_id"]
+            self.token.pop("captcha_token", None)  # good for one hold
+            if math.isnan(self.log.carted):
                 self.log.carted = self.client.now()
-                return r.body["reservation_id"]
-            if r.status == 409:
-                raise _Done("sold_out")
-            if r.status == 425:  # not open yet: wait, not an error
-                self.advance(self.backoff(r))
-            elif r.status == 403 and r.body.get("error") == "captcha_required" and not captcha_done:
-                self.captcha()
-                captcha_done = True
-            elif r.status in (403, 422):
-                raise _Done("rejected")
-            elif r.status == 429:
-                self.error(r, "rejected")
-            else:
-                self.error(r, _failure(r.status))
+        elif answer is Answer.LIMIT_REACHED:
+            self.allowed = int(r.body.get("allowed_units") or 0)
+        return answer, r
 
-    def pay(self, reservation: Any) -> None:
-        attempt = 0
-        self.errors = 0
-        self.advance(self.pause())
-        while True:
-            headers_key = f"{self.key}-{self.who.journey}-{attempt}"
-            self.headers["Idempotency-Key"] = headers_key
-            r = self.send(
-                "pay",
-                "POST",
-                self.paths.pay,
-                {"reservation_id": reservation, "account": self.who.account},
-            )
-            self.headers.pop("Idempotency-Key")
-            if r.status == 201:
-                self.log.units = int(r.body.get("units", self.units))
-                raise _Done("purchased")
-            if r.status in (410, 404):
-                raise _Done("cart_failed")
-            if r.status == 409 and r.body.get("error") == "already_paid":
-                self.log.units = self.units
-                raise _Done("purchased")
-            if r.status != 0 and not (r.status == 409 and r.retry_after is not None):
-                attempt += 1  # a definite answer: a retry is a new payment, a new key
-            self.error(r, "cart_failed")
+    def pay(self) -> tuple[Answer | None, Reply]:
+        r = self.send(
+            "pay",
+            "POST",
+            self.paths.pay,
+            {"reservation_id": self.reservation, "account": self.who.account},
+            {"Idempotency-Key": f"{self.key}-{self.who.journey}-{self.pay_attempt}"},
+        )
+        answer = meaning("pay", r)
+        if answer is not Answer.AMBIGUOUS and r.status != 409:
+            self.pay_attempt += 1  # a definite answer: a retry is a new payment, a new key
+        if answer is Answer.OK:
+            self.log.units = int(r.body.get("units", self.units))
+        return answer, r
 
-    def patience(self) -> float:
-        p = self.sc.humans.patience_s
-        return float(p.sample(self.rng, 1)[0]) if (self.human and p is not None) else math.inf
+    def to_cart(self) -> str:
+        """The step that leads to the cart: the lottery entry, then a CAPTCHA challenge
+        (unless one is pending or a token is held), as in the simulator."""
+        d = self.sc.defenses
+        if d.lottery.enabled and not self.entered:
+            return "lottery"
+        if d.captcha.enabled and self.challenge is None and "captcha_token" not in self.token:
+            return "captcha"
+        return "cart"
 
     # -- the whole journey
-    def view_until_open(self) -> None:
-        while True:
-            r = self.send("view", "GET", self.paths.status)
-            if r.status != 200:
-                self.error(r, _failure(r.status))
-                continue
-            if r.body.get("open"):
-                if int(r.body.get("stock_left", 1)) <= 0:
-                    raise _Done("sold_out")
-                return
-            if float(r.body.get("closes_in_s", 1.0)) <= 0:
-                raise _Done("sold_out")
-            wait = float(r.body.get("opens_in_s") or 0.0)
-            self.advance(min(self.sc.humans.refresh_s, wait) if wait > 0 else self.pause())
-
     def run(self) -> JourneyLog:
+        """Play the journey to its end: each answer's meaning goes to the buyer policy."""
         self.log.started = self.client.now()
+        do = {
+            "view": self.view,
+            "captcha": self.captcha,
+            "lottery": self.lottery,
+            "cart": self.cart,
+            "pay": self.pay,
+        }
+        step = "view" if self.human else self.to_cart()
         try:
-            if self.human:
-                self.view_until_open()
-            self.admission()
-            self.advance(self.pause() if self.human else 0.0)
-            self.pay(self.cart())
-        except _Done as d:
-            self.log.result = d.result
+            if self.sc.defenses.waiting_room.enabled:
+                self.waiting_room()
+            while True:
+                answer, reply = do[step]()
+                if answer is None:  # the answer map does not know this answer
+                    self.log.notes.append(f"{step}: unexpected answer {reply.status}")
+                    self.log.result = "error"
+                    break
+                d = decide(self.who.kind, STEP.index(step), answer, self.retries, self.allowed)
+                if d.act is Act.END:
+                    self.log.result = RESULT[d.result]
+                    break
+                if d.act is Act.NEXT:
+                    step = (
+                        "pay" if step == "cart" else "cart" if step == "captcha" else self.to_cart()
+                    )
+                elif d.act is not Act.WAIT:
+                    self.retries -= 1
+                    if d.act is Act.FEWER:
+                        self.units = self.allowed
+                    elif d.act is not Act.RETRY:  # the hold or the CAPTCHA answer is gone
+                        self.token.pop("captcha_token", None)
+                        step = self.to_cart()
+                self.advance(self.pause(d.pause, reply))
         except Halt as h:
             self.log.result = h.result
             self.log.notes.append(str(h))
+        carted = not math.isnan(self.log.carted)
+        self.log.result = RESULT[journey_result(RESULT.index(self.log.result), carted)]
         self.log.finished = self.client.now()
         return self.log
 
-
-def _failure(status: int) -> str:
-    """How a journey ends when errors of this kind use up its retries."""
-    return "timed_out" if status in (0, 504) else "error"
+    def waiting_room(self) -> None:
+        """Queue in the waiting room until admitted (no patience here, as in the
+        simulation: a buyer's patience bounds waits for the checkout's workers)."""
+        body = {"account": self.who.account}
+        r = self.send("waiting_room", "POST", self.paths.waiting_room, body)
+        while r.status != 201:
+            if meaning("waiting_room", r) is Answer.AMBIGUOUS or r.status >= 500:
+                self.advance(self.pause(Pause.BACKOFF, r))
+                r = self.send("waiting_room", "POST", self.paths.waiting_room, body)
+                continue
+            raise Halt("error", f"waiting room: unexpected answer {r.status}")
+        ticket = r.body.get("ticket")
+        while not r.body.get("admitted"):
+            wait = float(r.body.get("retry_after_s") or self.sc.humans.refresh_s)
+            self.advance(wait if self.human else max(wait, self.think()))
+            r = self.send("waiting_room", "GET", f"{self.paths.waiting_room}/{ticket}")
+            if r.status != 200 and r.status < 500 and r.status != 0:
+                raise Halt("error", f"waiting room: unexpected answer {r.status}")
+        self.log.admitted = self.client.now()
+        self.token["admission_token"] = str(r.body.get("admission_token", ""))
