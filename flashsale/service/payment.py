@@ -5,12 +5,17 @@ declines or never answers. The failure probability grows with the service's
 occupancy as the scenario's ``[service.payment]`` says; latency and failures
 draw from the scenario's ``payment`` random stream, so a replay is reproducible
 in distribution (not request by request: arrival order on a real server varies).
+
+As in the simulation (flashsale.sim.shop), a gateway slower than ``timeout_s``
+times out after ``timeout_s``, and the verdict depends on the load the payment
+meets when its worker starts it, not on the load after the gateway's wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +23,11 @@ from flashsale.distributions import Constant
 from flashsale.scenario import Payment
 from flashsale.service.store import Charge
 
-__all__ = ["PaymentGateway"]
+__all__ = ["GIVE_UP_GRACE_S", "PaymentGateway"]
+
+GIVE_UP_GRACE_S = 30.0
+"""How long past the gateway's ``timeout_s`` the service still waits for a payment to
+finish (the worker coming back, the database) before it gives the payment up."""
 
 
 class PaymentGateway:
@@ -37,6 +46,13 @@ class PaymentGateway:
         g = self.payment.gateway_s
         return isinstance(g, Constant) and g.value == 0
 
+    @property
+    def give_up_s(self) -> float:
+        """A payment's deadline, from its start: a payment not finished by then is
+        presumed lost (the service stopped or stalled), its hold released and a late
+        answer voided. The gateway itself answers within ``timeout_s``."""
+        return self.payment.timeout_s + GIVE_UP_GRACE_S
+
     def decide(self) -> Charge:
         """The gateway's verdict at the current load (no latency)."""
         p = self.payment.failure_probability(self._load())
@@ -44,11 +60,18 @@ class PaymentGateway:
             return "failed"
         return "paid"
 
-    async def charge(self) -> Charge:
-        """Wait the gateway's latency (at most ``timeout_s``), then decide."""
+    def start(self) -> Charge | Coroutine[Any, Any, Charge]:
+        """Start a charge while a worker holds the payment. An instant gateway answers
+        at once; otherwise the latency and the verdict (at the load now) are drawn
+        now and the coroutine waits the latency, ``timeout_s`` at most, then answers."""
+        if self.instant:
+            return self.decide()
         latency = float(self.payment.gateway_s.sample(self._rng, 1)[0])
-        if latency >= self.payment.timeout_s:
-            await asyncio.sleep(self.payment.timeout_s)
-            return "timeout"
-        await asyncio.sleep(latency)
-        return self.decide()
+        if latency > self.payment.timeout_s:
+            return _answer(self.payment.timeout_s, "timeout")
+        return _answer(latency, self.decide())
+
+
+async def _answer(after_s: float, verdict: Charge) -> Charge:
+    await asyncio.sleep(after_s)
+    return verdict

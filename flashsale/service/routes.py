@@ -121,7 +121,14 @@ async def cart(request: Request) -> Response:
 
 
 async def checkout(request: Request) -> Response:
-    """Pay for a reservation, idempotently."""
+    """Pay for a reservation, idempotently.
+
+    The hold is checked when this worker takes the request (410 if it has expired)
+    and is then the payment's until the gateway answers: paid sells the units
+    (201) even if the cart's hold time ran out during the gateway's wait; declined
+    (402) or timed out (504) gives them back to the stock. The gateway's verdict
+    is drawn at the load the payment meets now, its wait happens outside the
+    workers."""
     rt = runtime(request)
     key = request.headers.get("idempotency-key", "")
     if not 1 <= len(key) <= 200:
@@ -136,12 +143,13 @@ async def checkout(request: Request) -> Response:
     limiter: CapacityLimiter = request.state.limiter
     gateway = rt.gateway
 
-    async def slow_charge() -> Charge:
-        async with limiter.paused():  # the gateway's wait is outside the workers
-            return await gateway.charge()
+    async def outside_worker(answer: Awaitable[Charge]) -> Charge:
+        async with limiter.paused():
+            return await answer
 
-    def charge() -> Charge | Awaitable[Charge]:
-        return gateway.decide() if gateway.instant else slow_charge()
+    def charge() -> Charge | Awaitable[Charge]:  # called in the worker, hold claimed
+        pending = gateway.start()
+        return pending if isinstance(pending, str) else outside_worker(pending)
 
     digest = hashlib.sha256(f"{body.reservation_id}:{body.account}".encode()).hexdigest()
     reply = await rt.store.checkout(
@@ -151,7 +159,7 @@ async def checkout(request: Request) -> Response:
         body.account,
         rt.clock,
         charge,
-        stale_after_s=rt.scenario.service.payment.timeout_s + 30.0,
+        stale_after_s=gateway.give_up_s,
     )
     if reply.released is not None:
         rt.guards.release(*reply.released)

@@ -8,6 +8,21 @@ constraint. An order row references its hold with a UNIQUE column, so a hold is
 paid at most once whatever the idempotency keys say. The per-account limit is an
 upsert guarded by the same kind of condition, in the same transaction.
 
+A reservation's life, the rule the simulator follows too (flashsale.sim.stock)::
+
+    held --pay starts before expires_at--> paying --gateway: paid--> paid
+      |                                       |--gateway: declined / timed out,
+      |                                       |  or no answer by its deadline--> failed
+      |--expires_at reached, not paying--> expired
+    paid --order cancelled--> cancelled
+
+A hold is live while ``now < expires_at``. When a worker starts its payment the
+hold becomes ``paying`` and ``expires_at`` becomes the payment's deadline (the
+gateway's timeout plus a grace, see :class:`~flashsale.service.store.Store`):
+the sweeper and other carts cannot take its units while the gateway decides, so
+a payment the gateway accepts is never thrown away because the cart timer ran
+out meanwhile. ``failed`` and ``expired`` give the units back to the stock.
+
 Backends subclass :class:`SqlStore` and provide a transaction (``_tx``) whose
 ``run``/``one``/``all`` execute SQL written with ``?`` placeholders.
 """
@@ -24,9 +39,13 @@ from typing import Any, Literal, Protocol
 
 from flashsale.service.store import Charge, Reply, Reserved, SaleRecord
 
-__all__ = ["Abort", "SqlStore", "Tx"]
+__all__ = ["LIVE", "TABLES", "Abort", "SqlStore", "Tx"]
 
 TABLES = ("sale", "stock", "reservations", "orders", "accounts", "idempotency")
+
+LIVE = "status IN ('held', 'paying')"
+"""Reservations whose units are out of the stock and not sold: the sweeper's rows
+(also the predicate of the partial index the backends create for it)."""
 
 
 class Tx(Protocol):
@@ -166,8 +185,9 @@ class SqlStore(ABC):
 
     async def _expire(self, tx: Tx, now: float) -> list[tuple[int, int]]:
         rows = await tx.all(
-            "UPDATE reservations SET status = 'expired' "
-            "WHERE status = 'held' AND expires_at < ? RETURNING account, channel, units",
+            "UPDATE reservations "
+            "SET status = CASE status WHEN 'paying' THEN 'failed' ELSE 'expired' END "
+            f"WHERE {LIVE} AND expires_at <= ? RETURNING account, channel, units",
             (now,),
         )
         per_channel: dict[str, int] = defaultdict(int)
@@ -198,14 +218,15 @@ class SqlStore(ABC):
         stale_after_s: float,
     ) -> Reply:
         async with self._tx() as tx:
+            now = clock()
             early = await self._claim(
-                tx, key, body_hash, reservation_id, account, clock(), stale_after_s
+                tx, key, body_hash, reservation_id, account, now, stale_after_s
             )
             if early is not None:
                 return early
             pending = charge()
             if isinstance(pending, str):
-                return await self._finish(tx, key, reservation_id, pending, clock())
+                return await self._finish(tx, key, reservation_id, pending, now)
         result = await pending
         async with self._tx() as tx:
             return await self._finish(tx, key, reservation_id, result, clock())
@@ -220,7 +241,7 @@ class SqlStore(ABC):
         now: float,
         stale_after_s: float,
     ) -> Reply | None:
-        """Claim the key and check the hold; a Reply ends the checkout here."""
+        """Claim the key and start paying the hold; a Reply ends the checkout here."""
         row = None
         if not await tx.run(  # a new key (the usual case) costs one statement
             "INSERT INTO idempotency (key, body_hash, claimed_at) VALUES (?, ?, ?) "
@@ -248,6 +269,15 @@ class SqlStore(ABC):
                     _err("request_in_progress", "a request with this key is being processed"),
                 )
             await tx.run("UPDATE idempotency SET claimed_at = ? WHERE key = ?", (now, key))
+        # The hold is checked once, now (a worker has taken the request), and from
+        # here on belongs to this payment until its deadline: nothing expires it
+        # while the gateway decides.
+        if await tx.run(
+            "UPDATE reservations SET status = 'paying', expires_at = ? "
+            "WHERE id = ? AND account = ? AND status = 'held' AND expires_at > ?",
+            (now + stale_after_s, reservation_id, account, now),
+        ):
+            return None
         res = await tx.one(
             "SELECT account, status, expires_at FROM reservations WHERE id = ?", (reservation_id,)
         )
@@ -262,34 +292,39 @@ class SqlStore(ABC):
             )
         if res[1] == "paid":
             return await self._keep(tx, key, await self._already_paid(tx, reservation_id))
-        if res[1] != "held" or float(res[2]) < now:
-            return await self._keep(tx, key, _expired(reservation_id))
-        return None
+        if res[1] == "paying" and float(res[2]) > now:
+            # Another key's payment of this hold is under way: not an answer to keep,
+            # so this key may ask again and then get the outcome.
+            await tx.run("DELETE FROM idempotency WHERE key = ?", (key,))
+            return Reply(
+                409,
+                _err(
+                    "request_in_progress",
+                    f"a payment of reservation {reservation_id} is being processed",
+                ),
+            )
+        return await self._keep(tx, key, _expired(reservation_id))
 
     async def _finish(
         self, tx: Tx, key: str, reservation_id: int, charge: Charge, now: float
     ) -> Reply:
-        if charge != "paid":
-            return await self._keep(tx, key, await self._fail(tx, reservation_id, charge))
-        row = await self._pay(tx, reservation_id, now)
-        if row is not None:
-            reply = Reply(
-                201,
-                {"order_id": int(row[0]), "reservation_id": reservation_id, "units": int(row[1])},
-            )
-        else:
-            state = await tx.one("SELECT status FROM reservations WHERE id = ?", (reservation_id,))
-            paid = state is not None and state[0] == "paid"
-            reply = (
-                await self._already_paid(tx, reservation_id) if paid else _expired(reservation_id)
-            )
-        return await self._keep(tx, key, reply)
+        """The gateway answered: paid sells the units, anything else releases them."""
+        if charge == "paid":
+            row = await self._pay(tx, reservation_id, now)
+            if row is not None:
+                body = {"order_id": int(row[0]), "reservation_id": reservation_id}
+                return await self._keep(tx, key, Reply(201, {**body, "units": int(row[1])}))
+            # Only a payment that outlived its deadline gets here (the service stalled
+            # or was stopped mid-payment): the shop gave it up, so it is voided.
+            return await self._keep(tx, key, await self._fail(tx, reservation_id, "late"))
+        return await self._keep(tx, key, await self._fail(tx, reservation_id, charge))
 
     async def _pay(self, tx: Tx, reservation_id: int, now: float) -> tuple[Any, ...] | None:
-        """Turn a live hold into an order: (order id, units), or None if it is not held."""
+        """Turn a hold being paid into an order: (order id, units), or None if the
+        payment's deadline has passed."""
         if not await tx.run(
             "UPDATE reservations SET status = 'paid' "
-            "WHERE id = ? AND status = 'held' AND expires_at >= ?",
+            "WHERE id = ? AND status = 'paying' AND expires_at > ?",
             (reservation_id, now),
         ):
             return None
@@ -300,11 +335,14 @@ class SqlStore(ABC):
             (now, reservation_id),
         )
 
-    async def _fail(self, tx: Tx, reservation_id: int, charge: Charge) -> Reply:
-        """A declined or timed-out payment gives the hold back, as in the simulation:
-        the buyer must add to the cart again (and may find the stock gone)."""
+    async def _fail(
+        self, tx: Tx, reservation_id: int, charge: Literal["failed", "timeout", "late"]
+    ) -> Reply:
+        """A declined, timed-out or too-late payment gives the hold back, as in the
+        simulation: the buyer must add to the cart again (and may find the stock gone).
+        The sweeper may have given it back already (a payment past its deadline)."""
         row = await tx.one(
-            "UPDATE reservations SET status = 'failed' WHERE id = ? AND status = 'held' "
+            "UPDATE reservations SET status = 'failed' WHERE id = ? AND status = 'paying' "
             "RETURNING account, channel, units",
             (reservation_id,),
         )
@@ -316,11 +354,14 @@ class SqlStore(ABC):
             )
             await self._give_back(tx, account, units)
             released = (account, units)
-        if charge == "timeout":
-            body = _err("payment_timeout", "the payment gateway did not answer; cart again")
-            return Reply(504, body, released)
-        body = _err("payment_failed", "the payment gateway declined; cart again")
-        return Reply(402, body, released)
+        if charge == "failed":
+            body = _err("payment_failed", "the payment gateway declined; cart again")
+            return Reply(402, body, released)
+        if charge == "late":
+            detail = "the payment did not finish in time and was voided; cart again"
+        else:
+            detail = "the payment gateway did not answer in time; cart again"
+        return Reply(504, _err("payment_timeout", detail), released)
 
     @staticmethod
     async def _already_paid(tx: Tx, reservation_id: int) -> Reply:
@@ -397,7 +438,8 @@ def _expired(reservation_id: int) -> Reply:
         410,
         _err(
             "hold_expired",
-            f"reservation {reservation_id} is no longer held (expired, or its payment failed)",
+            f"reservation {reservation_id} is no longer held (it expired, or a failed "
+            "payment released it); cart again",
         ),
     )
 
@@ -418,7 +460,7 @@ def _audit(
         if status == "paid":
             sold[channel] += int(units)
     for _, _, channel, units, _, _, status in reservations:
-        if status == "held":
+        if status in ("held", "paying"):
             held[channel] += int(units)
     offered = {r[0]: int(r[1]) for r in stock}
     oversold = sum(max(0, sold[c] + held[c] - offered.get(c, 0)) for c in set(sold) | set(held))

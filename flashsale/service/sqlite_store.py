@@ -29,8 +29,9 @@ CREATE TABLE IF NOT EXISTS reservations (
     id INTEGER PRIMARY KEY, account INTEGER NOT NULL, channel TEXT NOT NULL,
     units INTEGER NOT NULL CHECK (units > 0), created_at REAL NOT NULL,
     expires_at REAL NOT NULL, status TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS reservations_held ON reservations (expires_at)
-    WHERE status = 'held';
+DROP INDEX IF EXISTS reservations_held;
+CREATE INDEX IF NOT EXISTS reservations_live ON reservations (expires_at)
+    WHERE status IN ('held', 'paying');
 CREATE TABLE IF NOT EXISTS orders (
     id INTEGER PRIMARY KEY, reservation_id INTEGER NOT NULL UNIQUE, account INTEGER NOT NULL,
     channel TEXT NOT NULL, units INTEGER NOT NULL, created_at REAL NOT NULL,

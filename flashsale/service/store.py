@@ -5,6 +5,14 @@ The service never touches SQL; it calls a :class:`Store`. Both backends
 share one implementation of the rules (:mod:`~flashsale.service.sql`), so SQLite
 and PostgreSQL take stock, expire holds and replay idempotent payments the same
 way; only connections and DDL differ.
+
+The payment rule, the simulator's too (flashsale.sim.stock): the hold is checked
+when a worker starts the payment (410 if it has expired by then); from then on
+it belongs to the payment and cannot expire while the gateway decides. Paid
+sells the units (201) even if the cart's hold time ran out meanwhile: shops
+capture an authorised payment and keep the order, and extend the stock
+reservation of a checkout in progress. Declined (402) or timed out (504)
+releases the units to the stock at once; the buyer must cart again.
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ class SaleRecord:
 
 @dataclass(frozen=True)
 class Reserved:
-    """A hold on stock: paid for by checkout, or released when it expires."""
+    """A hold on stock: paid for by checkout, or released when it expires (at
+    ``expires_at``, unless a payment started before then)."""
 
     reservation_id: int
     units: int
@@ -55,7 +64,8 @@ class Reply:
     status: int
     body: dict[str, Any]
     released: tuple[int, int] | None = None
-    """(account, units) given back to the stock by this answer (a failed payment)."""
+    """(account, units) given back to the stock by this answer (a declined or
+    timed-out payment)."""
 
 
 Charge = Literal["paid", "failed", "timeout"]
@@ -102,13 +112,24 @@ class Store(Protocol):
         charge: Callable[[], Charge | Awaitable[Charge]],
         stale_after_s: float,
     ) -> Reply:
-        """Pay for a hold, once per idempotency key.
+        """Pay for a hold, once per idempotency key; the Reply to keep for the key.
 
-        ``charge()`` is called once the key is claimed and the hold checked. If it
-        returns the gateway's answer at once, the whole checkout is one
-        transaction; if it returns an awaitable, that is awaited between two
-        transactions so no lock is held while the gateway is slow. A key left
-        pending for ``stale_after_s`` (a crash mid-payment) may be claimed again.
+        Called when a worker takes the request. The key is claimed, then the hold
+        is checked: 404 ``unknown_reservation`` (none of this account's), 409
+        ``already_paid``, 410 ``hold_expired`` (it expired, or a failed payment
+        released it), 409 ``request_in_progress`` (another key is paying it: not
+        kept, ask again). A live hold becomes the payment's: nothing expires it
+        until ``stale_after_s`` from now, the payment's deadline.
+
+        Then ``charge()`` is called. If it returns the gateway's answer at once, the
+        whole checkout is one transaction; if it returns an awaitable, that is
+        awaited between two transactions so no lock is held while the gateway is
+        slow. Paid: the order (201), however long the gateway took, as long as it
+        answered before the deadline. Declined or timed out: the units go back to
+        the stock (402 ``payment_failed``, 504 ``payment_timeout``, with
+        ``released``). A payment that never finished by its deadline (the service
+        was stopped or stalled mid-payment) is given up: the sweeper releases the
+        hold, a late "paid" is voided (504), and its key may be claimed again.
         """
 
     async def order(self, order_id: int) -> dict[str, Any] | None:
@@ -119,7 +140,9 @@ class Store(Protocol):
         units back to the stock. None if no such order (or not this account's)."""
 
     async def expire(self, now: float) -> list[tuple[int, int]]:
-        """Release holds that expired before ``now``; (account, units) per hold."""
+        """Release the holds whose time is up at ``now`` (a hold lives while
+        ``now < expires_at``): carts not being paid, and payments past their deadline
+        (the service stopped mid-payment); (account, units) per hold."""
 
     async def paid_orders(self) -> list[tuple[int, int, int]]:
         """(order_id, account, units) of every paid order, oldest first."""
