@@ -214,13 +214,15 @@ def journey_result(result: int, carted: bool) -> int:
 
 def policy_rows() -> list[tuple[str, str, str, str]]:
     """The policy as rows ``(step, answer, act and pause, result when it ends)`` for
-    every answer a step can meaningfully get (the README's table is checked against
-    these). Both kinds share the rows."""
+    every answer a step can meaningfully get; the result is the end's, or the one a
+    spent retry budget ends with, "-" where neither applies. The README's table is
+    checked against these. Both kinds share the rows."""
     rows = []
     for step in STEPS:
         for answer, d in _BY_STEP[step].items():
             what = d.act.name.lower().replace("_", " ")
             if d.pause is not Pause.NONE:
                 what += f" after {d.pause.name.lower()}"
-            rows.append((step, answer.name.lower(), what, RESULT[d.result]))
+            ends = d.act is Act.END or d.act in SPENDS
+            rows.append((step, answer.name.lower(), what, RESULT[d.result] if ends else "-"))
     return rows
