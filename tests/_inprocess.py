@@ -141,7 +141,6 @@ class StepClient:
         intended: float,
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        patience: float = math.inf,
     ) -> Reply:
         r = self.conductor.c.request(method, path, json=body, headers=headers)
         retry = r.headers.get("retry-after")

@@ -7,7 +7,10 @@ cart and pays at once. What either does after each answer (wait, retry, cart
 again, ask for fewer units, give up) is the buyer policy's (flashsale.policy),
 the one the simulator follows; the answer's meaning comes from the target's
 answer map (flashsale.replay.reference). One retry budget per journey. A
-human's patience bounds each wait for an answer, as in the simulation (499).
+human's patience bounds each wait for a worker, as in the simulation: the
+journey draws it per request and sends it in the ``X-Patience-S`` header; the
+reference service lets the request leave its queue unserved when it runs out
+(499), as a buyer closing the tab would.
 
 The journey is written against :class:`Client`, not Locust: the Locust users
 (flashsale.replay.locust_app) adapt a FastHttpSession and gevent's clock to it,
@@ -30,7 +33,7 @@ import numpy as np
 from flashsale.arrivals import HUMAN
 from flashsale.outcome import RESULT, STEP
 from flashsale.policy import Act, Answer, Pause, decide, journey_result
-from flashsale.replay.reference import Reply, meaning
+from flashsale.replay.reference import PATIENCE_HEADER, Reply, meaning
 from flashsale.scenario import Scenario
 
 __all__ = [
@@ -60,11 +63,7 @@ class Client(Protocol):
         intended: float,
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        patience: float = math.inf,
-    ) -> Reply:
-        """Send one request; stop waiting after ``patience`` seconds and answer
-        ``Reply(ABANDONED_STATUS, {})`` (recorded as such)."""
-        ...
+    ) -> Reply: ...
 
 
 class Halt(Exception):
@@ -186,15 +185,11 @@ class Journey:
     ) -> Reply:
         self.client.wait_until(self.next_t)
         self.log.requests += 1
-        return self.client.call(
-            step,
-            method,
-            path,
-            self.next_t,
-            body,
-            {**self.headers, **(headers or {})},
-            self.patience(),
-        )
+        sent = {**self.headers, **(headers or {})}
+        patience = self.patience()
+        if patience < math.inf:  # the buyer leaves the queue after this long (499)
+            sent[PATIENCE_HEADER] = f"{patience:.3f}"
+        return self.client.call(step, method, path, self.next_t, body, sent)
 
     # -- steps: each sends its request(s) and returns what the answer means
     def view(self) -> tuple[Answer | None, Reply]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import secrets
 import sys
@@ -50,7 +49,7 @@ from flashsale.outcome import Outcome
 from flashsale.replay.audit import AuditError
 from flashsale.replay.journey import Buyer, Halt, Journey
 from flashsale.replay.recorder import MergeError, Recorder, decode_part, encode_part
-from flashsale.replay.reference import ABANDONED_STATUS, Reply
+from flashsale.replay.reference import Reply
 from flashsale.replay.scale import ScaleError, scale_scenario
 from flashsale.replay.session import (
     Plan,
@@ -470,7 +469,6 @@ class _JourneyClient:
         intended: float,
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        patience: float = math.inf,
     ) -> Reply:
         self.budget.take()
         ctx = {
@@ -479,35 +477,6 @@ class _JourneyClient:
             "step": step,
             "intended": intended,
         }
-        sent, clock = time.time(), time.perf_counter()
-        try:
-            with gevent.Timeout(
-                patience if patience < self.user.network_timeout else None, _Abandoned()
-            ):
-                return self._request(step, method, path, ctx, body, headers)
-        except _Abandoned:  # the buyer stopped waiting: recorded like the simulator's 499
-            self.user.environment.events.request.fire(
-                request_type=method,
-                name=step,
-                response_time=(time.perf_counter() - clock) * 1000.0,
-                response_length=0,
-                response=_Gone(),
-                context=ctx,
-                exception=_Abandoned(),
-                start_time=sent,
-                url=path,
-            )
-            return Reply(ABANDONED_STATUS, {})
-
-    def _request(
-        self,
-        step: str,
-        method: str,
-        path: str,
-        ctx: dict[str, Any],
-        body: dict[str, Any] | None,
-        headers: dict[str, str] | None,
-    ) -> Reply:
         with self.user.client.request(
             method,
             path,
@@ -532,17 +501,6 @@ class _JourneyClient:
         except ValueError:
             retry_after = None
         return Reply(status, parsed if isinstance(parsed, dict) else {}, retry_after)
-
-
-class _Abandoned(Exception):
-    """A buyer's patience ran out before the answer came (not one of Locust's failure
-    exceptions, so it leaves the request at once)."""
-
-
-class _Gone:
-    """The response of an abandoned request, as the request listener reads it."""
-
-    status_code = ABANDONED_STATUS
 
 
 class SalePacer(User):

@@ -13,11 +13,15 @@ from typing import Any, NamedTuple
 
 from flashsale.policy import Answer
 
-__all__ = ["ABANDONED_STATUS", "Reply", "meaning"]
+__all__ = ["ABANDONED_STATUS", "PATIENCE_HEADER", "Reply", "meaning"]
 
 ABANDONED_STATUS = 499
-"""The status a replay records for a request its buyer stopped waiting for (nginx's
-"client closed request"), as the simulator does."""
+"""The status of a request whose buyer stopped waiting for a worker (nginx's "client
+closed request"), as the simulator records it."""
+
+PATIENCE_HEADER = "X-Patience-S"
+"""Request header: how many seconds this buyer waits for a worker (a human's
+patience draw). The reference service answers 499 to a request still queued then."""
 
 
 class Reply(NamedTuple):

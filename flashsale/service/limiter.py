@@ -4,16 +4,25 @@ It mirrors the simulation's checkout model (scenario ``[service]``): a request
 that finds every worker busy waits in a FIFO queue; if ``queue_limit`` requests
 already wait it is refused at once, and if it waits ``queue_timeout_s`` it gives
 up. Both refusals are :class:`Overloaded` (a 503 with Retry-After) rather than an
-unbounded queue, which is what turns a flash sale into timeouts everywhere.
+unbounded queue, which is what turns a flash sale into timeouts everywhere. A
+client may say how long it will wait (its patience); if that runs out first, the
+request leaves the queue unserved: :class:`Abandoned` (499), as in the simulation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-__all__ = ["CapacityLimiter", "Overloaded"]
+from flashsale.checkout import OVERLOADED_RETRY_AFTER_S
+
+__all__ = ["Abandoned", "CapacityLimiter", "Overloaded"]
+
+
+class Abandoned(Exception):
+    """The client's patience ran out before a worker was free: answer 499."""
 
 
 class Overloaded(Exception):
@@ -47,15 +56,17 @@ class CapacityLimiter:
         """Requests in service and queued, per worker: the payment model's load."""
         return (self.active + self.waiting) / self.workers
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, patience_s: float) -> None:
         if self._sem.locked():
             if self.waiting >= self.queue_limit:
-                raise Overloaded("queue full", 1.0)
+                raise Overloaded("queue full", OVERLOADED_RETRY_AFTER_S)
             self.waiting += 1
             try:
-                await asyncio.wait_for(self._sem.acquire(), self.queue_timeout_s)
+                await asyncio.wait_for(self._sem.acquire(), min(self.queue_timeout_s, patience_s))
             except TimeoutError:
-                raise Overloaded("queue timeout", 1.0) from None
+                if patience_s < self.queue_timeout_s:
+                    raise Abandoned() from None
+                raise Overloaded("queue timeout", OVERLOADED_RETRY_AFTER_S) from None
             finally:
                 self.waiting -= 1
         else:
@@ -67,9 +78,10 @@ class CapacityLimiter:
         self._sem.release()
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold a worker for the block; raises :class:`Overloaded` if none comes."""
-        await self._acquire()
+    async def slot(self, patience_s: float = math.inf) -> AsyncIterator[None]:
+        """Hold a worker for the block; raises :class:`Overloaded` if none comes within
+        the queue's limits, :class:`Abandoned` if none comes within ``patience_s``."""
+        await self._acquire(patience_s)
         try:
             yield
         finally:

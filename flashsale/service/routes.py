@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -26,13 +27,23 @@ from flashsale.service.bodies import (
     read_body,
 )
 from flashsale.service.guards import CAPTCHA_TOKEN_TTL_S
-from flashsale.service.limiter import CapacityLimiter, Overloaded
+from flashsale.service.limiter import Abandoned, CapacityLimiter, Overloaded
 from flashsale.service.runtime import Runtime
 from flashsale.service.store import Charge
 
 __all__ = ["public_routes", "runtime"]
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _patience(request: Request) -> float:
+    """Seconds the client waits for a worker (``X-Patience-S``); unbounded if absent or
+    not a finite number >= 0."""
+    try:
+        p = float(request.headers.get("x-patience-s", "inf"))
+    except ValueError:
+        return math.inf
+    return p if 0 <= p < math.inf else math.inf
 
 
 def runtime(request: Request) -> Runtime:
@@ -50,17 +61,24 @@ def client_ip(request: Request) -> str:
 
 
 def in_worker(handler: Handler) -> Handler:
-    """Run ``handler`` holding a worker of the capacity limiter; 503 if none comes."""
+    """Run ``handler`` holding a worker of the capacity limiter; 503 if none comes in
+    time, 499 if the client's patience (``X-Patience-S``) ran out first."""
 
     async def wrapped(request: Request) -> Response:
         limiter = runtime(request).limiter
         request.state.limiter = limiter
         try:
-            async with limiter.slot():
+            async with limiter.slot(_patience(request)):
                 return await handler(request)
         except Overloaded as e:
             return error_response(
-                ApiError(503, "overloaded", f"service overloaded ({e.reason})", None, 1.0)
+                ApiError(
+                    503, "overloaded", f"service overloaded ({e.reason})", None, e.retry_after_s
+                )
+            )
+        except Abandoned:
+            return error_response(
+                ApiError(499, "abandoned", "the client stopped waiting for a worker")
             )
 
     wrapped.__name__ = handler.__name__
