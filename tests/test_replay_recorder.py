@@ -93,11 +93,19 @@ def _timeline_case() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     rec.journey(_buyer(0, HUMAN, 0.2), _log("purchased", 0.2, 0.5, 1.5, 1))
     rec.journey(_buyer(1, BOT, 0.1), _log("purchased", 0.1, 0.3, 0.8, 2))
     rec.journey(_buyer(2, HUMAN, 1.1), _log("cart_failed", 1.1, 1.2, 2.0, 0))
-    for j, sent, lat, status in ((0, 0.1, 0.05, 201), (1, 0.1, 0.05, 201), (2, 1.0, 2.5, 0)):
+    for j, step, sent, lat, status in (
+        (0, "cart", 0.4, 0.1, 201),
+        (0, "pay", 1.4, 0.1, 201),
+        (1, "cart", 0.2, 0.1, 201),
+        (1, "pay", 0.7, 0.1, 201),
+        (2, "view", 1.0, 2.5, 0),  # never answered
+        (2, "cart", 1.1, 0.1, 201),
+        (2, "pay", 1.9, 0.2, 402),  # declined at 2.1: the service released the hold
+    ):
         rec.request(
             journey=j,
             account=j,
-            step="cart",
+            step=step,
             intended=sent,
             sent_epoch=T0 + sent,
             latency_s=lat,
@@ -120,12 +128,16 @@ def test_timeline_by_hand() -> None:
     jr, rq = _timeline_case()
     tl = build_timeline(sc, jr, rq)
     assert tl["t"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert tl["reserved"].tolist() == [1, 1, 1, 1, 1]  # the yellow cart holds its unit
+    # held at each interval's end: the human's hold until paid at 1.5, the yellow
+    # cart's from 1.2 until its payment was declined at 2.1 (released, not held on)
+    assert tl["reserved"].tolist() == [1, 1, 0, 0, 0]
     assert tl["sold_human"].tolist() == [0, 1, 0, 0, 0]
     assert tl["sold_bot"].tolist() == [2, 0, 0, 0, 0]
-    assert tl["stock_left"].tolist() == [7, 6, 6, 6, 6]
+    assert tl["stock_left"].tolist() == [7, 6, 7, 7, 7]
+    sold = np.cumsum(tl["sold_human"] + tl["sold_bot"])
+    assert np.all(sold + tl["reserved"] + tl["stock_left"] == 10)
     assert tl["arrivals"].tolist() == [2, 1, 0, 0, 0]
-    assert tl["in_flight"].tolist() == [0, 1, 1, 0, 0]
+    assert tl["in_flight"].tolist() == [0, 2, 1, 0, 0]
     assert tl["errors"].tolist() == [0, 0, 0, 1, 0]
     assert tl["queue"].tolist() == [0] * 5
 

@@ -2,8 +2,11 @@
 
 The simulation knows its stock and its queue at every instant; a replay only
 knows its own requests and journeys. So here ``stock_left`` and ``reserved`` are
-the client-side view (units carted and not yet paid, held until the scenario's
-``cart_hold_s`` expires unless paid earlier), ``in_flight`` counts requests sent
+the client-side view: each answered cart (2xx) holds the journey's units until
+the journey's next definite payment answer (paid: sold; declined, timed out or
+hold expired: released, as the service's rules in flashsale.checkout say) or
+until the scenario's ``cart_hold_s`` expires, whichever comes first; so sold +
+reserved + left is the sale's units at every row. ``in_flight`` counts requests sent
 and not yet answered, and ``queue`` is 0: a client cannot see the service's
 queue (its effect is in the latencies). The audit of the service, in the
 manifest, is the server-side truth the metrics cross-check.
@@ -16,12 +19,15 @@ from collections.abc import Mapping
 import numpy as np
 
 from flashsale.arrivals import BOT, HUMAN
-from flashsale.outcome import RESULT
+from flashsale.outcome import RESULT, STEP
 from flashsale.scenario import Scenario
 
 __all__ = ["build_timeline"]
 
 _PURCHASED = RESULT.index("purchased")
+_CART, _PAY = STEP.index("cart"), STEP.index("pay")
+_RELEASES = (402, 404, 410, 504)
+"""Payment answers after which the hold is gone (declined, unknown, expired, timed out)."""
 
 
 def _count_before(
@@ -33,6 +39,45 @@ def _count_before(
     order = np.argsort(t)
     cum = np.concatenate([[0], np.cumsum(w[order])])
     return cum[np.searchsorted(t[order], edges, side="left")]
+
+
+def _holds(
+    scenario: Scenario, journeys: Mapping[str, np.ndarray], requests: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every hold the client saw: (start, end, units), one per answered cart."""
+    order = np.lexsort((requests["sent"], requests["journey"]))
+    jr, step = requests["journey"][order], requests["step"][order]
+    status = requests["status"][order]
+    answered = (requests["sent"] + requests["latency"])[order]
+    row_of = np.full(int(journeys["journey"].max(initial=-1)) + 1, -1, dtype=np.int64)
+    row_of[journeys["journey"]] = np.arange(journeys["journey"].size)
+    per_order = np.where(
+        journeys["kind"] == HUMAN, scenario.humans.units_per_order, scenario.bots.units_per_order
+    ).astype(np.int64)
+    size_of = np.where(journeys["result"] == _PURCHASED, journeys["units"], per_order)
+    hold_s = scenario.service.cart_hold_s
+    starts: list[float] = []
+    stops: list[float] = []
+    sizes: list[int] = []
+    open_at, open_j = np.nan, -1
+    for j, s, code, at in zip(
+        jr.tolist(), step.tolist(), status.tolist(), answered.tolist(), strict=True
+    ):
+        if j != open_j and open_j >= 0:  # the journey's last hold ran to its expiry
+            stops.append(open_at + hold_s)
+            open_j = -1
+        if s == _CART and 200 <= code < 300:
+            if open_j >= 0:  # a new hold before the last one ended: that one expired
+                stops.append(min(at, open_at + hold_s))
+            starts.append(at)
+            sizes.append(int(size_of[row_of[j]]))
+            open_at, open_j = at, j
+        elif s == _PAY and open_j == j and (200 <= code < 300 or code in _RELEASES):
+            stops.append(min(at, open_at + hold_s))
+            open_j = -1
+    if open_j >= 0:
+        stops.append(open_at + hold_s)
+    return np.array(starts), np.array(stops), np.array(sizes, dtype=np.int64)
 
 
 def build_timeline(
@@ -49,15 +94,8 @@ def build_timeline(
 
     units = journeys["units"].astype(np.int64)
     bought = journeys["result"] == _PURCHASED
-    carted = journeys["carted"]
-    # a hold ends when paid, else when it expires
-    release = np.where(bought, journeys["finished"], carted + scenario.service.cart_hold_s)
-    per_order = np.where(
-        journeys["kind"] == HUMAN, scenario.humans.units_per_order, scenario.bots.units_per_order
-    ).astype(np.int64)
-    held = _count_before(carted, ends, per_order) - _count_before(
-        np.where(np.isnan(carted), np.nan, release), ends, per_order
-    )
+    start, end, size = _holds(scenario, journeys, requests)
+    held = _count_before(start, ends, size) - _count_before(end, ends, size)
 
     def sold(kind: np.uint8) -> np.ndarray:
         mask = bought & (journeys["kind"] == kind)
