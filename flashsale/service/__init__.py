@@ -15,7 +15,10 @@ Public API (paths are the scenario's ``[target.paths]`` defaults; OpenAPI 3.1 at
 ``GET /openapi.json``; ``GET /healthz`` -> ``{"ok": true}`` bypasses the queue).
 Every answer each step can give, and what it means. Any ``/v1`` request may also
 get 503 ``overloaded`` (Retry-After): no worker took it within ``queue_timeout_s``
-or the queue was full; it changed nothing, send it again. A bad body gets 400
+or the queue was full; it changed nothing, send it again. A request may say how
+long its client waits for a worker (header ``X-Patience-S``, seconds): still
+queued then, it leaves unserved with 499 ``abandoned`` (changed nothing), as the
+simulated buyer's patience runs out. A bad body gets 400
 ``malformed_json``, 413 ``body_too_large`` or 422 ``invalid_body`` (``field`` names
 the culprit) and changes nothing::
 

@@ -26,14 +26,18 @@ from flashsale.service.bodies import (
 __all__ = ["OPERATIONS", "openapi_spec"]
 
 _ERR = "JSON error {error, detail, field}"
-_BUSY = {"429": "rate_limited (Retry-After)", "503": "overloaded (Retry-After)"}
+_BUSY = {
+    "429": "rate_limited (Retry-After)",
+    "503": "overloaded: queue full | queue timeout (Retry-After)",
+    "499": "abandoned: still queued when the client's X-Patience-S ran out",
+}
 _BAD = {"400": "malformed JSON", "413": "body over 16 KiB", "422": "invalid body"}
 
 OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, dict[str, str]]] = {
     ("GET", "/v1/sale"): (
         "Sale status: sku, open, opens_in_s, closes_in_s, phase, units, stock_left, channels",
         None,
-        {"200": "sale status", "503": "overloaded"},
+        {"200": "sale status", "503": _BUSY["503"], "499": _BUSY["499"]},
     ),
     ("POST", "/v1/cart"): (
         "Add to cart: reserve units with a hold that expires (header X-Forwarded-For: client IP)",
@@ -192,6 +196,16 @@ def _operation(
                 "in": "header",
                 "required": True,
                 "schema": {"type": "string"},
+            }
+        )
+    if path.startswith("/v1/"):
+        params.append(
+            {
+                "name": "X-Patience-S",
+                "in": "header",
+                "required": False,
+                "description": "seconds this client waits for a worker; 499 if still queued then",
+                "schema": {"type": "number", "minimum": 0},
             }
         )
     if params:
