@@ -9,6 +9,18 @@ times are before the opening.
 Bad input never gets past :func:`load_scenario`: a :class:`ScenarioError` names
 the file, the dotted field path, the bad value and what is allowed. Unknown
 fields are errors, so a typo can never pass silently.
+
+Three rules hold for every field, so no field can forget them:
+
+- types are strict (``true`` is not 1, ``"yes"`` is not true, ``1.0`` is not an
+  integer; a whole number is accepted where a real one is expected);
+- every real number is finite (``inf`` and ``nan`` are refused everywhere);
+- every number has a lower and an upper bound, from the named limits below
+  (``MAX_*``), and the whole run must fit: :func:`run_size` estimates the
+  journeys, requests and timeline rows one replication holds, and a scenario
+  beyond :data:`MAX_JOURNEYS`, :data:`MAX_REQUESTS` or :data:`MAX_TIMELINE_ROWS`
+  is refused naming the field that drives it. The file itself is read only up to
+  :data:`MAX_FILE_BYTES` and :data:`MAX_DEPTH` levels of nesting.
 """
 
 from __future__ import annotations
@@ -20,20 +32,27 @@ import json
 import math
 import re
 import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from flashsale import _toml
 from flashsale.distributions import (
+    MAX_DURATION_S,
     Constant,
     Distribution,
     Exponential,
@@ -41,14 +60,29 @@ from flashsale.distributions import (
 )
 
 __all__ = [
+    "MAX_CHANNELS",
+    "MAX_COUNT",
+    "MAX_DEPTH",
+    "MAX_DURATION_S",
+    "MAX_FILE_BYTES",
+    "MAX_JOURNEYS",
+    "MAX_RATE_PER_S",
+    "MAX_REQUESTS",
+    "MAX_RETRIES",
+    "MAX_TIMELINE_ROWS",
+    "MAX_UNITS",
+    "MAX_WORKERS",
+    "MIN_RATE_PER_S",
     "SCHEMA_VERSION",
     "THRESHOLD_METRICS",
+    "RunSize",
     "Scenario",
     "ScenarioError",
     "Threshold",
     "apply_overrides",
     "load_scenario",
     "parse_scenario",
+    "run_size",
     "scenario_hash",
 ]
 
@@ -76,17 +110,78 @@ THRESHOLD_METRICS = (
 )
 """Scalar metrics a ``[thresholds]`` entry may name (see flashsale.metrics)."""
 
-NonNegInt = Annotated[int, Field(ge=0)]
-PosInt = Annotated[int, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
+# ------------------------------------------------------------------------- limits
+# Generous for real sales (poco_m3: 250,000 humans, 5,000 bot accounts, 48 workers),
+# small enough that a run fits a large machine and no number overflows int64.
+
+MAX_UNITS = 10**9
+"""Most units of stock, per order, per account or in a re-sale (the reference service's cap)."""
+
+MAX_COUNT = 10**9
+"""Most of any other count: queue places, bucket size, active users, winners, requests."""
+
+MAX_JOURNEYS = 5_000_000
+"""Most journeys (humans + bot accounts) in one sale: about 2 KB each while simulating."""
+
+MAX_WORKERS = 100_000
+"""Most checkout workers (the simulator keeps, and scans, one slot per worker)."""
+
+MAX_RETRIES = 1_000_000
+"""Most retries per journey."""
+
+MIN_RATE_PER_S = 1e-6
+"""Slowest rate (per second; 6e-05 per minute): one event per 11.6 days at the most."""
+
+MAX_RATE_PER_S = 1e6
+"""Fastest rate per second (6e7 per minute)."""
+
+MAX_CHANNELS = 256
+"""Most storefronts: engines keep a journey's channel in one byte."""
+
+MAX_REQUESTS = 100_000_000
+"""Most requests one replication may need, by :func:`run_size`'s estimate."""
+
+MAX_TIMELINE_ROWS = 10_000_000
+"""Most timeline rows (run span / ``outputs.timeline_interval_s``) by the estimate."""
+
+MAX_FILE_BYTES = 1 << 20
+"""Largest scenario file (1 MiB; the built-ins are a few KB)."""
+
+MAX_DEPTH = 32
+"""Deepest nesting of tables and arrays in a scenario (the schema needs 4)."""
+
+_MAX_NAME = 100  # a name, SKU, channel or path: fits a folder name, a header, a URL
+_MAX_TEXT = 2_000  # a description, a header value
+_MAX_HEADERS = 100
+_MAX_PRICE = 1e12  # any currency's flash price; units x price stays well inside a float
+_MAX_FACTOR = 1e6  # payment.failure_growth, payment.load_knee
+_MAX_SEED = 2**63 - 1  # TOML integers are 64-bit
+
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+PosInt = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+Units = Annotated[int, Field(gt=0, le=MAX_UNITS)]
+People = Annotated[int, Field(ge=0, le=MAX_JOURNEYS)]
+Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_DURATION_S)]
+PosSeconds = Annotated[float, Field(gt=0, le=MAX_DURATION_S)]
+Rate = Annotated[float, Field(ge=MIN_RATE_PER_S, le=MAX_RATE_PER_S)]
 Probability = Annotated[float, Field(ge=0, le=1)]
+Factor = Annotated[float, Field(ge=0, le=_MAX_FACTOR)]
+Name = Annotated[str, Field(min_length=1, max_length=_MAX_NAME)]
 
 
 class _Model(BaseModel):
-    """Strict base: unknown keys are errors, values are immutable once loaded."""
+    """Strict base: unknown keys are errors, values are immutable once loaded, types are
+    strict and real numbers finite (``inf`` would reach the engines as an overflow, a
+    hang or a 500)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        strict=True,
+        allow_inf_nan=False,
+    )
 
 
 # --------------------------------------------------------------------------- sale
@@ -95,26 +190,48 @@ class _Model(BaseModel):
 class Channel(_Model):
     """An online storefront selling from its own slice of the stock."""
 
-    name: str = Field(min_length=1)
+    name: Name
     stock_share: Probability = Field(description="share of sale.units allotted to this channel")
     demand_share: Probability = Field(description="share of humans who shop on this channel")
+
+
+_ISO_DATE = r"\d{4}-\d{2}-\d{2}"
+_ISO_TIME = r"\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
 
 
 class Sale(_Model):
     """The stock and the clock."""
 
-    sku: str = Field(default="SKU-1", min_length=1)
-    units: PosInt = Field(description="units of stock on sale")
-    date: dt.date | None = Field(default=None, description="calendar day of the sale")
-    opens_at: dt.time = Field(default=dt.time(10, 0, 0), description="local opening time; t = 0")
-    window_s: PosFloat = Field(
+    sku: Name = "SKU-1"
+    units: Units = Field(description="units of stock on sale")
+    # TOML dates arrive as ISO text (see load_scenario): parsed, not strict
+    date: dt.date | None = Field(default=None, strict=False, description="calendar day of the sale")
+    opens_at: dt.time = Field(
+        default=dt.time(10, 0, 0), strict=False, description="local opening time; t = 0"
+    )
+    window_s: PosSeconds = Field(
         default=900.0, description="seconds after the opening that the sale runs"
     )
-    unit_price: NonNegFloat = Field(default=0.0, description="flash price per unit")
+    unit_price: Annotated[float, Field(ge=0, le=_MAX_PRICE)] = Field(
+        default=0.0, description="flash price per unit"
+    )
     channels: list[Channel] = Field(
         default_factory=lambda: [Channel(name="web", stock_share=1.0, demand_share=1.0)],
         min_length=1,
+        max_length=MAX_CHANNELS,
     )
+
+    @field_validator("date", "opens_at", mode="before")
+    @classmethod
+    def _iso(cls, v: Any, info: ValidationInfo) -> Any:
+        """A TOML date or local time (or its ISO text), never a number of seconds."""
+        if info.field_name == "date":
+            ok = type(v) is dt.date or (isinstance(v, str) and re.fullmatch(_ISO_DATE, v))
+            if not ok:
+                raise ValueError("must be a TOML date like 2021-01-26")
+        elif not (isinstance(v, dt.time) or (isinstance(v, str) and re.fullmatch(_ISO_TIME, v))):
+            raise ValueError("must be a TOML local time like 10:00:00")
+        return v
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> Sale:
@@ -154,8 +271,8 @@ class BurstArrivals(_Model):
 
     profile: Literal["burst"] = "burst"
     early_share: Probability = 0.2
-    early_window_s: PosFloat = 60.0
-    decay_s: PosFloat = 30.0
+    early_window_s: PosSeconds = 60.0
+    decay_s: PosSeconds = 30.0
     tail_share: Probability = 0.1
 
     @model_validator(mode="after")
@@ -172,7 +289,7 @@ class PoissonArrivals(_Model):
     """A constant-rate Poisson stream from the opening: the queueing-theory check case."""
 
     profile: Literal["poisson"]
-    rate_per_s: PosFloat
+    rate_per_s: Rate
 
 
 Arrivals = Annotated[BurstArrivals | PoissonArrivals, Field(discriminator="profile")]
@@ -181,20 +298,20 @@ Arrivals = Annotated[BurstArrivals | PoissonArrivals, Field(discriminator="profi
 class Humans(_Model):
     """Real people, one account each."""
 
-    count: NonNegInt = Field(description="humans who try to buy")
+    count: People = Field(description="humans who try to buy")
     arrivals: Arrivals = Field(default_factory=BurstArrivals)
-    units_per_order: PosInt = 1
+    units_per_order: Units = 1
     think_s: Distribution = Field(
         default=Lognormal(dist="lognormal", median=2.0, sigma=0.5),
         description="pause between a response and the next step",
     )
-    refresh_s: PosFloat = Field(
+    refresh_s: Annotated[float, Field(ge=0.001, le=MAX_DURATION_S)] = Field(
         default=2.0, description="early arrivals refresh this often until the sale opens"
     )
     patience_s: Distribution | None = Field(
         default=None, description="longest wait in a queue before giving up; none = infinite"
     )
-    retries_on_error: NonNegInt = Field(
+    retries_on_error: Retries = Field(
         default=3, description="retries after an error, timeout or failed payment"
     )
     captcha_pass_prob: Probability = 0.95
@@ -209,15 +326,15 @@ class Humans(_Model):
 class Bots(_Model):
     """Scalpers: operators each running many accounts at machine speed."""
 
-    operators: NonNegInt = 0
-    accounts_per_operator: PosInt = 1
-    start_offset_s: float = Field(
+    operators: People = 0
+    accounts_per_operator: Annotated[int, Field(gt=0, le=MAX_JOURNEYS)] = 1
+    start_offset_s: Annotated[float, Field(ge=-MAX_DURATION_S, le=MAX_DURATION_S)] = Field(
         default=-1.0, description="when accounts start firing, relative to the opening"
     )
-    start_jitter_s: NonNegFloat = Field(default=0.5, description="accounts start spread over this")
-    request_rate_per_s: PosFloat = Field(default=5.0, description="requests per second per account")
-    units_per_order: PosInt = 1
-    max_retries: NonNegInt = Field(default=100, description="retries per account before giving up")
+    start_jitter_s: Seconds = Field(default=0.5, description="accounts start spread over this")
+    request_rate_per_s: Rate = Field(default=5.0, description="requests per second per account")
+    units_per_order: Units = 1
+    max_retries: Retries = Field(default=100, description="retries per account before giving up")
     captcha_solve_prob: Probability = 0.3
     captcha_solve_s: Distribution = Field(
         default=Lognormal(dist="lognormal", median=10.0, sigma=0.5),
@@ -249,10 +366,10 @@ class Payment(_Model):
     """
 
     failure_prob: Probability = 0.0
-    failure_growth: NonNegFloat = 0.0
-    load_knee: NonNegFloat = 1.0
+    failure_growth: Factor = 0.0
+    load_knee: Factor = 1.0
     gateway_s: Distribution = Field(default=Constant(value=0.0))
-    timeout_s: PosFloat = Field(default=30.0, description="a gateway slower than this times out")
+    timeout_s: PosSeconds = Field(default=30.0, description="a gateway slower than this times out")
 
     def failure_probability(self, load: float) -> float:
         """The formula above; the simulator and the reference service both call this."""
@@ -263,12 +380,14 @@ class Payment(_Model):
 class Service(_Model):
     """The checkout service model: finite workers, a bounded queue, a cart hold."""
 
-    workers: PosInt = 64
+    workers: Annotated[int, Field(gt=0, le=MAX_WORKERS)] = 64
     queue_limit: NonNegInt = Field(
         default=10_000, description="waiting requests beyond this are rejected (503)"
     )
-    queue_timeout_s: PosFloat = Field(default=10.0, description="a client waits this long at most")
-    cart_hold_s: PosFloat = Field(default=600.0, description="a reservation expires after this")
+    queue_timeout_s: PosSeconds = Field(
+        default=10.0, description="a client waits this long at most"
+    )
+    cart_hold_s: PosSeconds = Field(default=600.0, description="a reservation expires after this")
     step_s: StepTimes = Field(default_factory=StepTimes)
     payment: Payment = Field(default_factory=Payment)
 
@@ -280,15 +399,15 @@ class AccountLimit(_Model):
     """At most ``max_units`` per account over the sale."""
 
     enabled: bool = False
-    max_units: PosInt = 1
+    max_units: Units = 1
 
 
 class RateLimit(_Model):
     """Token buckets per account and per operator (one IP per operator; each human has its own)."""
 
     enabled: bool = False
-    per_account_per_s: PosFloat = 1.0
-    per_operator_per_s: PosFloat = 20.0
+    per_account_per_s: Rate = 1.0
+    per_operator_per_s: Rate = 20.0
     burst: PosInt = 5
 
 
@@ -308,29 +427,30 @@ class WaitingRoom(_Model):
     """
 
     enabled: bool = False
-    prequeue_s: NonNegFloat = 900.0
+    prequeue_s: Seconds = 900.0
     order: Literal["fifo", "random"] = "fifo"
-    new_users_per_min: PosFloat = 6000.0
+    # the rate limits per minute: 60 x MIN_RATE_PER_S and 60 x MAX_RATE_PER_S
+    new_users_per_min: Annotated[float, Field(ge=6e-5, le=6e7)] = 6000.0
     max_active: PosInt = 5000
-    session_s: PosFloat = 300.0
+    session_s: PosSeconds = 300.0
 
 
 class Lottery(_Model):
     """Entries during a window, then a random draw: arrival speed stops mattering."""
 
     enabled: bool = False
-    entry_window_s: PosFloat = 600.0
+    entry_window_s: PosSeconds = 600.0
     winners: PosInt | None = Field(
         default=None, description="default: stock units / humans.units_per_order"
     )
-    claim_window_s: PosFloat = 3600.0
+    claim_window_s: PosSeconds = 3600.0
 
 
 class Review(_Model):
     """Post-hoc review: orders flagged as unusual activity are cancelled."""
 
     enabled: bool = False
-    at_s: NonNegFloat = Field(default=3600.0, description="when the review runs")
+    at_s: Seconds = Field(default=3600.0, description="when the review runs")
     bot_detection_prob: Probability = 0.8
     human_false_positive_prob: Probability = 0.01
 
@@ -339,12 +459,23 @@ class Resale(_Model):
     """An extra sale of the cancelled units (Poco M3: 29 Jan 2021, 10:00)."""
 
     enabled: bool = False
-    at_s: NonNegFloat = Field(default=259_200.0, description="opening of the re-sale")
-    units: Literal["cancelled"] | PosInt = "cancelled"
-    window_s: PosFloat = 900.0
+    at_s: Seconds = Field(default=259_200.0, description="opening of the re-sale")
+    units: Literal["cancelled"] | Units = "cancelled"
+    window_s: PosSeconds = 900.0
     returning_human_share: Probability = Field(
         default=1.0, description="share of cancelled humans who come back to the re-sale"
     )
+
+    @field_validator("units", mode="wrap")
+    @classmethod
+    def _one_message(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """One line for the union, not one per branch."""
+        try:
+            return handler(v)
+        except ValidationError:
+            raise ValueError(
+                f"must be 'cancelled' or a whole number of units from 1 to {MAX_UNITS:,}"
+            ) from None
 
 
 class Defenses(_Model):
@@ -365,19 +496,19 @@ class Defenses(_Model):
 class Paths(_Model):
     """Endpoint paths of the target checkout API."""
 
-    status: str = "/v1/sale"
-    cart: str = "/v1/cart"
-    pay: str = "/v1/checkout"
-    order: str = "/v1/orders/{order_id}"
-    captcha: str = "/v1/captcha"
-    waiting_room: str = "/v1/waiting-room"
-    lottery: str = "/v1/lottery"
+    status: Name = "/v1/sale"
+    cart: Name = "/v1/cart"
+    pay: Name = "/v1/checkout"
+    order: Name = "/v1/orders/{order_id}"
+    captcha: Name = "/v1/captcha"
+    waiting_room: Name = "/v1/waiting-room"
+    lottery: Name = "/v1/lottery"
 
     @field_validator("*")
     @classmethod
     def _absolute(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError(f"a path must start with '/', got {v!r}")
+        if not re.fullmatch(r"/[^\s\x00-\x1f\x7f]*", v):
+            raise ValueError("a path must start with '/' and hold no spaces or control characters")
         return v
 
 
@@ -385,7 +516,9 @@ class Auth(_Model):
     """How the replay authenticates to the target; secrets come from the environment."""
 
     kind: Literal["none", "bearer"] = "none"
-    token_env: str | None = Field(default=None, description="environment variable holding it")
+    token_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=_MAX_NAME)] | (
+        None
+    ) = Field(default=None, description="environment variable holding it")
 
     @model_validator(mode="after")
     def _token_for_bearer(self) -> Auth:
@@ -397,21 +530,43 @@ class Auth(_Model):
 class Target(_Model):
     """Where the Locust replay sends traffic. Default: the bundled service on loopback."""
 
-    base_url: str | None = Field(
+    base_url: Annotated[str, Field(max_length=_MAX_TEXT)] | None = Field(
         default=None, description="none = start the reference service on 127.0.0.1"
     )
     paths: Paths = Field(default_factory=Paths)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=_MAX_HEADERS)
     auth: Auth = Field(default_factory=Auth)
-    request_timeout_s: PosFloat = 10.0
+    request_timeout_s: PosSeconds = 10.0
     max_requests: PosInt = Field(default=1_000_000, description="hard cap on requests in a replay")
 
     @field_validator("base_url")
     @classmethod
     def _http(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"must be an http(s) URL like 'http://127.0.0.1:8000', got {v!r}")
+        if v is not None and not (
+            re.fullmatch(r"https?://[^/\s\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*", v) and _host(v)
+        ):
+            raise ValueError("must be an http(s) URL like 'http://127.0.0.1:8000'")
         return v
+
+    @field_validator("headers")
+    @classmethod
+    def _http_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}", name):
+                raise ValueError(f"{name[:40]!r} is not an HTTP header name (letters, digits, -)")
+            if len(value) > _MAX_TEXT or re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+                raise ValueError(
+                    f"{name}: a header value holds at most {_MAX_TEXT:,} characters and no "
+                    "line breaks or control characters"
+                )
+        return v
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:  # "http://[::1"
+        return None
 
 
 # --------------------------------------------------------------------- thresholds
@@ -445,7 +600,13 @@ def _parse_thresholds(raw: Any) -> list[Threshold]:
                 f"{metric} = {expr!r}: expected an operator (<, <=, ==, !=, >=, >) and a "
                 'number, e.g. ">= 0.5"'
             )
-        checks.append(Threshold(metric=metric, op=m.group(1), value=float(m.group(2))))
+        try:
+            value = float(m.group(2))
+        except ValueError:  # "1.2.3" matches the pattern
+            value = math.nan
+        if not math.isfinite(value):
+            raise ValueError(f"{metric} = {expr!r}: the value must be a finite number")
+        checks.append(Threshold(metric=metric, op=m.group(1), value=value))
     return checks
 
 
@@ -455,7 +616,7 @@ def _parse_thresholds(raw: Any) -> list[Threshold]:
 class Outputs(_Model):
     """How finely engines record the timeline."""
 
-    timeline_interval_s: PosFloat = 1.0
+    timeline_interval_s: Annotated[float, Field(ge=0.001, le=MAX_DURATION_S)] = 1.0
 
 
 class Scenario(_Model):
@@ -466,13 +627,17 @@ class Scenario(_Model):
     @field_validator("schema_version", mode="before")
     @classmethod
     def _known_version(cls, v: Any) -> Any:
-        if v != SCHEMA_VERSION:
-            raise ValueError(f"this build reads schema_version = {SCHEMA_VERSION}")
+        if type(v) is not int or v != SCHEMA_VERSION:  # not 1.0, not true
+            raise ValueError(f"this build reads schema_version = {SCHEMA_VERSION} (an integer)")
         return v
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="short id used in run folder names")
-    description: str = ""
-    seed: NonNegInt = 0
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        max_length=_MAX_NAME,
+        description="short id used in run folder names",
+    )
+    description: str = Field(default="", max_length=_MAX_TEXT)
+    seed: Annotated[int, Field(ge=0, le=_MAX_SEED)] = 0
     sale: Sale
     humans: Humans
     bots: Bots = Field(default_factory=Bots)
@@ -485,7 +650,9 @@ class Scenario(_Model):
     @field_validator("thresholds", mode="before")
     @classmethod
     def _thresholds(cls, v: Any) -> Any:
-        return v if isinstance(v, list) else _parse_thresholds(v)
+        if isinstance(v, list) and all(isinstance(t, Threshold) for t in v):
+            return v  # already parsed (a copy of a Scenario)
+        return _parse_thresholds(v)
 
     @model_validator(mode="after")
     def _defenses_fit(self) -> Scenario:
@@ -505,6 +672,17 @@ class Scenario(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _fits(self) -> Scenario:
+        """The whole run must fit, not only each number: see :func:`run_size`."""
+        problem = run_size(self).problem()
+        if problem is not None:
+            field, message = problem
+            raise PydanticCustomError(
+                "too_large", "{field}: {message}", {"field": field, "message": message}
+            )
+        return self
+
     def to_toml(self) -> str:
         """The resolved scenario as TOML text that loads back to an equal Scenario."""
         return _toml.dumps(self.to_toml_dict())
@@ -516,22 +694,220 @@ class Scenario(_Model):
         return data
 
 
+# ----------------------------------------------------------------------- run size
+
+_TAIL_Q = 1 - 1e-9
+"""A delay this far in its distribution's tail comes once in a billion draws: the longest
+the last journeys can still take, for the span estimate."""
+
+
+@dataclass(frozen=True)
+class RunSize:
+    """What one replication holds, estimated from the scenario alone: upper bounds, not
+    predictions (poco_m3: 255,000 journeys; about 5 million requests estimated, 622,000
+    made; about 2,000 timeline rows estimated, 960 written).
+
+    ``span_s`` runs from the earliest arrival to the last thing that can still happen:
+    the end of the last phase (sale window, late bots, Poisson arrivals, waiting-room
+    admissions, lottery claims, review, re-sale), plus one journey's tail after it: the
+    cart hold, two queue timeouts, the payment timeout and four far-tail delays
+    (think, solve, service and refresh times, a bot's or a rate limit's interval).
+    Requests: every journey's steps and retries, plus the refreshes before the
+    opening (bots from ``start_offset_s``, early humans every ``refresh_s``), for a
+    second sale again when a re-sale is on. Each figure carries the field that drives it.
+    """
+
+    journeys: int
+    requests: int
+    span_s: float
+    timeline_rows: int
+    journeys_by: str
+    requests_by: str
+    span_by: str
+
+    def problem(self) -> tuple[str, str] | None:
+        """``(field, message)`` for the first figure beyond its limit, or None."""
+        if self.journeys > MAX_JOURNEYS:
+            return self.journeys_by, (
+                f"{self.journeys:,} journeys (humans.count + bots.operators x "
+                f"bots.accounts_per_operator); at most {MAX_JOURNEYS:,}"
+            )
+        if self.requests > MAX_REQUESTS:
+            return self.requests_by, (
+                f"about {self.requests:,} requests per replication by the estimate "
+                f"(mostly from {self.requests_by}); at most {MAX_REQUESTS:,}"
+            )
+        if self.timeline_rows > MAX_TIMELINE_ROWS:
+            # blame the interval unless even one row per second would not fit
+            field = "outputs.timeline_interval_s"
+            if self.span_s > MAX_TIMELINE_ROWS:
+                field = self.span_by
+            return field, (
+                f"about {self.timeline_rows:,} timeline rows: the run spans about "
+                f"{self.span_s:,.0f} s (mostly {self.span_by}), one row per "
+                f"outputs.timeline_interval_s; at most {MAX_TIMELINE_ROWS:,} rows"
+            )
+        return None
+
+
+def _largest(terms: list[tuple[str, float]]) -> tuple[str, float]:
+    return max(terms, key=lambda t: t[1])
+
+
+def _cap(x: float) -> float:
+    """``x`` kept far beyond any limit but finite: an estimate never overflows an int."""
+    return 1e30 if math.isnan(x) else max(-1e30, min(x, 1e30))
+
+
+def _bot_lever(b: Bots, per_bot: float) -> str:
+    """The field to name for bots' requests after the opening: their retries when those
+    bound them and are many, their pace when it does, else their number."""
+    if per_bot < 5 + 2 * b.max_retries:
+        return "bots.request_rate_per_s"
+    return "bots.max_retries" if b.max_retries > 1000 else "bots.accounts_per_operator"
+
+
+def run_size(sc: Scenario) -> RunSize:
+    """Estimate one replication's journeys, requests and timeline (see :class:`RunSize`)."""
+    h, b, svc, d = sc.humans, sc.bots, sc.service, sc.defenses
+    arr = h.arrivals
+    accounts = b.accounts
+    journeys = h.count + accounts
+
+    # the span: earliest arrival, end of the last phase, one journey's tail
+    start = [("sale.opens_at", 0.0)]
+    if accounts:
+        start.append(("bots.start_offset_s", -b.start_offset_s))
+    if h.count and isinstance(arr, BurstArrivals):
+        start.append(("humans.arrivals.early_window_s", arr.early_window_s))
+    end = [("sale.window_s", sc.sale.window_s)]
+    if accounts:
+        end.append(("bots.start_offset_s", b.start_offset_s + b.start_jitter_s))
+    if h.count and isinstance(arr, PoissonArrivals):
+        end.append(
+            ("humans.arrivals.rate_per_s", (h.count + 6 * h.count**0.5 + 6) / arr.rate_per_s)
+        )
+    if d.waiting_room.enabled and journeys:
+        wr = d.waiting_room
+        flow, cap = wr.new_users_per_min / 60, wr.max_active / wr.session_s
+        by = (
+            "defenses.waiting_room.new_users_per_min"
+            if flow <= cap
+            else "defenses.waiting_room.max_active"
+        )
+        end.append((by, journeys / min(flow, cap)))
+    if d.lottery.enabled:
+        end.append(
+            ("defenses.lottery.claim_window_s", d.lottery.entry_window_s + d.lottery.claim_window_s)
+        )
+    if d.review.enabled:
+        end.append(("defenses.review.at_s", d.review.at_s))
+    if d.resale.enabled:
+        end.append(("defenses.resale.at_s", d.resale.at_s + d.resale.window_s))
+    delays = [
+        ("humans.think_s", h.think_s.quantile(_TAIL_Q)),
+        ("humans.refresh_s", h.refresh_s),
+        ("service.step_s.view", svc.step_s.view.quantile(_TAIL_Q)),
+        ("service.step_s.cart", svc.step_s.cart.quantile(_TAIL_Q)),
+        ("service.step_s.pay", svc.step_s.pay.quantile(_TAIL_Q)),
+        (
+            "service.payment.gateway_s",
+            min(svc.payment.gateway_s.quantile(_TAIL_Q), svc.payment.timeout_s),
+        ),
+    ]
+    if d.captcha.enabled:
+        delays.append(("humans.captcha_solve_s", h.captcha_solve_s.quantile(_TAIL_Q)))
+        delays.append(("bots.captcha_solve_s", b.captcha_solve_s.quantile(_TAIL_Q)))
+    if accounts:
+        delays.append(("bots.request_rate_per_s", 1 / b.request_rate_per_s))
+    if d.rate_limit.enabled:
+        rl = d.rate_limit
+        delays.append(("defenses.rate_limit.per_account_per_s", 1 / rl.per_account_per_s))
+        delays.append(("defenses.rate_limit.per_operator_per_s", 1 / rl.per_operator_per_s))
+    delay_by, delay = _largest(delays)
+    terms = [
+        _largest(start),
+        _largest(end),
+        (delay_by, 4 * delay),
+        ("service.cart_hold_s", svc.cart_hold_s),
+        ("service.queue_timeout_s", 2 * svc.queue_timeout_s),
+        ("service.payment.timeout_s", svc.payment.timeout_s),
+    ]
+    first = -_largest(start)[1]
+    last = sum(t for _, t in terms[1:])
+    span_s = last - first
+    step = sc.outputs.timeline_interval_s
+    rows = math.floor(_cap(last / step)) - math.floor(_cap(first / step)) + 1
+
+    # requests: steps and retries of every journey, refreshes before the opening
+    sale_s = last  # a bot keeps its cadence at most until the end
+    per_human = 5 + 2 * h.retries_on_error
+    early = 0.0
+    if isinstance(arr, BurstArrivals):
+        early = round(h.count * arr.early_share) * (arr.early_window_s / h.refresh_s + 1)
+    per_bot_after = min(5 + 2 * b.max_retries, b.request_rate_per_s * sale_s + 1)
+    parts = [
+        (
+            "humans.retries_on_error" if h.retries_on_error > 10 else "humans.count",
+            h.count * per_human,
+        ),
+        ("humans.refresh_s", early),
+        ("bots.start_offset_s", accounts * max(0.0, -b.start_offset_s) * b.request_rate_per_s),
+        (_bot_lever(b, per_bot_after), accounts * per_bot_after),
+    ]
+    requests = sum(n for _, n in parts) * (2 if d.resale.enabled else 1)
+    return RunSize(
+        journeys=journeys,
+        requests=math.ceil(_cap(requests)),
+        span_s=span_s,
+        timeline_rows=rows,
+        journeys_by="humans.count" if h.count >= accounts else "bots.accounts_per_operator",
+        requests_by=_largest(parts)[0],
+        span_by=_largest(terms)[0],
+    )
+
+
 class ScenarioError(ValueError):
     """A scenario that cannot be used; the message names file, field, value and what is allowed."""
 
 
-def _fmt_loc(loc: tuple[int | str, ...]) -> str:
-    """``('sale', 'channels', 0, 'name')`` -> ``sale.channels[0].name``, without the union
-    tags pydantic adds to the path (the user never wrote them)."""
+def _walk(loc: tuple[int | str, ...]) -> tuple[str, list[type[BaseModel]]]:
+    """The dotted path a user wrote for ``loc`` (``sale.channels[0].name``), without the
+    union tags pydantic adds (the user never wrote them), and the models that can hold
+    the last part's value."""
     out = ""
+    models: list[type[BaseModel]] = [Scenario]
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in _UNION_TAGS or "[" in part:
             continue
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        if fields:
+            out += f".{part}" if out else part
+            models = list(_models_in(fields[0].annotation))
+        elif part in _UNION_TAGS or "[" in part:  # defenses.rate_limit.burst keeps "burst"
+            tagged = [m for m in models if _has_tag(m, part)]
+            models = tagged or models
         else:
             out += f".{part}" if out else part
-    return out
+            models = []
+    return out, models
+
+
+def _has_tag(model: type[BaseModel], tag: str) -> bool:
+    return any(get_args(f.annotation) == (tag,) for f in model.model_fields.values())
+
+
+def _models_in(ann: Any) -> Iterator[type[BaseModel]]:
+    """Every BaseModel an annotation can hold (each member of a union)."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        yield ann
+    for arg in getattr(ann, "__args__", ()):
+        yield from _models_in(arg)
+
+
+def _fmt_loc(loc: tuple[int | str, ...]) -> str:
+    return _walk(loc)[0]
 
 
 _UNION_TAGS = frozenset(
@@ -541,18 +917,10 @@ _UNION_TAGS = frozenset(
 
 def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
     """Names a user may write at the table holding ``loc[-1]``."""
-    model: Any = Scenario
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        fields = getattr(model, "model_fields", None)
-        if fields is None or part not in fields:
-            return []
-        ann = fields[part].annotation
-        model = _model_of(ann)
-        if model is None:
-            return []
-    return sorted((f.alias or name) for name, f in getattr(model, "model_fields", {}).items())
+    models = _walk(loc[:-1])[1]
+    if len(models) != 1:
+        return []
+    return sorted((f.alias or name) for name, f in models[0].model_fields.items())
 
 
 def _model_of(ann: Any) -> Any:
@@ -576,15 +944,37 @@ def _describe(err: Any) -> str:
     if kind == "missing":
         return f"{loc}: required field is missing"
     msg = err["msg"].removeprefix("Value error, ")
-    if kind == "union_tag_invalid":
-        return f"{loc}: {msg}"
+    if kind in ("union_tag_invalid", "too_large"):  # too_large: the message names the field
+        return f"{loc}: {msg}" if loc else msg
     value = err.get("input")
-    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    shown = "" if isinstance(value, dict | list) or "(got " in msg else f" (got {_shown(value)})"
     return f"{loc or '<top>'}: {msg}{shown}"
+
+
+def _shown(value: Any) -> str:
+    """A bad value as the user wrote it, cut short: an error stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text):,} characters)"
+
+
+def _check_depth(data: Any, source: str) -> None:
+    """Refuse data nested deeper than MAX_DEPTH (walked without recursion)."""
+    stack = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ScenarioError(
+                f"{source}: tables and arrays are nested more than {MAX_DEPTH} levels deep"
+            )
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
 
 
 def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
     """Validate plain data into a Scenario; ``source`` names the file in errors."""
+    _check_depth(data, source)
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:
@@ -603,9 +993,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
                 f"{source}: --set {item!r}: expected dotted.path=value, e.g. humans.count=1000"
             )
         try:
-            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+            value = _toml_value(raw.strip())
         except tomllib.TOMLDecodeError:
             value = raw.strip()
+        except (ValueError, RecursionError) as e:  # 5,000 digits, [[[[...]]]]
+            raise ScenarioError(
+                f"{source}: --set {path}: not a usable value: {_reason(e)}"
+            ) from None
         node = out
         parts = path.split(".")
         for part in parts[:-1]:
@@ -614,7 +1008,35 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
                 raise ScenarioError(f"{source}: --set {item!r}: {part} is a value, not a table")
             node = child
         node[parts[-1]] = value
+    _check_depth(out, source)
+    named = _dig(data, ("target", "base_url"))
+    url = _dig(out, ("target", "base_url"))
+    if url != named and isinstance(url, str):
+        # the replay's safety rule: a remote target is named in a file, never on the command line
+        from flashsale.replay.target import refuse_command_line_url
+
+        refuse_command_line_url(url, source)
     return out
+
+
+def _toml_value(raw: str) -> Any:
+    return tomllib.loads(f"v = {raw}")["v"]
+
+
+def _dig(data: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return f"nested more than {MAX_DEPTH} levels deep"
+    if "integer string conversion" in str(e):
+        return "an integer of more than 4,300 digits"
+    return str(e).split("\n")[0]
 
 
 def _jsonable_toml(data: Any) -> Any:
@@ -627,19 +1049,38 @@ def _jsonable_toml(data: Any) -> Any:
     return data
 
 
+def _read_text(p: Path) -> str:
+    """The file's text, read no further than MAX_FILE_BYTES (``/dev/zero`` never ends)."""
+    try:
+        with p.open("rb") as f:
+            blob = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ScenarioError(f"{p}: no such file") from None
+    except OSError as e:
+        raise ScenarioError(f"{p}: cannot read: {e.strerror or e}") from None
+    if len(blob) > MAX_FILE_BYTES:
+        raise ScenarioError(
+            f"{p}: larger than {MAX_FILE_BYTES:,} bytes; a scenario file is a few KB"
+        )
+    try:
+        return blob.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(
+            f"{p}: cannot read: not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
+
+
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
     """Read, override and validate one scenario file. Raises ScenarioError on any problem."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{p}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ScenarioError(f"{p}: cannot read: {e}") from None
+    text = _read_text(p)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{p}: invalid TOML: {e}") from None
+    except (ValueError, RecursionError) as e:  # an integer of 5,000 digits, [[[[...]]]]
+        raise ScenarioError(f"{p}: invalid TOML: {_reason(e)}") from None
+    _check_depth(data, str(p))
     data = _jsonable_toml(data)
     if overrides:
         data = apply_overrides(data, overrides, str(p))

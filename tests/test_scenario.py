@@ -13,15 +13,29 @@ from typer.testing import CliRunner
 from flashsale.cli import app
 from flashsale.distributions import Gamma, Lognormal, Uniform
 from flashsale.scenario import (
+    MAX_CHANNELS,
+    MAX_COUNT,
+    MAX_DEPTH,
+    MAX_DURATION_S,
+    MAX_FILE_BYTES,
+    MAX_JOURNEYS,
+    MAX_RATE_PER_S,
+    MAX_REQUESTS,
+    MAX_RETRIES,
+    MAX_TIMELINE_ROWS,
+    MAX_UNITS,
+    MAX_WORKERS,
+    MIN_RATE_PER_S,
     Payment,
     Scenario,
     ScenarioError,
     load_scenario,
     parse_scenario,
+    run_size,
     scenario_hash,
 )
 
-from .conftest import SCENARIOS
+from .conftest import ROOT, SCENARIOS
 
 BUILT_INS = sorted(SCENARIOS.glob("*.toml"))
 runner = CliRunner()
@@ -245,3 +259,332 @@ def test_stock_split_over_channels_sums_to_the_units(units: int) -> None:
     assert sum(parts) == units
     for part, channel in zip(parts, sale.channels, strict=True):
         assert abs(part - units * channel.stock_share) < 1  # largest remainder
+
+
+# ------------------------------------------------------------- hardening (issue 13)
+# Each quoted failure: exit 2, one `error:` line naming the file, the field and what
+# is allowed, no traceback. Validation runs before anything else, so none can hang.
+
+
+def _one_error(r: Any, source: str, field: str, allowed: str) -> None:
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output + r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {source}: {field}"), lines[0]
+    assert allowed in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "allowed"),
+    [
+        ("service.cart_hold_s=inf", "service.cart_hold_s", "finite number"),
+        ("sale.window_s=inf", "sale.window_s", "finite number"),
+        ("bots.start_offset_s=nan", "bots.start_offset_s", "finite number"),
+        ("bots.start_offset_s=-inf", "bots.start_offset_s", "finite number"),
+        ("bots.start_offset_s=-1e12", "bots.start_offset_s", "greater than or equal to -2592000"),
+        ('humans.think_s={dist="exponential",mean=inf}', "humans.think_s.mean", "finite number"),
+        ("humans.think_s=inf", "humans.think_s", "finite number"),
+        ("humans.patience_s=inf", "humans.patience_s", "finite number"),
+        ("service.queue_timeout_s=inf", "service.queue_timeout_s", "finite number"),
+        ("defenses.resale.at_s=inf", "defenses.resale.at_s", "finite number"),
+        ("sale.unit_price=nan", "sale.unit_price", "finite number"),
+        ("humans.count=1000000000", "humans.count", "less than or equal to 5000000"),
+        ("service.workers=1e9", "service.workers", "valid integer"),
+        ("service.workers=1000000000", "service.workers", "less than or equal to 100000"),
+        ("outputs.timeline_interval_s=1e-9", "outputs.timeline_interval_s", "0.001"),
+        ("sale.units=100000000000000000000", "sale.units", "less than or equal to 1000000000"),
+        ("humans.count=true", "humans.count", "valid integer"),
+        ('defenses.captcha.enabled="yes"', "defenses.captcha.enabled", "valid boolean"),
+        ("schema_version=1.0", "schema_version", "schema_version = 1 (an integer)"),
+        ("schema_version=true", "schema_version", "schema_version = 1 (an integer)"),
+        ('schema_version="1"', "schema_version", "schema_version = 1 (an integer)"),
+        ("sale.units=12.0", "sale.units", "valid integer"),
+        ('sale.window_s="60"', "sale.window_s", "valid number"),
+        ("defenses.resale.units=true", "defenses.resale.units", "'cancelled' or a whole number"),
+    ],
+)
+def test_quoted_bad_values_exit_2_naming_field_and_rule(
+    smoke_path: Path, override: str, field: str, allowed: str
+) -> None:
+    r = runner.invoke(app, ["validate", str(smoke_path), "--set", override])
+    _one_error(r, str(smoke_path), field, allowed)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "bots.start_offset_s=nan",
+        "bots.start_offset_s=-inf",
+        "bots.start_offset_s=-1e12",
+        'humans.think_s={dist="exponential",mean=inf}',
+        "humans.count=1000000000",
+        "outputs.timeline_interval_s=1e-9",
+    ],
+)
+def test_simulate_refuses_before_running(smoke_path: Path, tmp_path: Path, override: str) -> None:
+    """These hung at 0/1 replications, gave meaningless figures or ran out of memory."""
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["simulate", str(smoke_path), "--set", override, "--out", str(out)])
+    field = override.split("=")[0]
+    _one_error(r, str(smoke_path), field, "")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("n", ["100000000", "0", "1001"])
+def test_simulate_replications_are_bounded(smoke_path: Path, tmp_path: Path, n: str) -> None:
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["simulate", str(smoke_path), "--replications", n, "--out", str(out)])
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        f"error: --replications: must be from 1 to 1,000, got {int(n):,}"
+    ]
+    assert not out.exists()
+
+
+def test_simulate_replications_must_fit_in_memory(
+    smoke_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flashsale.commands import simulate
+
+    monkeypatch.setattr(simulate, "_memory_bytes", lambda: 50 * 2**20)  # 50 MiB
+    args = ["simulate", str(smoke_path), "--set", "humans.count=500000", "--out"]
+    r = runner.invoke(app, [*args, str(tmp_path / "a"), "--replications", "2"])
+    assert r.exit_code == 2
+    (line,) = r.stderr.splitlines()
+    # 500,050 journeys x 120 B x 2 = 114 MiB at least; one replication (57 MiB) does not fit
+    assert line.startswith("error: --replications: 2 replications of smoke need at least 0.1 GiB")
+    assert line.endswith("this machine has 0.0 GiB; run at most 1")
+    assert not (tmp_path / "a").exists()
+
+
+def _nested(kind: str, n: int) -> str:
+    head = 'schema_version = 1\nname = "t"\n'
+    if kind == "arrays":
+        return head + "x = " + "[" * n + "]" * n + "\n"
+    if kind == "inline tables":
+        return head + "x = " + "{a = " * n + "1" + "}" * n + "\n"
+    return head + "[" + ".".join(["a"] * n) + "]\nb = 1\n"
+
+
+@pytest.mark.parametrize("kind", ["arrays", "inline tables", "dotted tables"])
+@pytest.mark.parametrize("n", [40, 5_000])
+def test_deeply_nested_file_is_refused(tmp_path: Path, kind: str, n: int) -> None:
+    p = _write(tmp_path, _nested(kind, n))
+    r = runner.invoke(app, ["validate", str(p)])
+    _one_error(r, str(p), "", "nested more than 32 levels deep")
+
+
+def test_endless_or_huge_file_is_refused(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["validate", "/dev/zero"])
+    _one_error(r, "/dev/zero", "larger than 1,048,576 bytes", "")
+    big = _write(tmp_path, GOOD + "#" * (1 << 20))
+    _one_error(runner.invoke(app, ["validate", str(big)]), str(big), "larger than", "")
+
+
+def test_unusable_literals_are_refused(tmp_path: Path, smoke_path: Path) -> None:
+    p = _write(tmp_path, GOOD.replace("units = 10", "units = " + "9" * 5000))
+    _one_error(runner.invoke(app, ["validate", str(p)]), str(p), "invalid TOML", "4,300 digits")
+    r = runner.invoke(app, ["validate", str(smoke_path), "--set", "x=" + "[" * 5000 + "]" * 5000])
+    _one_error(r, str(smoke_path), "--set x", "nested more than 32 levels deep")
+    r = runner.invoke(app, ["validate", str(smoke_path), "--set", "sale.units=" + "9" * 5000])
+    _one_error(r, str(smoke_path), "--set sale.units", "4,300 digits")
+
+
+def test_a_long_bad_value_is_shown_cut_short(smoke_path: Path) -> None:
+    r = runner.invoke(app, ["validate", str(smoke_path), "--set", f'name="{"x y" * 10_000}"'])
+    _one_error(r, str(smoke_path), "name", "(30,002 characters)")
+    assert len(r.stderr) < 300
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("oversold_units = '< 1e999'", "the value must be a finite number"),
+        ("oversold_units = '< 1.2.3'", "the value must be a finite number"),
+        ("oversold_units = 0", "expected an operator"),
+    ],
+)
+def test_threshold_values_are_finite_numbers(tmp_path: Path, table: str, expected: str) -> None:
+    p = _write(tmp_path, GOOD + "[thresholds]\n" + table + "\n")
+    _one_error(runner.invoke(app, ["validate", str(p)]), str(p), "thresholds", expected)
+
+
+def test_thresholds_as_a_list_cannot_skip_the_metric_check(tmp_path: Path) -> None:
+    p = _write(tmp_path, GOOD + "[[thresholds]]\nmetric = 'nonsense'\nop = '<'\nvalue = 1\n")
+    _one_error(runner.invoke(app, ["validate", str(p)]), str(p), "thresholds", "must be a table")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ('target.headers={"X-A"="b\\r\\nEvil: 1"}', "no line breaks"),
+        ('target.headers={"bad name"="x"}', "not an HTTP header name"),
+        ('target.paths.cart="/v1/cart now"', "no spaces"),
+        ('target.auth={kind="bearer",token_env="1BAD"}', "should match pattern"),
+        ('target.base_url="http://"', "http(s) URL"),
+    ],
+)
+def test_target_text_is_checked(smoke_path: Path, override: str, expected: str) -> None:
+    r = runner.invoke(app, ["validate", str(smoke_path), "--set", override])
+    _one_error(r, str(smoke_path), "target.", expected)
+
+
+# ------------------------------------------------------------------ --set target.base_url
+
+
+def test_remote_url_by_set_is_refused_even_with_allow_remote(
+    smoke_path: Path, tmp_path: Path
+) -> None:
+    """README: a URL given on the command line alone is refused; --set is the command line."""
+    url = "https://staging.example.com"
+    args = ["--set", f"target.base_url={url}", "--allow-remote", "--out", str(tmp_path / "r")]
+    r = runner.invoke(app, ["replay", str(smoke_path), *args])
+    _one_error(r, str(smoke_path), "--set target.base_url", "name it as base_url in the")
+    assert not (tmp_path / "r").exists()
+    r = runner.invoke(app, ["validate", str(smoke_path), "--set", f'target={{base_url="{url}"}}'])
+    _one_error(r, str(smoke_path), "--set target.base_url", "is not loopback")
+
+
+def test_loopback_or_file_named_url_by_set_is_accepted(smoke_path: Path, tmp_path: Path) -> None:
+    sc = load_scenario(smoke_path, ["target.base_url=http://127.0.0.1:8000"])
+    assert sc.target.base_url == "http://127.0.0.1:8000"
+    named = _write(tmp_path, GOOD + '[target]\nbase_url = "https://staging.example.com"\n')
+    same = load_scenario(named, ["target.base_url=https://staging.example.com"])
+    assert same.target.base_url == "https://staging.example.com"
+    with pytest.raises(ScenarioError, match="is not loopback"):
+        load_scenario(named, ["target.base_url=https://elsewhere.example.com"])
+
+
+# -------------------------------------------------------------------------- run size
+
+
+def test_run_size_bounds_what_a_simulation_holds(smoke_path: Path) -> None:
+    """The estimate is an upper bound: journeys exact, requests and timeline rows above
+    what the engine produced, for the smoke sale and for slow, heavy-tailed thinkers."""
+    from flashsale.sim.engine import simulate
+
+    for extra in ([], ['humans.think_s={dist="lognormal",median=30,sigma=1.5}']):
+        sc = load_scenario(smoke_path, extra)
+        size = run_size(sc)
+        out = simulate(sc, replication=0).outcome
+        assert size.journeys == len(out.journeys["journey"]) == 1050
+        assert len(out.requests["journey"]) <= size.requests
+        assert len(out.timeline["t"]) <= size.timeline_rows
+
+
+def test_poco_m3_fits_with_room_to_spare() -> None:
+    size = run_size(load_scenario(SCENARIOS / "poco_m3.toml"))
+    assert size.journeys * 10 < MAX_JOURNEYS
+    assert size.requests * 10 < MAX_REQUESTS
+    assert size.timeline_rows * 1000 < MAX_TIMELINE_ROWS
+    resale = run_size(load_scenario(SCENARIOS / "poco_m3_resale.toml"))
+    assert resale.timeline_rows * 10 < MAX_TIMELINE_ROWS
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "figure"),
+    [
+        (
+            ["humans.count=4000000", "bots.operators=2000", "bots.accounts_per_operator=1000"],
+            "humans.count",
+            "6,000,000 journeys",
+        ),
+        (
+            ["bots.operators=5000", "bots.accounts_per_operator=1000"],
+            "bots.accounts_per_operator",
+            "5,001,000 journeys",
+        ),
+        (["bots.start_offset_s=-2000000"], "bots.start_offset_s", "requests per replication"),
+        (
+            ["humans.count=4000000", "humans.retries_on_error=100"],
+            "humans.retries_on_error",
+            "requests per replication",
+        ),
+        (
+            ['humans.arrivals={profile="poisson",rate_per_s=1e-6}'],
+            "humans.arrivals.rate_per_s",
+            "timeline rows",
+        ),
+        (
+            [
+                "outputs.timeline_interval_s=0.001",
+                "defenses.review.enabled=true",
+                "defenses.review.at_s=2000000",
+            ],
+            "outputs.timeline_interval_s",
+            "timeline rows",
+        ),
+        (
+            ['humans.think_s={dist="lognormal",median=100000,sigma=3}'],
+            "humans.think_s",
+            "timeline rows",
+        ),
+        (
+            ["defenses.waiting_room.enabled=true", "defenses.waiting_room.new_users_per_min=0.001"],
+            "defenses.waiting_room.new_users_per_min",
+            "timeline rows",
+        ),
+    ],
+)
+def test_runs_that_cannot_fit_are_refused_naming_the_driver(
+    smoke_path: Path, overrides: list[str], field: str, figure: str
+) -> None:
+    args = [x for o in overrides for x in ("--set", o)]
+    r = runner.invoke(app, ["validate", str(smoke_path), *args])
+    _one_error(r, str(smoke_path), field, figure)
+    assert "at most" in r.stderr
+
+
+def test_readme_states_every_limit() -> None:
+    from flashsale.commands.simulate import MAX_REPLICATIONS
+
+    readme = (ROOT / "README.md").read_text()
+    reference = readme[readme.index("## Scenario reference") : readme.index("## Outcome tables")]
+    for limit in (
+        MAX_JOURNEYS,
+        MAX_REQUESTS,
+        MAX_TIMELINE_ROWS,
+        MAX_UNITS,
+        MAX_COUNT,
+        MAX_WORKERS,
+        MAX_RETRIES,
+        MAX_DURATION_S,
+        MAX_FILE_BYTES // 2**20,
+        MAX_REPLICATIONS,
+    ):
+        assert f"{limit:,}" in reference, limit
+    assert f"{MAX_CHANNELS} channels" in reference and f"{MAX_DEPTH} levels" in reference
+    assert (MIN_RATE_PER_S, MAX_RATE_PER_S) == (1e-6, 1e6)
+    assert "1e-6 to 1e6 per second" in reference
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # a field named like a union tag ("burst" is also an arrivals profile) keeps its name
+        ("defenses.rate_limit.burst=false", "defenses.rate_limit.burst: Input should be a valid"),
+        (
+            'humans.arrivals={profile="poisson",rate_per_s=1,bogus=1}',
+            "humans.arrivals.bogus: unknown field; allowed here: profile, rate_per_s",
+        ),
+        (
+            'humans.think_s={dist="gamma",mean=1,cv=0.5,k=2}',
+            "humans.think_s.k: unknown field; allowed here: cv, dist, mean",
+        ),
+        ("sale.opens_at=36000", "sale.opens_at: must be a TOML local time like 10:00:00"),
+        ("sale.date=0", "sale.date: must be a TOML date like 2021-01-26"),
+        ("sale.date=2021-01-26T10:00:00", "sale.date: must be a TOML date"),
+    ],
+)
+def test_errors_name_the_field_as_written(smoke_path: Path, override: str, expected: str) -> None:
+    r = runner.invoke(app, ["validate", str(smoke_path), "--set", override])
+    _one_error(r, str(smoke_path), expected, "")
+
+
+def test_dates_and_times_still_load_from_toml_and_round_trip(tmp_path: Path) -> None:
+    sc = load_scenario(SCENARIOS / "poco_m3.toml", ["sale.opens_at=09:30:00"])
+    assert str(sc.sale.date) == "2021-01-26" and str(sc.sale.opens_at) == "09:30:00"
+    again = _write(tmp_path, sc.to_toml())
+    assert load_scenario(again) == sc

@@ -14,17 +14,26 @@ from flashsale._cli_utils import SetOption, fail, load_or_exit
 from flashsale.outcome import Outcome
 from flashsale.postrun import finish_run
 from flashsale.runs import RunError, open_run
+from flashsale.scenario import Scenario, run_size
 from flashsale.sim.engine import UnsupportedScenario, check_supported
 from flashsale.sim.runner import run_replications
 from flashsale.sim.stock import OversellError
 
-__all__ = ["simulate"]
+__all__ = ["MAX_REPLICATIONS", "simulate"]
+
+MAX_REPLICATIONS = 1000
+"""A run folder names replications rep-000 to rep-999."""
+
+_BYTES_PER_JOURNEY = 120
+"""Memory one journey takes in the metrics, at the least: its journeys row (77 bytes) and
+its first request's row (44 bytes). Metrics read every replication's tables at once."""
 
 
 def simulate(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
     replications: Annotated[
-        int, typer.Option(min=1, help="Independent replications (seeds r = 0..N-1).")
+        int,
+        typer.Option(help=f"Independent replications (seeds r = 0..N-1), 1 to {MAX_REPLICATIONS}."),
     ] = 1,
     seed: Annotated[
         int | None, typer.Option(min=0, help="Root seed; default: the scenario's seed.")
@@ -46,6 +55,7 @@ def simulate(
         check_supported(sc)
     except UnsupportedScenario as e:
         fail(f"{scenario}: {e}")
+    _check_replications(sc, replications)
     if seed is not None:  # the run folder's scenario.toml then re-runs this very sale
         sc = sc.model_copy(update={"seed": seed})
     root_seed = sc.seed
@@ -69,6 +79,28 @@ def simulate(
     except OversellError as e:
         fail(f"{run.path}: the run failed: {e}", code=1)
     raise typer.Exit(code=finish_run(run))
+
+
+def _check_replications(sc: Scenario, replications: int) -> None:
+    """Exit 2 unless 1 <= replications <= MAX_REPLICATIONS and their tables fit in memory."""
+    if not 1 <= replications <= MAX_REPLICATIONS:
+        fail(f"--replications: must be from 1 to {MAX_REPLICATIONS:,}, got {replications:,}")
+    need = replications * run_size(sc).journeys * _BYTES_PER_JOURNEY
+    have = _memory_bytes()
+    if have is not None and need > have:
+        fail(
+            f"--replications: {replications:,} replications of {sc.name} need at least "
+            f"{need / 2**30:,.1f} GiB of memory for their tables and this machine has "
+            f"{have / 2**30:,.1f} GiB; run at most {max(1, have // (need // replications)):,}"
+        )
+
+
+def _memory_bytes() -> int | None:
+    """Physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _progress() -> Progress:
