@@ -1,49 +1,84 @@
-"""A small TOML writer for resolved scenarios (tomllib reads TOML; nothing in the
-standard library writes it). Tables become [sections], distributions stay inline,
-lists of tables become [[arrays]]; the output reads back to the same data.
+"""TOML out for resolved scenarios, written with tomlkit (tomllib reads TOML; nothing in
+the standard library writes it). Tables become [sections], distributions stay inline
+tables, lists of tables become [[arrays]]; tomlkit quotes every key that is not bare
+(``"X-Café"``), escapes every string, and keeps a sub-table of an array's table under
+that table. ``tests/test_toml.py`` reads every built-in scenario back from its output.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
+from typing import Any
+
+import tomlkit
+from tomlkit.items import AoT, InlineTable, Item, Table
 
 __all__ = ["dumps"]
 
 
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+def dumps(data: Mapping[str, Any]) -> str:
+    """``data`` as a TOML document that ``tomllib.loads`` reads back to equal data."""
+    doc = tomlkit.document()
+    _fill(doc, data)
+    return doc.as_string()
+
+
+def _fill(container: Any, data: Mapping[str, Any]) -> None:
+    """Values first, then [tables], then [[arrays of tables]] (the order TOML needs)."""
+    values, tables, arrays = [], [], []
+    for k, v in data.items():
+        if not isinstance(k, str):
+            raise TypeError(f"cannot write a {type(k).__name__} key as TOML")
+        if _is_table(v):
+            tables.append((k, v))
+        elif _is_array_of_tables(v):
+            arrays.append((k, v))
+        else:
+            values.append((k, v))
+    for k, v in values:
+        container.add(k, _value(v))
+    for k, v in tables:
+        container.add(k, _table(v))
+    for k, items in arrays:
+        aot = AoT([])
+        for item in items:
+            aot.append(_table(item))
+        container.add(k, aot)
+
+
+def _is_table(v: object) -> bool:
+    """A non-empty table that is not a distribution (those stay inline)."""
+    return isinstance(v, Mapping) and bool(v) and "dist" not in v
+
+
+def _is_array_of_tables(v: object) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, Mapping) for x in v)
+
+
+def _table(data: Mapping[str, Any]) -> Table:
+    table = tomlkit.table()
+    _fill(table, data)
+    return table
+
+
+def _value(v: object) -> Item:
+    """One value, inline: a table as {k = v, ...}, a list as [...]."""
+    if isinstance(v, Mapping):
+        inline: InlineTable = tomlkit.inline_table()
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise TypeError(f"cannot write a {type(k).__name__} key as TOML")
+            inline.append(k, _value(x))
+        return inline
+    if isinstance(v, list | tuple):
+        array = tomlkit.array()
+        array.extend(_value(x) for x in v)
+        return array
+    if isinstance(v, bool | int | float | str):
+        return tomlkit.item(v)
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
-def _key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
-
-
-def dumps(data: dict[str, object], prefix: str = "") -> str:
-    """Tables as [sections], distributions inline, lists of tables as [[...]]."""
-    scalars, tables, arrays = [], [], []
-    for k, v in data.items():
-        if isinstance(v, dict) and v and "dist" not in v:
-            tables.append((k, v))
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            arrays.append((k, v))
-        else:
-            scalars.append(f"{_key(k)} = {_toml_value(v)}")
-    out = "\n".join(scalars)
-    for k, v in tables:
-        name = f"{prefix}{_key(k)}"
-        body = dumps(v, f"{name}.")
-        out += f"\n\n[{name}]\n{body}" if not body.startswith("\n") else f"\n\n[{name}]{body}"
-    for k, items in arrays:
-        for item in items:
-            out += f"\n\n[[{prefix}{_key(k)}]]\n{dumps(item).strip()}"
-    return out.strip("\n") + ("\n" if not prefix else "")
+def _toml_value(v: object) -> str:
+    """One value as a TOML literal, e.g. for ``--set PATH=VALUE``."""
+    return _value(v).as_string()

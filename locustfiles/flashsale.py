@@ -8,8 +8,9 @@ Headless::
 With the web UI, drop ``--headless`` and press Start (the shape sets the users);
 with ``--processes 4``, or ``--master`` here and ``--worker`` elsewhere, the
 master merges every worker's journeys and requests into one Outcome. All the
-machinery lives in flashsale.replay (shared with ``flashsale replay``); this
-file only names the classes Locust looks for.
+machinery lives in flashsale.replay; this file only names the classes Locust looks
+for, from the package's own locustfile (flashsale/replay/locustfile.py, the one
+``flashsale replay`` runs, so that a wheel install replays too).
 """
 
 import os
@@ -24,7 +25,7 @@ if sys.modules.get("flashsale") is sys.modules.get(__name__):
 _path = sys.path[:]
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 try:
-    from flashsale.replay.locust_app import HumanBuyer, SalePacer, ScalperBot, ScenarioReplay
+    from flashsale.replay.locustfile import HumanBuyer, SalePacer, ScalperBot, ScenarioReplay
 finally:
     sys.path[:] = _path
 

@@ -1,7 +1,8 @@
 """``flashsale replay``: the scenario as real traffic, against the reference service or staging.
 
-Locust runs in a child process (``python -m locust -f locustfiles/flashsale.py
---headless``): gevent's monkey-patching stays out of this process, which starts
+Locust runs in a child process (``python -m locust -f`` the package's own
+flashsale/replay/locustfile.py ``--headless``, so a wheel install replays without a
+source checkout): gevent's monkey-patching stays out of this process, which starts
 and stops the reference service, resets it to the sale, and writes the results
 folder with the same post-run pipeline as ``flashsale simulate``.
 """
@@ -36,8 +37,9 @@ from flashsale.runs import RunError, open_run
 
 __all__ = ["LOCUSTFILE", "replay"]
 
-LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "flashsale.py"
-"""The locustfile both ``locust -f`` users and this command run."""
+LOCUSTFILE = Path(__file__).resolve().parents[1] / "replay" / "locustfile.py"
+"""The locustfile this command runs, inside the package (``locustfiles/flashsale.py``,
+the example for ``locust -f`` users, imports its classes from it)."""
 
 _STARTUP_S = 5.0  # Locust's own start-up, before the first arrival is due
 _GRACE_S = 60.0  # beyond the plan, before the child is declared stuck
@@ -84,7 +86,7 @@ def replay(
     if processes < 1:
         fail(f"--processes: must be >= 1, got {processes}")
     if not LOCUSTFILE.exists():
-        fail(f"{LOCUSTFILE}: the locustfile is missing (run from a source checkout)")
+        fail(f"{LOCUSTFILE}: the locustfile is missing (a broken install: reinstall flashsale)")
     passthrough = [x for item in (set_ or []) for x in ("--set", item)]
     if target_config is not None:
         passthrough += ["--target-config", str(target_config)]

@@ -1,7 +1,9 @@
 """Locust glue: options, the open-model shape, the pacer, the buyer users, the merge.
 
-Import this only inside a Locust process (it brings gevent). ``locustfiles/
-flashsale.py`` re-exports the classes below, which is all Locust needs.
+Import this only inside a Locust process (it brings gevent). The package's
+locustfile, :mod:`flashsale.replay.locustfile` (what ``flashsale replay`` runs),
+re-exports the classes below, which is all Locust needs; ``locustfiles/flashsale.py``
+re-exports them from there.
 
 Open model. Locust's users are a closed model: a fixed number of users, each
 waiting for its response before the next request, so arrivals slow down when
