@@ -7,6 +7,19 @@ up. Both refusals are :class:`Overloaded` (a 503 with Retry-After) rather than a
 unbounded queue, which is what turns a flash sale into timeouts everywhere. A
 client may say how long it will wait (its patience); if that runs out first, the
 request leaves the queue unserved: :class:`Abandoned` (499), as in the simulation.
+
+A worker taken free is held across at least one turn of the event loop. The
+service is one event loop: a request that never waits (SQLite answers in
+microseconds, on the loop) would take its worker and give it back within one
+callback, so no other request could ever find the workers busy, none was ever
+queued or refused, and the real queue formed where no limit or timeout applies:
+in the loop's ready queue, the sockets and the kernel's accept queue (issue 11:
+no 503 with ``workers = 1, queue_limit = 0`` on SQLite, p99 25.6 s against
+``queue_timeout_s = 2``). Held for a turn, the worker is busy for every request
+that arrives in that turn: those are the concurrent requests of a single-threaded
+server, and they queue or are refused by the rules above. (Handing SQLite to a
+thread instead cost 40-50% of the checkout throughput: the GIL changes hands at
+every statement.)
 """
 
 from __future__ import annotations
@@ -56,7 +69,8 @@ class CapacityLimiter:
         """Requests in service and queued, per worker: the payment model's load."""
         return (self.active + self.waiting) / self.workers
 
-    async def _acquire(self, patience_s: float) -> None:
+    async def _acquire(self, patience_s: float) -> bool:
+        """Take a worker; True if the request had to wait for it."""
         if self._sem.locked():
             if self.waiting >= self.queue_limit:
                 raise Overloaded("queue full", OVERLOADED_RETRY_AFTER_S)
@@ -69,9 +83,11 @@ class CapacityLimiter:
                 raise Overloaded("queue timeout", OVERLOADED_RETRY_AFTER_S) from None
             finally:
                 self.waiting -= 1
-        else:
-            await self._sem.acquire()  # a free worker: returns without suspending
+            self.active += 1
+            return True
+        await self._sem.acquire()  # a free worker: returns without suspending
         self.active += 1
+        return False
 
     def _release(self) -> None:
         self.active -= 1
@@ -81,8 +97,10 @@ class CapacityLimiter:
     async def slot(self, patience_s: float = math.inf) -> AsyncIterator[None]:
         """Hold a worker for the block; raises :class:`Overloaded` if none comes within
         the queue's limits, :class:`Abandoned` if none comes within ``patience_s``."""
-        await self._acquire(patience_s)
+        waited = await self._acquire(patience_s)
         try:
+            if not waited:
+                await asyncio.sleep(0)  # hold it for a turn of the loop (module docstring)
             yield
         finally:
             self._release()
