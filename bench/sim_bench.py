@@ -1,10 +1,16 @@
 """Benchmark: one full-scale replication of a scenario, our engine vs a naive SimPy model.
 
     .venv/bin/python bench/sim_bench.py [scenarios/poco_m3.toml] [--naive/--no-naive]
+        [--repeat N] [--sequence N]
 
 Prints, for each model, wall and CPU time, simulated events per second, journeys
 and requests per second and peak RSS (each model runs in its own process, so
 RSS is its own), then the ratios. Not a test: timings depend on the machine.
+
+Then (``--sequence N``, default 8; 0 skips it) the memory of a process that runs N
+replications back to back, as a ``flashsale simulate`` worker (or ``--workers 1``)
+does: its peak RSS after the first replication and after the N-th, which should
+be flat (each replication is freed before the next).
 
 The naive reference is the textbook way to write the same model: one SimPy
 process per request, a ``simpy.Resource`` for the workers, a process per cart
@@ -35,6 +41,7 @@ import simpy
 from flashsale.arrivals import HUMAN, build_schedule
 from flashsale.scenario import Scenario, load_scenario
 from flashsale.sim.engine import simulate
+from flashsale.sim.runner import run_jobs
 from flashsale.streams import Streams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +65,15 @@ def run_engine(sc: Scenario) -> dict[str, Any]:
         "units_sold": int(j["units"].sum()),
         "peak_rss_mib": _rss_mib(),
     }
+
+
+def run_sequence(sc: Scenario, n: int) -> dict[str, Any]:
+    """Replications 0..n-1 back to back in this process through the runner (what a
+    pool worker runs per job), peak RSS after each."""
+    peaks: list[float] = []
+    t0 = time.perf_counter()
+    run_jobs([(sc, sc.seed, r) for r in range(n)], 1, lambda i, o: peaks.append(_rss_mib()))
+    return {"wall_s": time.perf_counter() - t0, "peak_rss_mib": peaks}
 
 
 def run_naive(sc: Scenario, limit_s: float) -> dict[str, Any]:
@@ -219,9 +235,19 @@ def run_naive(sc: Scenario, limit_s: float) -> dict[str, Any]:
     }
 
 
-def _child(model: str, path: str, limit_s: float) -> dict[str, Any]:
+def _child(model: str, path: str, limit_s: float, sequence: int = 0) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, path, "--child", model, "--naive-limit-s", str(limit_s)],
+        [
+            sys.executable,
+            __file__,
+            path,
+            "--child",
+            model,
+            "--naive-limit-s",
+            str(limit_s),
+            "--sequence",
+            str(sequence),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -255,11 +281,21 @@ def main() -> None:
         default=600.0,
         help="CPU seconds after which the naive model is stopped (ratio = lower bound)",
     )
-    ap.add_argument("--child", choices=("engine", "naive"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--sequence",
+        type=int,
+        default=8,
+        help="replications back to back in one process, peak RSS after the first and "
+        "the last (default 8; 0 skips)",
+    )
+    ap.add_argument("--child", choices=("engine", "naive", "sequence"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         sc = load_scenario(args.scenario)
-        r = run_engine(sc) if args.child == "engine" else run_naive(sc, args.naive_limit_s)
+        if args.child == "sequence":
+            r = run_sequence(sc, args.sequence)
+        else:
+            r = run_engine(sc) if args.child == "engine" else run_naive(sc, args.naive_limit_s)
         print(json.dumps(r))
         return
     sc = load_scenario(args.scenario)
@@ -269,6 +305,8 @@ def main() -> None:
     )
     if args.repeat < 1:
         ap.error(f"--repeat: must be >= 1 (got {args.repeat})")
+    if args.sequence < 0 or args.sequence == 1:
+        ap.error(f"--sequence: must be 0 (skip) or >= 2 (got {args.sequence})")
     print(f"  load average before: {_load()}")
     runs = [_child("engine", args.scenario, args.naive_limit_s) for _ in range(args.repeat)]
     for r in runs:
@@ -298,6 +336,17 @@ def main() -> None:
             f"cpu {bound}{naive['cpu_s'] / engine['cpu_s']:.1f}x, "
             f"peak RSS {naive['peak_rss_mib'] / peak_rss:.1f}x"
         )
+    growth = None
+    if args.sequence:
+        seq = _child("sequence", args.scenario, args.naive_limit_s, args.sequence)
+        peaks = seq["peak_rss_mib"]
+        growth = peaks[-1] / peaks[0] - 1
+        print(
+            f"  {args.sequence} replications back to back in one process "
+            f"({seq['wall_s']:.1f} s): peak RSS {peaks[0]:.0f} MiB after 1, "
+            f"{peaks[-1]:.0f} MiB after {args.sequence} ({100 * growth:+.0f}%); "
+            f"after each: {', '.join(f'{p:.0f}' for p in peaks)} MiB"
+        )
     print(f"  load average after: {_load()}")
     print(
         f"  targets: engine wall <= 10 s: {'yes' if engine['wall_s'] <= 10 else 'NO'}; "
@@ -305,6 +354,12 @@ def main() -> None:
         + (
             f"; >= 3x faster than naive: {'yes' if naive['cpu_s'] >= 3 * engine['cpu_s'] else 'NO'}"
             if args.naive
+            else ""
+        )
+        + (
+            f"; memory flat over {args.sequence} replications (<= +10%): "
+            f"{'yes' if growth <= 0.10 else 'NO'}"
+            if growth is not None
             else ""
         )
     )

@@ -1,6 +1,8 @@
 """The ``flashsale`` command line. Each command is a thin shell over a library call.
 
-Exit codes: 0 ok, 1 thresholds breached or the run failed, 2 bad input.
+Exit codes: 0 ok, 1 thresholds breached or the run failed, 2 bad input, 130
+interrupted (Ctrl-C, SIGTERM). Every command runs inside ``guarded``: the one
+place where an exception becomes an exit code and a line on stderr.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from flashsale._cli_utils import USER_ERROR, SetOption, load_or_exit
+from flashsale._cli_utils import USER_ERROR, SetOption, guarded, load_or_exit
 from flashsale.commands.compare import compare
 from flashsale.commands.replay import replay
 from flashsale.commands.report import report
@@ -35,6 +37,7 @@ app = typer.Typer(
 
 
 @app.command()
+@guarded
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Scenario TOML files to check.")],
     set_: SetOption = None,
@@ -44,9 +47,10 @@ def validate(
     for path in files:
         try:
             sc = load_scenario(path, set_ or [])
-        except ScenarioError as e:
+        except (ScenarioError, OSError) as e:
             bad += 1
-            for line in str(e).splitlines():
+            text = str(e) if isinstance(e, ScenarioError) else f"{path}: cannot read: {e.strerror}"
+            for line in text.splitlines():
                 typer.echo(f"error: {line}", err=True)
             continue
         typer.echo(
@@ -58,6 +62,7 @@ def validate(
 
 
 @app.command()
+@guarded
 def show(
     file: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
     set_: SetOption = None,
@@ -68,12 +73,12 @@ def show(
     typer.echo(json.dumps(sc.to_toml_dict(), indent=2) if as_json else sc.to_toml())
 
 
-app.command()(report)
-app.command()(compare)
-app.command("serve")(serve_command)
-app.command()(replay)
-app.command()(simulate)
-app.command()(sweep)
+app.command()(guarded(report))
+app.command()(guarded(compare))
+app.command("serve")(guarded(serve_command))
+app.command()(guarded(replay))
+app.command()(guarded(simulate))
+app.command()(guarded(sweep))
 
 
 def _terminate(signum: int, frame: FrameType | None) -> NoReturn:

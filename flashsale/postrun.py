@@ -1,14 +1,24 @@
 """The post-run pipeline both engines call: tables -> metrics.json, charts, report.html.
 
 ``flashsale simulate`` and ``flashsale replay`` call :func:`finish_run` once the
-run folder is complete; ``flashsale report`` calls it again on a stored run. It
+run's tables are written; ``flashsale report`` calls it again on a stored run. It
 reads only the run folder (manifest + Outcome tables + the replay audit in the
 manifest, if any), so whichever engine made the run, the same figures come out.
+
+The report is part of the run: a run is ``complete`` only once its metrics.json,
+charts and report.html are written. A report that fails (a full disk) or is
+interrupted leaves the run ``failed`` or ``incomplete`` in phase ``report``, with
+no temporary file behind; ``flashsale report`` writes it again from the tables.
+A run that is missing tables or parts (killed after 2 of 4 replications) is
+reported on only when asked (``partial=True``), and then the page and
+metrics.json say so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +28,14 @@ from flashsale.charts import draw_run_charts
 from flashsale.metrics import compute_metrics, fmt_interval, fmt_metric
 from flashsale.outcome import Outcome, OutcomeError
 from flashsale.report import write_run_report
-from flashsale.runs import RunError, RunFolder, write_json_atomic
+from flashsale.runs import (
+    IncompleteRun,
+    RunError,
+    RunFolder,
+    mark_stopped,
+    remove_partials,
+    write_json_atomic,
+)
 from flashsale.scenario import ScenarioError
 from flashsale.thresholds import Verdict, check_thresholds, exit_code
 
@@ -58,7 +75,7 @@ def load_run_metrics(run: RunFolder) -> dict[str, Any]:
     """
     reps = run.replications()
     if not reps:
-        raise RunError(f"{run.path}: no finished replication to report on (status {run.status})")
+        raise RunError(f"{run.path}: no finished replication to report on ({run.describe_state()})")
     try:
         scenario = run.scenario
         outcomes: list[Outcome] = [run.load_replication(r) for r in reps]
@@ -96,24 +113,74 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def finish_run(run: RunFolder, echo: Callable[[str], None] = typer.echo) -> int:
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _reporting(run: RunFolder, whole: bool) -> Iterator[None]:
+    """Keep the manifest honest while the report is written. A whole run is
+    ``running`` in phase ``report`` meanwhile and ``complete`` after; a report cut
+    short marks it ``failed``/``incomplete`` and leaves no temporary file. A partial
+    report changes nothing in the manifest: the run stays what it was."""
+    if whole:
+        run.update(status="running", phase="report", error=None)
+    try:
+        yield
+    except BaseException as e:
+        remove_partials(run.path)
+        if whole:
+            mark_stopped(run, e, phase="report")
+        if isinstance(e, OSError) and e.filename is None:  # e.g. matplotlib's failed write
+            e.filename = str(run.path)
+        raise
+    if whole:
+        run.update(status="complete", error=None, reported_at=_now())
+
+
+def finish_run(
+    run: RunFolder, echo: Callable[[str], None] = typer.echo, *, partial: bool = False
+) -> int:
     """Write metrics.json, the charts and report.html into ``run``; print the summary.
 
     Returns the exit code: 0 when every threshold held, 1 when any was breached.
+    Raises RunError when the folder holds no replication or a bad table, and
+    IncompleteRun when the run is not whole (replications or parts missing) unless
+    ``partial``: then the report covers what there is and says it is partial.
     """
-    doc = load_run_metrics(run)
-    scenario = run.scenario
-    verdicts: list[Verdict] = check_thresholds(scenario.thresholds, doc["metrics"])
-    doc["thresholds"] = [v.as_json() for v in verdicts]
-    write_json_atomic(run.path / "metrics.json", doc)
-    charts = draw_run_charts(doc, run.path / "charts")
-    report = write_run_report(scenario, doc, charts, verdicts, run.path / "report.html")
+    reps_done = run.replications()
+    if not reps_done:
+        raise RunError(f"{run.path}: no finished replication to report on ({run.describe_state()})")
+    whole = run.whole
+    if not whole and not partial:
+        raise IncompleteRun(
+            f"{run.path}: not a whole run ({run.describe_state()}); "
+            f"`flashsale report --partial {run.path}` reports on what it holds"
+        )
+    with _reporting(run, whole):
+        doc = load_run_metrics(run)
+        doc["partial"] = not whole
+        doc["run"]["status"] = "complete" if whole else run.status
+        if not whole:
+            doc["run"]["replications_missing"] = run.missing()
+            doc["run"]["error"] = run.manifest.get("error")
+            doc["run"]["state"] = run.describe_state()
+        scenario = run.scenario
+        verdicts: list[Verdict] = check_thresholds(scenario.thresholds, doc["metrics"])
+        doc["thresholds"] = [v.as_json() for v in verdicts]
+        write_json_atomic(run.path / "metrics.json", doc)
+        charts = draw_run_charts(doc, run.path / "charts")
+        report = write_run_report(scenario, doc, charts, verdicts, run.path / "report.html")
 
     reps = len(doc["replications"])
-    echo(
-        f"{scenario.name}: {reps} replication{'s' if reps != 1 else ''} "
-        f"({run.manifest.get('engine')}, status {run.status})"
-    )
+    if whole:
+        echo(
+            f"{scenario.name}: {reps} replication{'s' if reps != 1 else ''} "
+            f"({run.manifest.get('engine')}, status {run.status})"
+        )
+    else:
+        engine = run.manifest.get("engine")
+        echo(f"{scenario.name}: PARTIAL report ({engine}, {doc['run']['state']})")
     for line in summary_lines(doc["metrics"]):
         echo(line)
     if verdicts:

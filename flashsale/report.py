@@ -145,17 +145,24 @@ def write_run_report(
     run = doc.get("run", {})
     reps = doc["replications"]
     m = doc["metrics"]
-    body = [f"<h1>Flash sale report: {escape(scenario.name)}</h1>"]
+    partial = bool(doc.get("partial"))
+    title = f"Flash sale report{' (PARTIAL)' if partial else ''}: {scenario.name}"
+    body = [f"<h1>{escape(title)}</h1>"]
     body.append(
         f'<p class="muted">engine {escape(run.get("engine"))}, {len(reps)} replication(s) '
         f"{escape(reps)}, status {escape(run.get('status'))}"
         + (f", replay scale {escape(run.get('scale'))}" if run.get("scale") is not None else "")
         + f", finished {escape(run.get('finished_at'))}; folder {escape(run.get('path'))}</p>"
     )
-    if run.get("status") not in (None, "complete"):
+    if partial:
+        missing = run.get("replications_missing") or []
         body.append(
-            f'<p class="warn">This run is <b>{escape(run.get("status"))}</b>: the figures '
-            "cover only the replications that finished.</p>"
+            f'<p class="warn"><b>Partial report</b>: this run is <b>{escape(run.get("status"))}'
+            f"</b> ({escape(run.get('state') or run.get('error') or 'not whole')}). The figures "
+            f"cover only replications {escape(reps)} of the {escape(run.get('replications_asked'))}"
+            " asked"
+            + (f"; replications {escape(missing)} are missing" if missing else "")
+            + ". Do not read them as the run's.</p>"
         )
     body.append("<h2>Scenario</h2>")
     body.append(
@@ -224,7 +231,8 @@ def write_run_report(
             num_from=9,
         )
     )
-    return write_text_atomic(path, html_page(f"flashsale report: {scenario.name}", body))
+    page_title = f"flashsale report{' (PARTIAL)' if partial else ''}: {scenario.name}"
+    return write_text_atomic(path, html_page(page_title, body))
 
 
 def write_compare_report(

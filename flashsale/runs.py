@@ -10,15 +10,23 @@
 
 The manifest is written first with status ``running`` and rewritten atomically
 at the end: ``complete``, ``failed`` (with the error) or ``incomplete``
-(interrupted). Tables are written under a temporary name and renamed, so a
-half-written table never looks complete.
+(interrupted). A run is ``complete`` only when everything it promises is written:
+its tables *and* its metrics, charts and report (``phase`` says which part was
+under way when a run stopped). Tables are written under a temporary name and
+renamed, so a half-written table never looks complete, and a write that fails
+leaves no temporary file behind. The manifest also records the process that
+wrote it (``pid``, ``host``): a run killed outright (SIGKILL) cannot rewrite its
+status, but a reader can tell that its ``running`` process is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,13 +40,18 @@ from flashsale.scenario import SCHEMA_VERSION, Scenario, parse_scenario, scenari
 
 __all__ = [
     "MANIFEST_SCHEMA",
+    "IncompleteRun",
     "RunError",
     "RunFolder",
     "Terminated",
     "default_run_dir",
     "interruption",
+    "mark_stopped",
     "new_results_dir",
     "open_run",
+    "prepare_output_dir",
+    "process_gone",
+    "remove_partials",
     "write_json_atomic",
     "write_text_atomic",
 ]
@@ -61,15 +74,33 @@ _PACKAGES = ("flashsale", "numpy", "simpy", "pydantic", "pyarrow", "locust", "ma
 
 
 class RunError(ValueError):
-    """A results folder that cannot be read or written as asked."""
+    """A results folder that cannot be read or written as asked (bad input: exit 2)."""
+
+
+class IncompleteRun(Exception):
+    """A run folder that does not hold everything its run promised (some replications,
+    or a part such as a replay's audit, were never written): reporting on it as if it
+    were whole would pass a fraction of a run off as the run."""
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e)
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write UTF-8 text under a temporary name, then rename: a reader (another
-    process, a browser reloading a report) never sees half a file."""
+    process, a browser reloading a report) never sees half a file, and a failed
+    write (a full disk) leaves neither half a file nor the temporary one."""
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write names no file
+            e.filename = str(path)
+        raise
     return path
 
 
@@ -95,6 +126,61 @@ def _now() -> str:
 def default_run_dir(scenario: Scenario, engine: str, root: Path = Path("results")) -> Path:
     """``results/<UTC timestamp>-<scenario>-<engine>``, unique even within one second."""
     return new_results_dir(f"{scenario.name}-{engine}", root)
+
+
+def prepare_output_dir(path: Path) -> Path:
+    """Create ``path`` for a command's output, or refuse it with a RunError naming it.
+
+    The one guard every output folder goes through (``--out`` or a default one): a
+    file, a non-empty folder or a place that cannot be created or written is one
+    line and exit 2 before anything runs, never a traceback halfway through a run.
+    """
+    if path.is_symlink() or path.exists():
+        if not path.is_dir():
+            raise RunError(f"{path}: exists and is not a folder; choose another --out")
+        try:
+            if any(path.iterdir()):
+                raise RunError(
+                    f"{path}: output folder exists and is not empty; choose another --out"
+                )
+        except OSError as e:
+            raise RunError(f"{path}: cannot read the output folder: {_reason(e)}") from None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"{path}: cannot create the output folder: {_reason(e)}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunError(f"{path}: the output folder is not writable; choose another --out")
+    return path
+
+
+def remove_partials(folder: Path) -> None:
+    """Delete the temporary files (``.NAME.partial``, ``.NAME.partial.png``, a staging
+    folder ``.NAME.partial/``) that a write cut short left in ``folder``: what a failed
+    run leaves must be its real files."""
+    with contextlib.suppress(OSError):
+        for tmp in folder.rglob(".*.partial*"):
+            with contextlib.suppress(OSError):
+                if tmp.is_dir() and not tmp.is_symlink():  # a staging folder
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink()
+
+
+def process_gone(doc: dict[str, Any]) -> int | None:
+    """The pid of the process that wrote ``doc`` (a manifest or sweep.json) as
+    ``running`` when that process no longer exists on this host: it was killed
+    outright and never closed its run. None otherwise (or when it cannot be told)."""
+    pid, host = doc.get("pid"), doc.get("host")
+    if doc.get("status") != "running" or not isinstance(pid, int) or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return pid
+    except OSError:  # exists, owned by someone else
+        return None
+    return None
 
 
 def new_results_dir(label: str, root: Path = Path("results")) -> Path:
@@ -139,6 +225,32 @@ class RunFolder:
             if (p / "timeline.parquet").exists()
         )
 
+    def missing(self) -> list[int]:
+        """Replications the run was asked for whose tables are not in the folder."""
+        asked = self.manifest.get("replications")
+        n = asked if isinstance(asked, int) else 0
+        return sorted(set(range(n)) - set(self.replications()))
+
+    @property
+    def whole(self) -> bool:
+        """Every table and every other part the run promised is written: the run
+        finished (``complete``), or stopped only while writing its report (which
+        ``flashsale report`` can write again from the tables)."""
+        finished = self.status == "complete" or self.manifest.get("phase") == "report"
+        return finished and not self.missing()
+
+    def describe_state(self) -> str:
+        """What the folder holds, for a message: replications written of those asked,
+        the status and its error, and whether its process was killed."""
+        reps, asked = self.replications(), self.manifest.get("replications")
+        text = f"{len(reps)} of {asked} replications written, status {self.status}"
+        if self.manifest.get("error"):
+            text += f" ({self.manifest['error']})"
+        pid = process_gone(self.manifest)
+        if pid is not None:
+            text += f", but its process (pid {pid}) is gone: killed"
+        return text
+
     def load_replication(self, replication: int) -> Outcome:
         return load_outcome(self.rep_dir(replication))
 
@@ -154,17 +266,44 @@ class RunFolder:
     def load(cls, path: str | Path) -> RunFolder:
         p = Path(path)
         try:
-            manifest = json.loads((p / "manifest.json").read_text())
+            manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
+            if (p / "sweep.json").is_file():
+                raise RunError(
+                    f"{p}: a sweep folder, not a run folder; its runs are {p}/point-NNN"
+                ) from None
             raise RunError(f"{p}: not a run folder (no manifest.json)") from None
-        except json.JSONDecodeError as e:
+        except NotADirectoryError:
+            raise RunError(
+                f"{p}: not a run folder but a file; give the folder that holds manifest.json"
+            ) from None
+        except OSError as e:
+            raise RunError(f"{p / 'manifest.json'}: cannot read: {_reason(e)}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RunError(f"{p / 'manifest.json'}: invalid JSON: {e}") from None
+        if not isinstance(manifest, dict):
+            raise RunError(f"{p / 'manifest.json'}: not a run manifest (a JSON object)")
         if manifest.get("schema") != MANIFEST_SCHEMA:
             raise RunError(
                 f"{p / 'manifest.json'}: schema {manifest.get('schema')!r}, "
                 f"this build reads {MANIFEST_SCHEMA!r}"
             )
         return cls(p, manifest)
+
+
+def mark_stopped(run: RunFolder, e: BaseException, phase: str | None = None) -> None:
+    """Record in ``run``'s manifest that ``e`` stopped it: ``incomplete`` for Ctrl-C or
+    SIGTERM, ``failed`` with the error text otherwise; ``phase`` names the part of the
+    run that was under way (e.g. ``report``)."""
+    prefix = f"{phase}: " if phase else ""
+    # A manifest that cannot be rewritten (the disk that broke the run is full) must
+    # not hide the error that stopped the run.
+    with contextlib.suppress(OSError):
+        if isinstance(e, KeyboardInterrupt):
+            run.update(status="incomplete", error=prefix + interruption(e), finished_at=_now())
+        else:
+            error = f"{prefix}{type(e).__name__}: {e}"
+            run.update(status="failed", error=error, finished_at=_now())
 
 
 @contextmanager
@@ -177,16 +316,17 @@ def open_run(
     replications: int,
     argv: list[str] | None = None,
     extra: dict[str, Any] | None = None,
+    report_follows: bool = False,
 ) -> Iterator[RunFolder]:
     """Create a run folder and keep its manifest honest whatever happens inside.
 
-    On normal exit the status becomes ``complete``; on Ctrl-C or SIGTERM ``incomplete``; on
-    any other exception ``failed`` with the error text. The exception propagates.
+    On normal exit the status becomes ``complete`` (with ``report_follows``, it stays
+    ``running`` in phase ``report``: :func:`flashsale.postrun.finish_run` completes it
+    once the report is written); on Ctrl-C or SIGTERM ``incomplete``; on any other
+    exception ``failed`` with the error text. The exception propagates. A bad output
+    folder raises RunError before anything is written.
     """
-    path = out if out is not None else default_run_dir(scenario, engine)
-    if path.exists() and any(path.iterdir()):
-        raise RunError(f"{path}: output folder exists and is not empty; choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
+    path = prepare_output_dir(out if out is not None else default_run_dir(scenario, engine))
     run = RunFolder(
         path,
         {
@@ -204,19 +344,22 @@ def open_run(
             "started_at": _now(),
             "finished_at": None,
             "status": "running",
+            "phase": "run",
             "error": None,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
             **(extra or {}),
             "scenario": scenario.to_toml_dict(),
         },
     )
     run._write()
-    (path / "scenario.toml").write_text(scenario.to_toml())
+    write_text_atomic(path / "scenario.toml", scenario.to_toml())
     try:
         yield run
-    except KeyboardInterrupt as e:
-        run.update(status="incomplete", error=interruption(e), finished_at=_now())
-        raise
     except BaseException as e:
-        run.update(status="failed", error=f"{type(e).__name__}: {e}", finished_at=_now())
+        mark_stopped(run, e)
         raise
-    run.update(status="complete", finished_at=_now())
+    if report_follows:
+        run.update(phase="report", finished_at=_now())
+    else:
+        run.update(status="complete", finished_at=_now())

@@ -31,29 +31,41 @@ import contextlib
 import datetime as dt
 import itertools
 import json
+import os
 import re
+import shutil
+import socket
 import sys
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from flashsale.compare import compare_runs
+from flashsale.html_page import escape
+from flashsale.metrics import fmt_metric
 from flashsale.outcome import Outcome
 from flashsale.postrun import finish_run
 from flashsale.runs import (
+    IncompleteRun,
     RunError,
     RunFolder,
     interruption,
     new_results_dir,
     open_run,
+    prepare_output_dir,
+    process_gone,
+    remove_partials,
     write_json_atomic,
+    write_text_atomic,
 )
 from flashsale.scenario import Scenario, ScenarioError, load_scenario
 from flashsale.sim.engine import UnsupportedScenario, check_supported
-from flashsale.sim.runner import run_jobs
+from flashsale.sim.runner import run_jobs, worker_pool
 from flashsale.sweep_charts import (
     SWEEP_METRICS,
     draw_sweep_charts,
@@ -67,10 +79,14 @@ __all__ = [
     "Axis",
     "Point",
     "SweepResult",
+    "is_sweep_folder",
     "literal",
     "parse_vary",
     "plan_sweep",
+    "report_sweep",
     "run_sweep",
+    "summary_lines",
+    "sweep_note",
 ]
 
 SWEEP_SCHEMA = "flashsale.sweep/1"
@@ -226,29 +242,69 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def _sweep_json(folder: Path) -> Path:
+    return folder / "sweep.json"
+
+
+def _set_point(entry: dict[str, Any], run: RunFolder) -> None:
+    """A point's line in sweep.json, as its own manifest says."""
+    entry["status"] = run.status
+    entry["phase"] = run.manifest.get("phase")
+    entry["replications_done"] = len(run.replications())
+
+
+def _refresh_points(folder: Path, doc: dict[str, Any]) -> None:
+    for entry in doc["points"]:
+        with contextlib.suppress(RunError):
+            _set_point(entry, RunFolder.load(folder / entry["folder"]))
+
+
+def _close_points(folder: Path, doc: dict[str, Any], e: BaseException) -> None:
+    """Points this process left ``running`` (their tables written, their report not, or
+    cut short in a worker) become ``incomplete`` in phase ``report``: not ``failed``,
+    for what stopped the sweep happened elsewhere (Ctrl-C, another point)."""
+    why = interruption(e) if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+    for entry in doc["points"]:
+        with contextlib.suppress(RunError, OSError):
+            run = RunFolder.load(folder / entry["folder"])
+            if run.status == "running" and run.manifest.get("pid") == os.getpid():
+                run.update(
+                    status="incomplete",
+                    error=f"report: not written, the sweep stopped ({why})",
+                    finished_at=_now(),
+                )
+
+
 @contextlib.contextmanager
-def _open_sweep(folder: Path, doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _keep_honest(folder: Path, doc: dict[str, Any], *, whole: bool = True) -> Iterator[None]:
     """Write sweep.json as ``running``; on exit ``complete``, ``failed`` or ``incomplete``,
-    with each point's status re-read from its own manifest."""
-    path = folder / "sweep.json"
+    with each point's status re-read from its own manifest. ``whole=False`` (a partial
+    report of a sweep that did not finish) leaves the sweep's status as it was."""
+    path = _sweep_json(folder)
 
     def close(**fields: Any) -> None:
-        for p in doc["points"]:
-            with contextlib.suppress(RunError):
-                p["status"] = RunFolder.load(folder / p["folder"]).status
-        doc.update(fields, finished_at=_now())
+        _refresh_points(folder, doc)
+        doc.update(fields)
         write_json_atomic(path, doc)
 
+    before = {k: doc.get(k) for k in ("status", "error", "finished_at")}
+    if whole:
+        doc.update(status="running", error=None, pid=os.getpid(), host=socket.gethostname())
     write_json_atomic(path, doc)
     try:
-        yield doc
-    except KeyboardInterrupt as e:
-        close(status="incomplete", error=interruption(e))
-        raise
+        yield
     except BaseException as e:
-        close(status="failed", error=f"{type(e).__name__}: {e}")
+        remove_partials(folder)
+        _close_points(folder, doc, e)
+        with contextlib.suppress(OSError):
+            if not whole:
+                close(**before)
+            elif isinstance(e, KeyboardInterrupt):
+                close(status="incomplete", error=interruption(e), finished_at=_now())
+            else:
+                close(status="failed", error=f"{type(e).__name__}: {e}", finished_at=_now())
         raise
-    close(status="complete")
+    close(**(before if not whole else {"status": "complete", "finished_at": _now()}))
 
 
 def _finish_quietly(path: Path) -> int:
@@ -259,6 +315,7 @@ def _finish_quietly(path: Path) -> int:
 def _run_points(
     points: Sequence[Point],
     folder: Path,
+    doc: dict[str, Any],
     seed: int,
     replications: int,
     workers: int,
@@ -266,8 +323,9 @@ def _run_points(
     on_job: Callable[[], None],
     argv: list[str],
 ) -> None:
-    """Every (point, replication) through one pool; a point's run folder is closed
-    ``complete`` as soon as its last replication lands, the rest follow the error."""
+    """Every (point, replication) through one pool; a point's run folder has its tables
+    closed as soon as its last replication lands (sweep.json says so at once), the rest
+    follow the error."""
     stacks = [contextlib.ExitStack() for _ in points]
     runs = [
         stack.enter_context(
@@ -281,6 +339,7 @@ def _run_points(
                 extra={
                     "sweep": {"folder": str(folder), "point": p.index, "overrides": p.overrides}
                 },
+                report_follows=True,
             )
         )
         for p, stack in zip(points, stacks, strict=True)
@@ -293,6 +352,8 @@ def _run_points(
         left[i] -= 1
         if not left[i]:
             stacks[i].close()
+        _set_point(doc["points"][i], runs[i])
+        write_json_atomic(_sweep_json(folder), doc)
         on_job()
 
     jobs = [(p.scenario, seed, r) for p in points for r in range(replications)]
@@ -305,24 +366,62 @@ def _run_points(
 
 
 def _finish_points(
-    folder: Path, points: Sequence[Point], workers: int, on_point: Callable[[], None]
+    folder: Path,
+    doc: dict[str, Any],
+    indices: Sequence[int],
+    workers: int,
+    on_point: Callable[[], None],
 ) -> list[int]:
-    """metrics.json, charts and report per point, quietly, on local processes: the
-    files land in this machine's sweep folder whatever executor ran the jobs."""
-    paths = [folder / p.folder for p in points]
-    if workers == 1:
-        codes = []
-        for path in paths:
+    """metrics.json, charts and report of the points at ``indices``, quietly, on local
+    processes (the files land in this machine's sweep folder whatever executor ran the
+    jobs); sweep.json records each point as its report lands."""
+    paths = [folder / doc["points"][i]["folder"] for i in indices]
+
+    def landed(i: int, path: Path) -> None:
+        with contextlib.suppress(RunError):
+            _set_point(doc["points"][i], RunFolder.load(path))
+        write_json_atomic(_sweep_json(folder), doc)
+        on_point()
+
+    codes = []
+    if workers == 1 or len(paths) == 1:
+        for i, path in zip(indices, paths, strict=True):
             codes.append(_finish_quietly(path))
-            on_point()
+            landed(i, path)
         return codes
-    with ProcessPoolExecutor(max_workers=min(workers, len(paths))) as pool:
+    with worker_pool(min(workers, len(paths))) as pool:
         futures = [pool.submit(_finish_quietly, path) for path in paths]
-        out = []
-        for fut in futures:
-            out.append(fut.result())
-            on_point()
-        return out
+        for i, path, fut in zip(indices, paths, futures, strict=True):
+            codes.append(fut.result())
+            landed(i, path)
+    return codes
+
+
+def _write_sweep_pages(
+    folder: Path, doc: dict[str, Any], points: Sequence[Point], codes: Sequence[int]
+) -> SweepResult:
+    """The sweep chart, the comparison of ``points`` and the sweep report (rewritten in
+    place: an earlier comparison is replaced only once the new one is written)."""
+    metrics = [json.loads((folder / p.folder / "metrics.json").read_text()) for p in points]
+    rows = [_row(p, d, c) for p, d, c in zip(points, metrics, codes, strict=True)]
+    compare = None
+    if len(points) == 1:  # nothing to compare: no comparison of an earlier report either
+        shutil.rmtree(folder / "compare", ignore_errors=True)
+    else:
+        staging = folder / ".compare.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        compare_runs([folder / p.folder for p in points], staging)
+        shutil.rmtree(folder / "compare", ignore_errors=True)
+        staging.rename(folder / "compare")
+        compare = folder / "compare" / "report.html"
+    charts = draw_sweep_charts(doc, rows, folder / "charts")
+    report = write_sweep_report(doc, rows, charts, compare, folder / "report.html")
+    doc.update(
+        results=rows,
+        report=str(report.relative_to(folder)),
+        compare=None if compare is None else str(compare.relative_to(folder)),
+    )
+    return SweepResult(folder, report, compare, rows)
 
 
 def run_sweep(
@@ -340,17 +439,16 @@ def run_sweep(
 ) -> SweepResult:
     """Run every point, finish each run folder, draw the sweep charts and reports.
 
-    Raises RunError for a non-empty output folder (before anything is written);
-    a failing or interrupted job propagates after sweep.json and every unfinished
+    Raises RunError for a bad output folder (before anything is written); a
+    failing or interrupted job propagates after sweep.json and every unfinished
     point's manifest say so.
     """
     if replications < 1 or workers < 1 or not points:
         raise ValueError(f"replications(={replications}), workers(={workers}) must be >= 1")
     seed = points[0].scenario.seed
-    folder = folder if folder is not None else new_results_dir(f"{points[0].scenario.name}-sweep")
-    if folder.exists() and any(folder.iterdir()):
-        raise RunError(f"{folder}: output folder exists and is not empty; choose another --out")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = prepare_output_dir(
+        folder if folder is not None else new_results_dir(f"{points[0].scenario.name}-sweep")
+    )
     argv = argv if argv is not None else sys.argv
     doc: dict[str, Any] = {
         "schema": SWEEP_SCHEMA,
@@ -367,6 +465,8 @@ def run_sweep(
                 "overrides": p.overrides,
                 "settings": p.values(),
                 "status": "pending",
+                "phase": None,
+                "replications_done": 0,
             }
             for p in points
         ],
@@ -375,24 +475,152 @@ def run_sweep(
         "status": "running",
         "error": None,
     }
-    with _open_sweep(folder, doc):
-        _run_points(points, folder, seed, replications, workers, executor, on_job, argv)
-        codes = _finish_points(folder, points, workers, on_point)
-        metrics = [json.loads((folder / p.folder / "metrics.json").read_text()) for p in points]
-        rows = [_row(p, d, c) for p, d, c in zip(points, metrics, codes, strict=True)]
-        compare = (
-            compare_runs([folder / p.folder for p in points], folder / "compare")
-            if len(points) > 1
-            else None
+    with _keep_honest(folder, doc):
+        _run_points(points, folder, doc, seed, replications, workers, executor, on_job, argv)
+        codes = _finish_points(folder, doc, range(len(points)), workers, on_point)
+        result = _write_sweep_pages(folder, doc, points, codes)
+    return result
+
+
+def is_sweep_folder(path: Path) -> bool:
+    """A folder written by ``flashsale sweep`` (sweep.json, no manifest.json)."""
+    return _sweep_json(path).is_file() and not (path / "manifest.json").exists()
+
+
+def _load_sweep(folder: Path) -> dict[str, Any]:
+    path = _sweep_json(folder)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: invalid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SWEEP_SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else None
+        raise RunError(f"{path}: schema {found!r}, this build reads {SWEEP_SCHEMA!r}")
+    if not isinstance(doc.get("points"), list) or not doc["points"]:
+        raise RunError(f"{path}: points: missing or empty")
+    return doc
+
+
+def _stored_point(folder: Path, entry: dict[str, Any]) -> Point:
+    """A point of a stored sweep, from sweep.json and its run folder."""
+    run = RunFolder.load(folder / entry["folder"])
+    try:
+        scenario = run.scenario
+    except ScenarioError as e:
+        raise RunError(str(e)) from None
+    settings = tuple(
+        (path, raw) for path, _, raw in (str(o).partition("=") for o in entry.get("overrides", []))
+    )
+    return Point(int(entry["point"]), settings, scenario)
+
+
+def sweep_note(folder: Path) -> str:
+    """What a stopped sweep left in ``folder`` and the command that reports on it."""
+    try:
+        doc = _load_sweep(folder)
+    except RunError as e:
+        return str(e)
+    done = sum(p.get("status") == "complete" for p in doc["points"])
+    tables = sum(
+        p.get("phase") == "report" and p.get("status") != "complete" for p in doc["points"]
+    )
+    return (
+        f"{folder}: sweep {doc.get('status')}; of {len(doc['points'])} points {done} complete, "
+        f"{tables} more with every table written; `flashsale report "
+        f"{'' if tables + done == len(doc['points']) else '--partial '}{folder}` "
+        "writes the reports of every point whose tables are all written"
+    )
+
+
+def _mark_partial_page(page: Path, text: str) -> None:
+    """Put a warning under the page's title: the sweep report module draws whole sweeps."""
+    html = page.read_text(encoding="utf-8")
+    at = html.index("</h1>") + len("</h1>")
+    write_text_atomic(page, f'{html[:at]}<p class="warn">{text}</p>{html[at:]}')
+
+
+def report_sweep(
+    folder: Path,
+    *,
+    partial: bool = False,
+    workers: int | None = None,
+    echo: Callable[[str], None] = typer.echo,
+) -> int:
+    """Rebuild a sweep folder's reports: every whole point's, then the sweep's.
+
+    A sweep that stopped (Ctrl-C, a failure, killed outright) has points that are
+    not whole; without ``partial`` that is IncompleteRun (exit 1), with it the
+    sweep report covers the whole points and says which are missing. Returns 1 when
+    a reported point breached its thresholds, else 0.
+    """
+    doc = _load_sweep(folder)
+    _refresh_points(folder, doc)
+    runs: list[RunFolder | None] = []
+    for entry in doc["points"]:
+        try:
+            runs.append(RunFolder.load(folder / entry["folder"]))
+        except RunError:
+            runs.append(None)
+    whole = [i for i, run in enumerate(runs) if run is not None and run.whole]
+    missing = [doc["points"][i]["folder"] for i in range(len(runs)) if i not in whole]
+    gone = process_gone(doc)
+    state = f"status {doc.get('status')}" + (
+        f", but its process (pid {gone}) is gone: killed" if gone is not None else ""
+    )
+    if missing and not partial:
+        raise IncompleteRun(
+            f"{folder}: {len(missing)} of {len(runs)} points are not whole ({state}): "
+            f"{', '.join(missing)}; `flashsale report --partial {folder}` reports on the others"
         )
-        charts = draw_sweep_charts(doc, rows, folder / "charts")
-        report = write_sweep_report(doc, rows, charts, compare, folder / "report.html")
-        doc.update(
-            results=rows,
-            report=str(report.relative_to(folder)),
-            compare=None if compare is None else str(compare.relative_to(folder)),
-        )
-    return SweepResult(folder, report, compare, rows)
+    if not whole:
+        raise RunError(f"{folder}: no point is whole ({state}); nothing to report on")
+    if gone is not None:  # the sweep is not running: say how it ended
+        doc.update(status="incomplete", error=f"killed: its process (pid {gone}) is gone")
+    points = [_stored_point(folder, doc["points"][i]) for i in whole]
+    n = workers or os.cpu_count() or 1
+    with _keep_honest(folder, doc, whole=not missing):
+        codes = _finish_points(folder, doc, whole, n, lambda: None)
+        result = _write_sweep_pages(folder, doc, points, codes)
+        if missing:
+            _mark_partial_page(
+                result.report,
+                f"<b>Partial report</b>: this sweep is <b>{escape(doc.get('status'))}</b>; "
+                f"{len(missing)} of {len(runs)} points are not whole and left out: "
+                f"{escape(', '.join(missing))}.",
+            )
+            doc["partial"] = {"left_out": missing}
+        else:
+            doc.pop("partial", None)
+    echo(f"{doc['scenario_name']}: {len(whole)} of {len(runs)} points reported")
+    for line in summary_lines(result):
+        echo(line)
+    return 1 if result.breached else 0
+
+
+def summary_lines(result: SweepResult) -> list[str]:
+    """One line per point (its settings and the key metrics' means), then the paths."""
+    head = ["point", "settings", *(label for _, label in SWEEP_METRICS), "thresholds"]
+    table = [
+        [
+            r["folder"],
+            r["label"],
+            *(fmt_metric(name, r["metrics"][name]["mean"]) for name, _ in SWEEP_METRICS),
+            "FAIL" if r["breached"] else "ok",
+        ]
+        for r in result.rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *table, strict=True)]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in (head, *table)
+    ]
+    lines.append(f"sweep:   {result.folder}")
+    lines.append(f"report:  {result.report}")
+    if result.compare_report is not None:
+        lines.append(f"compare: {result.compare_report}")
+    return lines
 
 
 def _row(point: Point, metrics: dict[str, Any], code: int) -> dict[str, Any]:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
+from flashsale import postrun
 from flashsale.cli import app
 from flashsale.metrics import METRICS_SCHEMA, fmt_metric
 from flashsale.postrun import finish_run
-from flashsale.runs import RunError, RunFolder, open_run
+from flashsale.runs import RunError, RunFolder, Terminated, open_run
 from flashsale.scenario import Scenario
 
 from .test_metrics_data import make_run, scenario, synthetic_outcome
@@ -135,18 +141,123 @@ def test_readme_documents_every_metric() -> None:
     assert not missing, f"README metrics section lacks: {missing}"
 
 
-@pytest.mark.slow
-def test_an_interrupted_run_is_reported_on_its_finished_replications(tmp_path: Path) -> None:
+def _interrupted_run(path: Path, done: int, asked: int) -> Path:
+    """A run stopped (SIGTERM) after ``done`` of ``asked`` replications."""
     sc = _scenario()
-    path = tmp_path / "run"
     with (
         pytest.raises(KeyboardInterrupt),
-        open_run(sc, "test", out=path, seed=1, replications=3, argv=["t"]) as run,
+        open_run(sc, "test", out=path, seed=1, replications=asked, argv=["t"]) as run,
     ):
+        for r in range(done):
+            run.save_replication(r, synthetic_outcome(sc, np.random.default_rng(r)))
+        raise Terminated
+    return path
+
+
+@pytest.mark.slow
+def test_a_run_stopped_after_2_of_4_replications_is_reported_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    path = _interrupted_run(tmp_path / "run", 2, 4)
+    res = CliRunner().invoke(app, ["report", str(path)])
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith("error: ") and "2 of 4 replications" in res.output
+    assert "--partial" in res.output and "SIGTERM" in res.output
+    assert not (path / "report.html").exists() and not (path / "metrics.json").exists()
+
+    res = CliRunner().invoke(app, ["report", "--partial", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "PARTIAL report" in res.output
+    page = (path / "report.html").read_text()
+    assert "<title>flashsale report (PARTIAL): mailable</title>" in page
+    assert "Partial report" in page and "replications [2, 3] are missing" in page
+    doc = json.loads((path / "metrics.json").read_text())
+    assert doc["partial"] is True and doc["replications"] == [0, 1]
+    assert doc["run"]["replications_missing"] == [2, 3]
+    assert doc["run"]["status"] == "incomplete"
+    m = RunFolder.load(path).manifest
+    assert (m["status"], m["error"]) == ("incomplete", "interrupted (SIGTERM)")  # unchanged
+
+
+def test_a_killed_run_says_its_process_is_gone(tmp_path: Path) -> None:
+    """SIGKILL leaves the manifest ``running``; its pid tells a reader it was killed."""
+    path = tmp_path / "run"
+    sc = _scenario()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with open_run(sc, "test", out=path, seed=1, replications=3, argv=["t"]) as run:
         run.save_replication(0, synthetic_outcome(sc, np.random.default_rng(0)))
-        raise KeyboardInterrupt
+    # what SIGKILL leaves: the manifest as it was while running, its process gone
+    run.update(status="running", phase="run", finished_at=None, pid=gone.pid)
+    res = CliRunner().invoke(app, ["report", str(path)])
+    assert res.exit_code == 1
+    assert f"process (pid {gone.pid}) is gone: killed" in res.output
+
+
+def _full_disk_on(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saving chart ``name`` writes half its PNG, then the disk is full."""
+    real = Figure.savefig
+
+    def savefig(self: Figure, fname: Any, *args: Any, **kwargs: Any) -> None:
+        if f".{name}.partial" in str(fname):
+            Path(fname).write_bytes(b"\x89PNG half a chart")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+
+
+def test_disk_full_while_drawing_charts_fails_the_run_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sc = _scenario()
+    path = tmp_path / "run"
+    make_run(path, sc, [synthetic_outcome(sc, np.random.default_rng(0))])
+    _full_disk_on("outcomes", monkeypatch)
+    res = CliRunner().invoke(app, ["report", str(path)])
+    assert res.exit_code == 1, res.output
+    assert isinstance(res.exception, SystemExit)  # no traceback
+    lines = res.output.splitlines()
+    assert lines[0] == f"error: {path}: No space left on device"
+    assert f"`flashsale report {path}` writes it again" in res.output
+    m = RunFolder.load(path).manifest
+    assert (m["status"], m["phase"]) == ("failed", "report")
+    assert "No space left on device" in m["error"]
+    assert not (path / "report.html").exists()
+    assert not list(path.rglob("*.partial*")), "a half-written chart was left behind"
+
+    monkeypatch.undo()  # room again: the same command completes the run
     res = CliRunner().invoke(app, ["report", str(path)])
     assert res.exit_code == 0, res.output
-    assert "warning:" in res.output and "status incomplete" in res.output
-    page = (path / "report.html").read_text()
-    assert "This run is <b>incomplete</b>" in page
+    m = RunFolder.load(path).manifest
+    assert (m["status"], m["error"]) == ("complete", None) and m["reported_at"]
+    assert (path / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_simulate_writes_the_report_leaves_the_run_incomplete(
+    smoke_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_: Any) -> None:
+        (tmp_path / "run" / "charts").mkdir()
+        (tmp_path / "run" / "charts" / ".stock_left.partial.png").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(postrun, "draw_run_charts", interrupted)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["simulate", str(smoke_path), "--out", str(out)])
+    assert res.exit_code == 130
+    assert "interrupted (Ctrl-C)" in res.output
+    assert f"`flashsale report {out}` writes it again from the tables" in res.output
+    m = RunFolder.load(out).manifest
+    assert (m["status"], m["phase"], m["error"]) == (
+        "incomplete",
+        "report",
+        "report: interrupted (Ctrl-C)",
+    )
+    assert not (out / "report.html").exists()
+    assert not list(out.rglob("*.partial*"))
+    monkeypatch.undo()
+    res = CliRunner().invoke(app, ["report", str(out)])
+    assert res.exit_code == 0, res.output
+    assert RunFolder.load(out).status == "complete"

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flashsale.outcome import Outcome
-from flashsale.runs import RunError, RunFolder, default_run_dir, open_run
+from flashsale.runs import (
+    RunError,
+    RunFolder,
+    default_run_dir,
+    open_run,
+    process_gone,
+    remove_partials,
+    write_text_atomic,
+)
 from flashsale.scenario import load_scenario, scenario_hash
 
+from .test_metrics_data import synthetic_outcome
 from .test_outcome import _outcome
 
 
@@ -113,3 +126,77 @@ def test_sigterm_marks_a_simulation_incomplete_and_exits_nonzero(tmp_path: Path)
     assert (m["status"], m["error"]) == ("incomplete", "interrupted (SIGTERM)")
     assert m["finished_at"] is not None
     assert not (out / "rep-000").exists()  # no half-written replication
+
+
+def test_a_run_whose_report_follows_is_complete_only_once_it_is_written(
+    smoke_path: Path, tmp_path: Path
+) -> None:
+    from flashsale.postrun import finish_run
+
+    sc = load_scenario(smoke_path)
+    out = tmp_path / "run"
+    with open_run(sc, "sim", out=out, seed=1, replications=1, report_follows=True) as run:
+        run.save_replication(0, synthetic_outcome(sc, np.random.default_rng(0)))
+    m = _manifest(out)
+    assert (m["status"], m["phase"]) == ("running", "report")  # tables whole, no report yet
+    assert m["pid"] == os.getpid() and m["host"] == socket.gethostname()
+    assert RunFolder.load(out).whole
+    finish_run(RunFolder.load(out), echo=lambda _: None)  # (thresholds: not the point)
+    m = _manifest(out)
+    assert (m["status"], m["phase"], m["error"]) == ("complete", "report", None)
+    assert (out / "report.html").exists()
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_names_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: Path, text: str, encoding: str | None = None) -> int:
+        with open(self, "w", encoding=encoding) as f:
+            f.write(text[:3])  # half of it made it to disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError) as e:
+        write_text_atomic(tmp_path / "report.html", "<!DOCTYPE html>")
+    assert e.value.filename == str(tmp_path / "report.html")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_partials_removes_only_temporary_files(tmp_path: Path) -> None:
+    (tmp_path / "charts").mkdir()
+    keep = [tmp_path / "charts" / "outcomes.png", tmp_path / "report.html"]
+    for p in [
+        *keep,
+        tmp_path / "charts" / ".outcomes.partial.png",
+        tmp_path / ".report.html.partial",
+    ]:
+        p.write_text("x")
+    remove_partials(tmp_path)
+    assert sorted(tmp_path.rglob("*.*")) == sorted(keep)
+
+
+def test_loading_what_is_not_a_run_folder_names_it(tmp_path: Path) -> None:
+    a_file = tmp_path / "report.html"
+    a_file.write_text("<html>")
+    with pytest.raises(RunError, match="not a run folder but a file"):
+        RunFolder.load(a_file)
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text("{}")
+    with pytest.raises(RunError, match="a sweep folder, not a run folder"):
+        RunFolder.load(sweep)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(RunError, match="not a run manifest"):
+        RunFolder.load(odd)
+
+
+def test_a_running_manifest_whose_process_is_gone_was_killed() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = {"status": "running", "pid": gone.pid, "host": socket.gethostname()}
+    assert process_gone(here) == gone.pid
+    assert process_gone({**here, "pid": os.getpid()}) is None  # alive: still running
+    assert process_gone({**here, "status": "complete"}) is None
+    assert process_gone({**here, "host": "elsewhere"}) is None  # cannot tell from here

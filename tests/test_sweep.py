@@ -19,6 +19,8 @@ from flashsale.sim import runner as sim_runner
 from flashsale.sim.stock import OversellError
 from flashsale.sweep import MAX_POINTS, SWEEP_SCHEMA, parse_vary, plan_sweep, run_sweep
 
+from ._processes import LINUX, children, dead, start, wait_until
+
 cli = CliRunner()
 
 # Axis order fixes the point order: workers is the first axis (the chart's x).
@@ -273,9 +275,20 @@ def test_failed_job_marks_the_sweep_failed_and_exits_1(
         ],
     )
     assert res.exit_code == 1 and "books do not balance" in res.output
+    assert "error: the run failed: books do not balance" in res.output
+    assert f"`flashsale report --partial {out}`" in res.output
     doc = _doc(out)
     assert doc["status"] == "failed" and "books do not balance" in doc["error"]
-    assert [p["status"] for p in doc["points"]] == ["complete", "failed"]
+    # point-000's tables are whole, its report was never written: the failure at
+    # point-001 stopped the sweep, so it is incomplete (not failed) in phase report
+    assert [(p["status"], p["phase"]) for p in doc["points"]] == [
+        ("incomplete", "report"),
+        ("failed", "run"),
+    ]
+    first = RunFolder.load(out / "point-000").manifest
+    assert first["error"] == (
+        "report: not written, the sweep stopped (OversellError: books do not balance)"
+    )
 
 
 def test_ctrl_c_marks_the_sweep_and_unfinished_points_incomplete(
@@ -289,8 +302,27 @@ def test_ctrl_c_marks_the_sweep_and_unfinished_points_incomplete(
         run_sweep(smoke_path, points, axes, replications=2, workers=1, folder=out)
     doc = _doc(out)
     assert doc["status"] == "incomplete" and "Ctrl-C" in doc["error"]
-    assert [p["status"] for p in doc["points"]] == ["complete", "incomplete"]
+    assert [(p["status"], p["phase"], p["replications_done"]) for p in doc["points"]] == [
+        ("incomplete", "report", 2),
+        ("incomplete", "run", 1),
+    ]
     assert RunFolder.load(out / "point-001").manifest["replications_done"] == [0]
+
+    # `flashsale report` on the sweep: not whole, so only when asked, and then it
+    # reports the whole point and says which one it left out
+    res = cli.invoke(app, ["report", str(out)])
+    assert res.exit_code == 1, res.output
+    assert "1 of 2 points are not whole" in res.output and "point-001" in res.output
+    res = cli.invoke(app, ["report", "--partial", str(out)])
+    assert res.exit_code == 0, res.output
+    assert RunFolder.load(out / "point-000").status == "complete"
+    assert (out / "point-000" / "report.html").exists()
+    doc = _doc(out)
+    assert doc["status"] == "incomplete"  # a partial report does not finish the sweep
+    assert doc["partial"] == {"left_out": ["point-001"]}
+    assert [p["status"] for p in doc["points"]] == ["complete", "incomplete"]
+    page = (out / "report.html").read_text()
+    assert "Partial report" in page and "left out: point-001" in page
 
 
 def test_dask_scheduler_without_the_extra_exits_2(
@@ -367,3 +399,49 @@ def test_point_settings_are_json_even_for_times_and_tables(smoke_path: Path) -> 
         "sale.opens_at": "10:30:00",
         "humans.patience_s": {"dist": "constant", "value": 5},
     }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LINUX, reason="PR_SET_PDEATHSIG is Linux's; workers seen in /proc")
+def test_a_killed_sweep_leaves_no_worker_and_an_honest_sweep_json(tmp_path: Path) -> None:
+    """SIGKILL once point-000 has all its tables: the workers die with the sweep,
+    sweep.json already says how far point-000 got, and `flashsale report` tells the
+    sweep was killed and reports on what is whole."""
+    poco = Path(__file__).resolve().parents[1] / "scenarios" / "poco_m3.toml"
+    out = tmp_path / "s"
+    proc = start(
+        "sweep",
+        str(poco),
+        "--vary",
+        "service.workers=32,48",
+        "--replications",
+        "2",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    )
+
+    def first_point_written() -> bool:
+        try:
+            return bool(_doc(out)["points"][0]["replications_done"] == 2)
+        except (FileNotFoundError, ValueError):  # not yet, or being replaced
+            return False
+
+    wait_until("point-000's tables", first_point_written)
+    workers = children(proc.pid)
+    proc.kill()
+    proc.communicate()
+    wait_until("the workers died with the sweep", lambda: all(dead(p) for p in workers))
+    doc = _doc(out)
+    assert doc["status"] == "running"  # nobody left to say otherwise...
+    assert (doc["points"][0]["phase"], doc["points"][0]["replications_done"]) == ("report", 2)
+    res = cli.invoke(app, ["report", str(out)])  # ...but the reader can tell
+    assert res.exit_code == 1, res.output
+    assert f"(pid {proc.pid}) is gone: killed" in res.output and "point-001" in res.output
+    res = cli.invoke(app, ["report", "--partial", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = _doc(out)
+    assert doc["status"] == "incomplete" and "killed" in doc["error"]
+    assert doc["points"][0]["status"] == "complete"
+    assert (out / "point-000" / "report.html").exists()

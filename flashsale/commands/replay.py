@@ -10,6 +10,7 @@ folder with the same post-run pipeline as ``flashsale simulate``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -34,6 +35,7 @@ from flashsale.replay.session import (
 )
 from flashsale.replay.target import TargetError, apply_target_config, check_target
 from flashsale.runs import RunError, open_run
+from flashsale.scenario import Scenario, ScenarioError
 
 __all__ = ["LOCUSTFILE", "replay"]
 
@@ -77,7 +79,7 @@ def replay(
         if target_config is not None:
             sc = apply_target_config(sc, target_config)
             source = str(target_config)
-        scaled = scale_scenario(sc, scale)
+        scaled = _scaled(sc, scale)
         url = target or sc.target.base_url
         if url is not None:
             url = check_target(url, sc, allow_remote, source)
@@ -145,6 +147,36 @@ def replay(
         shutil.rmtree(staging)
         problems = record_results(run, outcome, counts, scale, url, admin)
     raise typer.Exit(conclude(run, problems))
+
+
+def _scaled(full: Scenario, scale: float) -> Scenario:
+    """The sale at ``--scale``, or ScaleError naming --scale: when it leaves none of the
+    sale's humans (the replay would measure no buyer, every fairness figure undefined,
+    and still end ``complete``), with the smallest scale that replays anyone."""
+    n = full.humans.count
+    if n and 0 < scale <= 1 and round(n * scale) == 0:  # humans: rounded, no floor
+        raise ScaleError(
+            f"--scale {scale:g}: replays none of the {n:,} humans ({n:,} x {scale:g} rounds "
+            f"to 0); the smallest scale that replays anyone is {_smallest_scale(full):g}"
+        )
+    try:
+        return scale_scenario(full, scale)
+    except ScenarioError as e:  # e.g. a rate scaled below its minimum
+        raise ScaleError(f"--scale {scale:g}: {e}") from None
+
+
+def _smallest_scale(full: Scenario) -> float:
+    """The smallest scale, in two significant digits, at which the sale replays one
+    human (1,000 humans need more than 0.0005: 0.5 rounds to 0) and is still valid."""
+    least = 0.5 / full.humans.count
+    exp = math.floor(math.log10(least)) - 1
+    k = math.floor(least / 10**exp)
+    while True:
+        scale = float(f"{k}e{exp}")
+        with contextlib.suppress(ScenarioError):
+            if scale_scenario(full, scale).humans.count >= 1:
+                return scale
+        k += 1
 
 
 def _run_locust(cmd: list[str], timeout_s: float) -> int:

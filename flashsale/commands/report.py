@@ -1,4 +1,5 @@
-"""``flashsale report RUN_DIR``: rebuild metrics.json, the charts and report.html of a run."""
+"""``flashsale report RUN_DIR``: rebuild metrics.json, the charts and report.html of a run
+(or of a sweep: every point's, then the sweep's)."""
 
 from __future__ import annotations
 
@@ -7,28 +8,42 @@ from typing import Annotated
 
 import typer
 
-from flashsale._cli_utils import fail
+from flashsale._cli_utils import run_note
 from flashsale.postrun import finish_run
-from flashsale.runs import RunError, RunFolder
+from flashsale.runs import RunFolder
+from flashsale.sweep import is_sweep_folder, report_sweep
 
 __all__ = ["report"]
 
 
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder (results/<run>/).")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run folder (results/<run>/) or a sweep folder.")
+    ],
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial",
+            help="Report on a run that is not whole (interrupted, failed, killed) from the "
+            "replications it holds; the page and metrics.json say it is partial.",
+        ),
+    ] = False,
 ) -> None:
     """Recompute metrics, charts and report.html from a run's stored tables.
 
-    Exit 0 when every threshold held, 1 when any was breached, 2 for a bad run folder.
+    A run that stopped while writing its report is completed. Exit 0 when every
+    threshold held, 1 when any was breached or the run is not whole (missing
+    replications: add --partial to report on what it holds), 2 for a bad folder.
     """
+    if is_sweep_folder(run_dir):
+        raise typer.Exit(code=report_sweep(run_dir, partial=partial))
+    run = RunFolder.load(run_dir)
     try:
-        run = RunFolder.load(run_dir)
-        if run.status != "complete":
-            typer.echo(
-                f"warning: {run_dir}: status {run.status}; reporting the finished replications",
-                err=True,
-            )
-        code = finish_run(run)
-    except RunError as e:
-        fail(str(e))
+        code = finish_run(run, partial=partial)
+    except KeyboardInterrupt as e:
+        e.add_note(run_note(run.path))
+        raise
+    except OSError as e:
+        e.add_note(run_note(run.path))
+        raise
     raise typer.Exit(code=code)

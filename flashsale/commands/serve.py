@@ -15,6 +15,7 @@ from flashsale.scenario import Scenario, ScenarioError, parse_scenario
 from flashsale.service.backends import describe_db, open_store
 from flashsale.service.runtime import Runtime
 from flashsale.service.server import ADMIN_TOKEN_ENV, bind, is_loopback, new_admin_token, serve
+from flashsale.service.sqlite_store import SqliteStore
 
 __all__ = ["serve_command"]
 
@@ -29,6 +30,21 @@ def _scenario(path: Path, overrides: list[str] | None) -> Scenario:
         return parse_scenario(json.loads(path.read_text()), str(path))
     except (OSError, ValueError) as e:  # ScenarioError is a ValueError
         fail(str(e) if isinstance(e, ScenarioError) else f"{path}: cannot read: {e}")
+
+
+def _check_sqlite_path(path: Path) -> None:
+    """Exit 2 naming --db when the SQLite file cannot be created or opened there: found
+    here, not by the service's start-up after the port is taken (a traceback, exit 3)."""
+    if path.is_dir():
+        fail(f"--db {path}: a folder; give a SQLite file path, e.g. {path / 'sale.db'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"--db {path}: cannot create its folder {path.parent}: {e.strerror or e}")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        fail(f"--db {path}: its folder {path.parent} is not writable")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        fail(f"--db {path}: not readable and writable")
 
 
 def serve_command(
@@ -87,6 +103,8 @@ def serve_command(
         store = open_store(database)
     except ValueError as e:
         fail(str(e))
+    if isinstance(store, SqliteStore):
+        _check_sqlite_path(store.path)
     try:
         sock = bind(host, port)
     except OSError as e:

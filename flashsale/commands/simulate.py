@@ -10,14 +10,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flashsale._cli_utils import SetOption, fail, load_or_exit
+from flashsale._cli_utils import SetOption, fail, load_or_exit, run_note
 from flashsale.outcome import Outcome
 from flashsale.postrun import finish_run
-from flashsale.runs import RunError, open_run
+from flashsale.runs import open_run
 from flashsale.scenario import Scenario, run_size
 from flashsale.sim.engine import UnsupportedScenario, check_supported
 from flashsale.sim.runner import run_replications
-from flashsale.sim.stock import OversellError
 
 __all__ = ["MAX_REPLICATIONS", "simulate"]
 
@@ -60,13 +59,12 @@ def simulate(
         sc = sc.model_copy(update={"seed": seed})
     root_seed = sc.seed
     n_workers = workers or min(replications, os.cpu_count() or 1)
+    # A bad --out is refused (exit 2) before the run starts. The run is complete only
+    # once its report is written: a stop before says what the folder holds.
     stack = contextlib.ExitStack()
-    try:  # open_run refuses a non-empty --out before the run starts
-        run = stack.enter_context(
-            open_run(sc, "sim", out=out, seed=root_seed, replications=replications)
-        )
-    except RunError as e:
-        fail(str(e))
+    run = stack.enter_context(
+        open_run(sc, "sim", out=out, seed=root_seed, replications=replications, report_follows=True)
+    )
     try:
         with stack, _progress() as bar:
             task = bar.add_task(f"simulating {sc.name}", total=replications)
@@ -76,9 +74,11 @@ def simulate(
                 bar.advance(task)
 
             run_replications(sc, root_seed, replications, n_workers, done)
-    except OversellError as e:
-        fail(f"{run.path}: the run failed: {e}", code=1)
-    raise typer.Exit(code=finish_run(run))
+        code = finish_run(run)
+    except BaseException as e:
+        e.add_note(run_note(run.path))
+        raise
+    raise typer.Exit(code=code)
 
 
 def _check_replications(sc: Scenario, replications: int) -> None:

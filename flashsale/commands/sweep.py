@@ -13,12 +13,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flashsale._cli_utils import SetOption, fail
-from flashsale.metrics import fmt_metric
-from flashsale.runs import RunError
+from flashsale.runs import new_results_dir, prepare_output_dir
 from flashsale.scenario import ScenarioError
 from flashsale.sim.stock import OversellError
-from flashsale.sweep import SweepResult, parse_vary, plan_sweep, run_sweep
-from flashsale.sweep_charts import SWEEP_METRICS
+from flashsale.sweep import (
+    is_sweep_folder,
+    parse_vary,
+    plan_sweep,
+    run_sweep,
+    summary_lines,
+    sweep_note,
+)
 
 __all__ = ["sweep"]
 
@@ -68,35 +73,39 @@ def sweep(
         fail(str(e))
     n_workers = workers or os.cpu_count() or 1
     jobs = len(points) * replications
+    folder = out if out is not None else new_results_dir(f"{points[0].scenario.name}-sweep")
     try:
-        with _executor(dask_scheduler) as executor, _progress() as bar:
-            task = bar.add_task(
-                f"sweeping {points[0].scenario.name}: {len(points)} points x {replications}",
-                total=jobs,
-            )
-            fin = bar.add_task("point reports", total=len(points), start=False)
+        with _executor(dask_scheduler) as executor:
+            prepare_output_dir(folder)  # a bad --out: exit 2 before anything is drawn
+            with _progress() as bar:
+                task = bar.add_task(
+                    f"sweeping {points[0].scenario.name}: {len(points)} points x {replications}",
+                    total=jobs,
+                )
+                fin = bar.add_task("point reports", total=len(points), start=False)
 
-            def job_done() -> None:
-                bar.advance(task)
-                if bar.tasks[task].finished:  # the reports' clock starts with them
-                    bar.start_task(fin)
+                def job_done() -> None:
+                    bar.advance(task)
+                    if bar.tasks[task].finished:  # the reports' clock starts with them
+                        bar.start_task(fin)
 
-            result = run_sweep(
-                scenario,
-                points,
-                axes,
-                replications=replications,
-                workers=n_workers,
-                folder=out,
-                executor=executor,
-                on_job=job_done,
-                on_point=lambda: bar.advance(fin),
-            )
-    except RunError as e:
-        fail(str(e))
-    except OversellError as e:
-        fail(f"the sweep failed: {e}", code=1)
-    _print(result)
+                result = run_sweep(
+                    scenario,
+                    points,
+                    axes,
+                    replications=replications,
+                    workers=n_workers,
+                    folder=folder,
+                    executor=executor,
+                    on_job=job_done,
+                    on_point=lambda: bar.advance(fin),
+                )
+    except (KeyboardInterrupt, OversellError, OSError) as e:
+        if is_sweep_folder(folder):  # else the sweep never started (a bad --out)
+            e.add_note(sweep_note(folder))
+        raise
+    for line in summary_lines(result):
+        typer.echo(line)
     if result.breached:
         typer.echo(f"thresholds breached at {len(result.breached)} point(s):")
         for r in result.breached:
@@ -123,27 +132,6 @@ def _executor(address: str | None) -> Iterator[Executor | None]:
         fail(f"--dask-scheduler: cannot reach {address}: {e}")
     with client:
         yield client.get_executor()  # type: ignore[no-untyped-call,unused-ignore]
-
-
-def _print(result: SweepResult) -> None:
-    """One line per point: its settings and the key metrics' means."""
-    head = ["point", "settings", *(label for _, label in SWEEP_METRICS), "thresholds"]
-    table = [
-        [
-            r["folder"],
-            r["label"],
-            *(fmt_metric(name, r["metrics"][name]["mean"]) for name, _ in SWEEP_METRICS),
-            "FAIL" if r["breached"] else "ok",
-        ]
-        for r in result.rows
-    ]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *table, strict=True)]
-    for line in (head, *table):
-        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-    typer.echo(f"sweep:   {result.folder}")
-    typer.echo(f"report:  {result.report}")
-    if result.compare_report is not None:
-        typer.echo(f"compare: {result.compare_report}")
 
 
 def _progress() -> Progress:

@@ -1,0 +1,73 @@
+"""Watching processes from tests on Linux: children, liveness, waiting for events.
+
+Waits poll for an event with a generous safety bound; nothing asserts how fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+__all__ = ["FLASHSALE", "LINUX", "children", "dead", "start", "wait_until"]
+
+LINUX = sys.platform.startswith("linux")
+FLASHSALE = Path(sys.executable).parent / "flashsale"
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text.rsplit(")", 1)[1].split()  # [state, ppid, ...]
+
+
+def dead(pid: int) -> bool:
+    """Gone, or a zombie waiting to be reaped: running nothing, holding no memory."""
+    stat = _stat(pid)
+    return stat is None or stat[0] in ("Z", "X")
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None and stat[1] == str(pid) and stat[0] not in ("Z", "X"):
+                out.append(int(entry.name))
+    return sorted(out)
+
+
+def wait_until(what: str, cond: Callable[[], object], bound_s: float = 180.0) -> None:
+    """Poll ``cond()`` until true; fail (not hang) after a generous safety bound."""
+    deadline = time.monotonic() + bound_s
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not after {bound_s:.0f} s")
+        time.sleep(0.1)
+
+
+def _own_group() -> None:
+    # Like a shell's foreground job: its own process group (the test signals the
+    # group, as a terminal's Ctrl-C does) and Ctrl-C not ignored.
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    """``flashsale ARGS...`` in its own process group, stdout and stderr captured."""
+    return subprocess.Popen(
+        [str(FLASHSALE), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_own_group,
+    )
