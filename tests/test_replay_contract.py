@@ -254,3 +254,15 @@ def test_a_lost_cart_answer_is_never_sent_again(db: str) -> None:
     assert results == ["timed_out"]
     assert [s.step for s in sent] == ["cart"]
     assert books["units_reserved"] == 1
+
+
+def test_the_reference_map_reads_both_kinds_of_503() -> None:
+    """A full queue and a queue timeout are both 503 on the wire; the body's ``reason``
+    tells them apart (tests/test_service_load.py checks the service sends it)."""
+    from flashsale.replay.reference import Reply
+
+    for reason, want in (
+        ("queue_full", Answer.OVERLOADED),
+        ("queue_timeout", Answer.QUEUE_TIMEOUT),
+    ):
+        assert meaning("cart", Reply(503, {"error": "overloaded", "reason": reason})) is want

@@ -296,6 +296,7 @@ def test_one_worker_and_no_queue_refuse_50_concurrent_clients_with_503(db: str) 
     for r in refused:
         assert r.body["error"] == "overloaded", r.body
         assert "queue full" in r.body["detail"], r.body
+        assert r.body["reason"] == "queue_full", r.body
         assert int(r.headers["retry-after"]) >= 1
     # every hold a client was told about is in the books, and nothing else
     assert a["units_reserved"] == statuses.count(201) and a["units_sold"] == 0
@@ -354,6 +355,8 @@ def test_a_queued_request_gets_503_when_queue_timeout_s_runs_out(db: str) -> Non
     assert reasons == ["service overloaded (queue full)"] + [
         "service overloaded (queue timeout)"
     ] * (queue_limit + 1), reasons
+    codes = sorted(r.json()["reason"] for r in answers)  # what the replay's map reads
+    assert codes == ["queue_full"] + ["queue_timeout"] * (queue_limit + 1), codes
     assert slow_status == 201
     assert a["units_reserved"] == 1
 

@@ -76,7 +76,7 @@ def meaning(step: str, reply: Reply) -> Answer | None:
     if code in _BY_CODE:
         return _BY_CODE[code]
     if status == 503:
-        return Answer.QUEUE_TIMEOUT if "timeout" in str(body.get("detail")) else Answer.OVERLOADED
+        return Answer.QUEUE_TIMEOUT if body.get("reason") == "queue_timeout" else Answer.OVERLOADED
     if status == 410 and step == "lottery":
         return Answer.REJECTED  # the entries have closed
     if status in (402, 504) and step == "pay":

@@ -73,7 +73,12 @@ def in_worker(handler: Handler) -> Handler:
         except Overloaded as e:
             return error_response(
                 ApiError(
-                    503, "overloaded", f"service overloaded ({e.reason})", None, e.retry_after_s
+                    503,
+                    "overloaded",
+                    f"service overloaded ({e.reason})",
+                    None,
+                    e.retry_after_s,
+                    extra={"reason": e.reason.replace(" ", "_")},  # queue_full, queue_timeout
                 )
             )
         except Abandoned:
