@@ -13,6 +13,7 @@ tighter than two independent intervals side by side.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,7 +29,13 @@ from flashsale.metrics import (
 )
 from flashsale.postrun import load_run_metrics
 from flashsale.report import KEY_METRICS, write_compare_report
-from flashsale.runs import RunError, RunFolder, new_results_dir
+from flashsale.runs import (
+    RunError,
+    RunFolder,
+    new_results_dir,
+    prepare_output_dir,
+    remove_partials,
+)
 from flashsale.stats import paired_diff
 
 __all__ = ["compare_runs", "compare_summary", "paired_differences", "run_labels"]
@@ -132,21 +139,39 @@ def _metrics_of(run: RunFolder) -> dict[str, Any]:
 def compare_runs(paths: Sequence[Path], out: Path | None = None) -> Path:
     """Compare run folders into ``out`` (new or empty); returns the report.html path.
 
-    Raises RunError for fewer than two runs, an unreadable run folder or a
-    non-empty output folder.
+    Raises RunError for fewer than two runs, an unreadable run folder or an output
+    folder that cannot be used (a file, not empty, not creatable or writable: the
+    check every command's output folder goes through, made before any metric is
+    computed). A comparison cut short leaves no temporary file, and no folder when
+    it made the folder itself.
     """
     if len(paths) < 2:
         raise RunError(f"compare needs at least two run folders, got {len(paths)}")
     runs = [RunFolder.load(p) for p in paths]
     folder = out if out is not None else new_results_dir("compare")
-    if folder.exists() and any(folder.iterdir()):
-        raise RunError(f"{folder}: output folder exists and is not empty; choose another --out")
-    docs = [_metrics_of(r) for r in runs]
-    labels = run_labels([r.manifest for r in runs])
-    pairs, reason = paired_differences(docs, [r.manifest.get("seed") for r in runs])
-    folder.mkdir(parents=True, exist_ok=True)
-    charts = draw_compare_charts(docs, labels, KEY_METRICS, pairs, folder / "charts")
-    return write_compare_report(docs, labels, charts, pairs, reason, folder)
+    made = not folder.exists()
+    prepare_output_dir(folder)
+    try:
+        docs = [_metrics_of(r) for r in runs]
+        labels = run_labels([r.manifest for r in runs])
+        pairs, reason = paired_differences(docs, [r.manifest.get("seed") for r in runs])
+        charts = draw_compare_charts(docs, labels, KEY_METRICS, pairs, folder / "charts")
+        return write_compare_report(docs, labels, charts, pairs, reason, folder)
+    except BaseException:
+        remove_partials(folder)
+        if made:
+            _remove_if_empty(folder)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` and its empty subfolders (``charts/``) if no file is left."""
+    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if sub.is_dir() and not sub.is_symlink():
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def compare_summary(doc: Mapping[str, Any]) -> list[str]:

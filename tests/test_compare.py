@@ -13,6 +13,7 @@ from flashsale.cli import app
 from flashsale.compare import compare_summary, paired_differences, run_labels
 from flashsale.metrics import compute_metrics
 from flashsale.report import KEY_METRICS
+from flashsale.runs import open_run
 from flashsale.scenario import Scenario
 
 from .test_metrics_data import make_outcome, make_run, scenario, synthetic_outcome
@@ -156,3 +157,42 @@ def test_compare_summary_prints_means_and_paired_differences_with_their_interval
     lines = compare_summary(doc)
     assert lines[-1] == "No paired differences: different seeds."
     assert "(" not in next(line for line in lines if "bot share of units" in line)
+
+
+def _two_runs(tmp_path: Path) -> list[str]:
+    sc = scenario()
+    sold = make_outcome([{"result": "purchased", "units": 1, "person": 0}])
+    return [str(make_run(tmp_path / name, sc, [sold]).path) for name in ("a", "b")]
+
+
+@pytest.mark.parametrize(
+    ("out", "why"),
+    [
+        ("a_file", "exists and is not a folder; choose another --out"),
+        ("a_file/sub", "cannot create the output folder: Not a directory"),
+        ("a", "output folder exists and is not empty; choose another --out"),
+    ],
+)
+def test_a_bad_out_is_one_error_line_and_exit_2(tmp_path: Path, out: str, why: str) -> None:
+    """--out goes through the check every output folder does (flashsale.runs), so a
+    file or a path under one is bad input (2), not a failed run (1)."""
+    runs = _two_runs(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")
+    res = CliRunner().invoke(app, ["compare", *runs, "--out", str(tmp_path / out)])
+    assert res.exit_code == 2, res.output
+    assert res.output.splitlines() == [f"error: {tmp_path / out}: {why}"]
+    assert (tmp_path / "a_file").read_text() == "not a folder"
+
+
+def test_a_comparison_that_fails_leaves_no_folder_behind(tmp_path: Path) -> None:
+    runs = _two_runs(tmp_path)
+    with open_run(scenario(), "test", out=tmp_path / "empty", seed=3, replications=1):
+        pass  # a run folder with no replication: nothing to compare
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(app, ["compare", runs[0], str(tmp_path / "empty"), "--out", str(out)])
+    assert res.exit_code == 2 and "no finished replication" in res.output
+    assert not out.exists()
+    # an empty folder the user made stays, and is fine for the next attempt
+    out.mkdir()
+    res = CliRunner().invoke(app, ["compare", runs[0], str(tmp_path / "empty"), "--out", str(out)])
+    assert res.exit_code == 2 and out.is_dir() and not any(out.iterdir())

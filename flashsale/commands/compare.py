@@ -8,9 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flashsale._cli_utils import fail
 from flashsale.compare import compare_runs, compare_summary
-from flashsale.runs import RunError
 
 __all__ = ["compare"]
 
@@ -28,12 +26,10 @@ def compare(
 ) -> None:
     """Compare runs: key metrics with CIs, overlaid curves, paired differences vs the first.
 
-    Exit 0 when the comparison was written, 2 for a bad run folder or output folder.
+    Exit 0 when the comparison was written, 2 for a bad run folder or output folder
+    (``flashsale.runs.prepare_output_dir``: refused before any metric is computed).
     """
-    try:
-        path = compare_runs(run_dirs, out)
-    except RunError as e:
-        fail(str(e))
+    path = compare_runs(run_dirs, out)  # RunError: `guarded` prints it, exit 2
     doc = json.loads((path.parent / "compare.json").read_text())
     for line in compare_summary(doc):
         typer.echo(line)
