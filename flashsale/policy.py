@@ -25,9 +25,10 @@ carted and ends without paying is recorded ``cart_failed`` whatever the result
 here (the yellow cart; flashsale.sim.record and the replay's recorder).
 
 Patience is a property of a wait, not a decision: a human's request that waits
-longer than a fresh patience draw for a worker is abandoned (``ABANDONED``, 499).
-The simulator decides it in its queue; the replay's client stops waiting for the
-answer after the same draw. Nowhere else (not in the waiting room).
+longer than a fresh patience draw for a checkout worker is abandoned
+(``ABANDONED``, 499). The simulator decides it in its queue; the replay sends the
+draw (``X-Patience-S``) and the reference service decides it in its queue. Not
+in the waiting room, which takes no worker.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class Answer(IntEnum):
 class Act(IntEnum):
     """What the buyer does next."""
 
-    NEXT = 0  # on to the next step (view -> [captcha] -> [lottery] -> cart -> pay)
+    NEXT = 0  # on to the next step (view -> [lottery] -> [captcha] -> cart -> pay)
     WAIT = 1  # the same step again, spends no retry (the sale is not open yet)
     RETRY = 2  # the same step again; spends a retry
     CART_AGAIN = 3  # the hold is gone: back to the cart; spends a retry

@@ -28,11 +28,16 @@ _STATUS = {
     Answer.QUEUE_TIMEOUT: 503,
     Answer.ABANDONED: 499,
     Answer.AMBIGUOUS: 0,
-    Answer.RETRY: 503,
+    Answer.RETRY: 409,  # request_in_progress
 }
 _CREATES = {"cart", "pay", "lottery"}  # 201 Created; a view or a challenge is 200
 
-_BY_STEP = {("lottery", Answer.REJECTED): 410}  # the entries have closed
+_BY_STEP = {
+    ("lottery", Answer.REJECTED): 410,  # the entries have closed
+    # the sale page answers 200 and says in its body whether it is open, sold out
+    ("view", Answer.NOT_OPEN): 200,
+    ("view", Answer.SOLD_OUT): 200,
+}
 
 STATUS: tuple[tuple[int, ...], ...] = tuple(
     tuple(

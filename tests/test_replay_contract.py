@@ -237,7 +237,7 @@ def test_a_lost_payment_answer_is_asked_again_with_the_same_key(db: str) -> None
     """AMBIGUOUS at pay: the service took the payment but the answer was lost; paying
     again with the same Idempotency-Key returns the order, and one unit is sold."""
     sc = sale()
-    # journey 0 sends view, cart, pay: lose the pay's answer (request 2)
+    # a bot sends cart (request 0), then pay (request 1): lose the pay's answer
     results, sent, books = play(db, sc, BOT_AT_1, lose={0: frozenset({1})})
     pays = [s for s in sent if s.step == "pay"]
     assert results == ["purchased"]

@@ -77,3 +77,18 @@ def test_captcha_prompt_arithmetic() -> None:
     assert solve_captcha("What is 12 + 30?") == "42"
     assert solve_captcha("7 - 9") == "-2"
     assert solve_captcha("no numbers") == ""
+
+
+def test_patience_is_sent_to_the_checkout_not_to_the_waiting_room(db: str) -> None:
+    """A human's patience bounds waits for the checkout's workers (X-Patience-S); the
+    waiting room, which takes no worker, gets none, as in the simulation."""
+    sc = _scenario(
+        humans={"patience_s": {"dist": "exponential", "mean": 20.0}},
+        defenses={"waiting_room": {"enabled": True, "new_users_per_min": 600}},
+    )
+    results, sent, _ = play(db, sc, [(int(HUMAN), 2.0)])
+    assert results == ["purchased"]
+    room = [s for s in sent if s.step == "waiting_room"]
+    checkout = [s for s in sent if s.step != "waiting_room"]
+    assert room and all("X-Patience-S" not in s.headers for s in room)
+    assert checkout and all(float(s.headers["X-Patience-S"]) >= 0 for s in checkout)

@@ -151,3 +151,36 @@ def test_audit_cross_check_catches_a_wrong_count_and_oversell() -> None:
     assert wrong and "bought 3 units" in wrong[0] and "says 4 sold" in wrong[0]
     assert "oversold" in cross_check(jr, ok | {"oversold_units": 1})[0]
     assert RESULT[int(jr["result"][2])] == "cart_failed"
+
+
+def test_a_hold_cut_by_the_account_limit_counts_what_it_held() -> None:
+    """A bot orders 2, the limit allows 1: it holds 1 (not 2) until its payment is
+    declined, so sold + held + left stays the sale's units (a new user's finding)."""
+    sc = parse_scenario(
+        {
+            "schema_version": 1,
+            "name": "t",
+            "sale": {"units": 1},
+            "humans": {"count": 0},
+            "bots": {"operators": 1, "accounts_per_operator": 1, "units_per_order": 2},
+            "defenses": {"account_limit": {"enabled": True, "max_units": 1}},
+            "service": {"cart_hold_s": 30},
+        }
+    )
+    rec = Recorder(T0)
+    rec.journey(_buyer(0, BOT, 0.0), _log("cart_failed", 0.0, 1.1, 2.1, 0))
+    for step, sent, status in (("cart", 0.5, 403), ("cart", 1.0, 201), ("pay", 2.0, 402)):
+        rec.request(
+            journey=0,
+            account=0,
+            step=step,
+            intended=sent,
+            sent_epoch=T0 + sent,
+            latency_s=0.1,
+            status=status,
+        )
+    jr, rq = merge_parts(_chunks(rec), expected_journeys=1)
+    tl = build_timeline(sc, jr, rq)
+    assert tl["reserved"].tolist() == [0, 1, 0, 0]
+    sold = np.cumsum(tl["sold_human"] + tl["sold_bot"])
+    assert np.all(sold + tl["reserved"] + tl["stock_left"] == 1)

@@ -58,9 +58,9 @@ def _fixed(times: list[float]) -> Schedule:
 def test_hand_computed_sale() -> None:
     """3 units, 5 buyers, one worker, constant times: every number below is worked by hand.
 
-    A arrives at -0.5 (view 425, refreshes at 0.6), B at 0, C at 0.05, D at 2, E at 10.
-    Views at 0.0-0.1 (B), 0.1-0.2 (C), 0.6-0.7 (A); carts at 1.1-1.3 (B), 1.3-1.5 (C,
-    waited 0.1), 1.7-1.9 (A, the last unit); D's view at 2.0 finds none (409); pays at
+    A arrives at -0.5 (the page says not open, refreshes at 0.6), B at 0, C at 0.05, D
+    at 2, E at 10. Views at 0.0-0.1 (B), 0.1-0.2 (C), 0.6-0.7 (A); carts at 1.1-1.3 (B),
+    1.3-1.5 (C, waited 0.1), 1.7-1.9 (A, the last unit); D's view at 2.0 finds none; pays at
     2.3-2.6 (B), 2.6-2.9 (C, waited), 2.9-3.2 (A); E comes too late.
     """
     j = simulate(_tiny(), schedule=_fixed([-0.5, 0.0, 0.05, 2.0, 10.0])).outcome.journeys
@@ -77,11 +77,13 @@ def test_hand_computed_requests() -> None:
     rq = simulate(_tiny(), schedule=_fixed([-0.5, 0.0, 0.05, 2.0, 10.0])).outcome.requests
     a = rq["journey"] == 0
     assert [STEP[s] for s in rq["step"][a]] == ["view", "view", "cart", "pay"]
-    assert rq["status"][a].tolist() == [425, 200, 201, 201]
+    # the sale page answers 200 and says in its body that it is not open yet, as the
+    # reference service's GET /v1/sale does
+    assert rq["status"][a].tolist() == [200, 200, 201, 201]
     np.testing.assert_allclose(rq["sent"][a], [-0.5, 0.6, 1.7, 2.9])
     c = rq["journey"] == 2
     np.testing.assert_allclose(rq["latency"][c], [0.15, 0.3, 0.4])  # waits included
-    assert rq["status"][rq["journey"] == 3].tolist() == [409]
+    assert rq["status"][rq["journey"] == 3].tolist() == [200]  # the page: sold out
     np.testing.assert_array_equal(rq["intended"], rq["sent"])
 
 

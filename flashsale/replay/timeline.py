@@ -44,7 +44,9 @@ def _count_before(
 def _holds(
     scenario: Scenario, journeys: Mapping[str, np.ndarray], requests: Mapping[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every hold the client saw: (start, end, units), one per answered cart."""
+    """Every hold the client saw: (start, end, units), one per answered cart. A hold's
+    units are what the journey bought, else its order, cut to the account limit when
+    one is on (the table does not record what each cart asked for)."""
     order = np.lexsort((requests["sent"], requests["journey"]))
     jr, step = requests["journey"][order], requests["step"][order]
     status = requests["status"][order]
@@ -54,6 +56,9 @@ def _holds(
     per_order = np.where(
         journeys["kind"] == HUMAN, scenario.humans.units_per_order, scenario.bots.units_per_order
     ).astype(np.int64)
+    limit = scenario.defenses.account_limit
+    if limit.enabled:  # a cart refused by the limit asks for what it still allows
+        per_order = np.minimum(per_order, limit.max_units)
     size_of = np.where(journeys["result"] == _PURCHASED, journeys["units"], per_order)
     hold_s = scenario.service.cart_hold_s
     starts: list[float] = []

@@ -312,8 +312,10 @@ def public_routes() -> list[Route]:
         Route("/v1/orders/{order_id}/cancel", in_worker(cancel), methods=["POST"]),
         Route("/v1/captcha", in_worker(captcha), methods=["POST"]),
         Route("/v1/captcha/{challenge_id}", in_worker(captcha_solve), methods=["POST"]),
-        Route("/v1/waiting-room", in_worker(waiting_room_join), methods=["POST"]),
-        Route("/v1/waiting-room/{ticket}", in_worker(waiting_room_poll), methods=["GET"]),
+        # the waiting room stands in front of the checkout (as the products do, at the
+        # edge): its visits take no checkout worker, as in the simulation
+        Route("/v1/waiting-room", waiting_room_join, methods=["POST"]),
+        Route("/v1/waiting-room/{ticket}", waiting_room_poll, methods=["GET"]),
         Route("/v1/lottery", in_worker(lottery_enter), methods=["POST"]),
         Route("/v1/lottery/{account}", in_worker(lottery_result), methods=["GET"]),
     ]
