@@ -26,7 +26,8 @@ from flashsale.outcome import RESULT, load_outcome
 from flashsale.replay.journey import Buyer, JourneyLog
 from flashsale.replay.recorder import Recorder, decode_part, encode_part
 from flashsale.replay.scale import replay_schedule, scale_scenario
-from flashsale.replay.session import assemble, conclude, opening_epoch, record_results
+from flashsale.replay.session import Plan, assemble, conclude, opening_epoch, record_results
+from flashsale.replay.target import apply_target_config
 from flashsale.runs import RunFolder, open_run
 from flashsale.scenario import load_scenario
 from flashsale.service.server import new_admin_token, run_in_background
@@ -166,6 +167,87 @@ def test_master_and_worker_merge_without_loss(tmp_path: Path) -> None:
     _check_run(tmp_path / "run", processes=1)
 
 
+def _killed_before_its_report(module: str, main: str) -> str:
+    """Python code that runs ``main`` (the rest of the command line is its arguments)
+    with ``module.conclude``, the call that writes a replay's report, replaced by a
+    SIGKILL of the process: a kill between the tables and the report, made certain."""
+    return (
+        "import os, signal, sys\n"
+        f"import {main.rsplit('.', 1)[0]} as entry\n"  # Locust: gevent's patching first
+        f"import {module} as m\n"
+        "m.conclude = lambda *_: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"sys.argv[0] = {main!r}\n"
+        f"entry.{main.rsplit('.', 1)[1]}()\n"
+    )
+
+
+def _check_killed_before_its_report(out: Path) -> None:
+    """A run killed before its report: not complete, tables and audit in, no report;
+    `flashsale report` then writes the report and completes it."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["status"], manifest["phase"]) == ("running", "report")
+    assert manifest["audit"] and (out / "rep-000" / "timeline.parquet").exists()
+    assert not (out / "report.html").exists()
+    done = subprocess.run(
+        [FLASHSALE, "report", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    _check_run(out, processes=1)
+    assert (out / "report.html").exists()
+
+
+def test_flashsale_replay_is_complete_only_once_its_report_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = _killed_before_its_report("flashsale.commands.replay", "flashsale.cli.main")
+    cmd = ["replay", str(SMOKE), "--scale", str(SCALE), "--out", str(out), *SHORT]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *cmd],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    _check_killed_before_its_report(out)
+
+
+def test_plain_locust_run_is_complete_only_once_its_report_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = _killed_before_its_report("flashsale.replay.session", "locust.main.main")
+    scaled = scale_scenario(_short_scenario(), SCALE)
+    with run_in_background(scaled) as url:
+        args = _plain_locust(out, url, [])
+        assert args[:3] == [sys.executable, "-m", "locust"]
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args[3:]], capture_output=True, text=True, timeout=180
+        )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    _check_killed_before_its_report(out)
+
+
+def test_a_replay_whose_locust_fails_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = (
+        "import sys\n"
+        "import flashsale.commands.replay as r\n"
+        "r._run_locust = lambda cmd, timeout_s: 3  # Locust died without a result\n"
+        "from flashsale.cli import main\n"
+        "sys.argv[0] = 'flashsale'\n"
+        "main()\n"
+    )
+    cmd = ["replay", str(SMOKE), "--scale", str(SCALE), "--out", str(out), *SHORT]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    first, *notes = proc.stderr.splitlines()
+    assert first == (
+        f"error: {out}: the replay failed: Locust exited with code 3 before the replay finished"
+    )
+    assert "Traceback" not in proc.stderr and notes and "status failed" in notes[0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "Locust exited with code 3" in manifest["error"]
+
+
 def test_remote_target_is_refused_with_exit_2(tmp_path: Path) -> None:
     cmd = [FLASHSALE, "replay", str(SMOKE)]
     proc = subprocess.run(
@@ -191,6 +273,118 @@ def test_remote_target_is_refused_with_exit_2(tmp_path: Path) -> None:
         timeout=60,
     )
     assert plain.returncode == 2 and "not loopback" in plain.stderr
+
+
+_WORKER_GETS_PLANS = """
+import json, sys
+from types import SimpleNamespace
+import gevent
+from gevent.event import AsyncResult
+from locust.runners import WorkerRunner
+import flashsale.replay.locust_app as app
+
+class Worker(WorkerRunner):  # what _on_init and _on_plan use of a worker, nothing more
+    def __init__(self):
+        self.sent, self.quits, self.handlers = [], 0, {}
+    def register_message(self, kind, handler, concurrent=False):
+        self.handlers[kind] = handler
+    def send_message(self, kind, data=None, client_id=None):
+        self.sent.append(kind)
+    def quit(self):
+        self.quits += 1
+
+hook = SimpleNamespace(add_listener=lambda f: None)
+out = []
+for allow_remote, plan in json.loads(sys.argv[1]):
+    app._proc.plan = AsyncResult()
+    env = SimpleNamespace(
+        runner=Worker(), events=SimpleNamespace(request=hook), process_exit_code=None,
+        parsed_options=SimpleNamespace(allow_remote=allow_remote),
+    )
+    app._on_init(env)
+    env.parsed_options.allow_remote = True  # what the master's spawn message would do
+    env.runner.handlers["flashsale:plan"](environment=env, msg=SimpleNamespace(data=plan))
+    gevent.sleep(0.1)
+    out.append({
+        "url": app._proc.plan.get().base_url if app._proc.plan.ready() else None,
+        "sent": env.runner.sent, "quits": env.runner.quits, "code": env.process_exit_code,
+    })
+print(json.dumps(out))
+"""
+
+
+def test_a_worker_refuses_a_remote_target_it_was_not_allowed(tmp_path: Path) -> None:
+    """The worker's side of a plan, without a master: a remote target the worker was
+    not started with --allow-remote for is one error line, a refusal sent to the master
+    and the worker's exit (2), and no plan for its pacer: not one request. A loopback
+    target is taken. (No traffic at all: the handler is called directly.)"""
+    cfg = tmp_path / "staging.toml"
+    cfg.write_text('[target]\nbase_url = "https://staging.shop.invalid"\n')
+    staging = apply_target_config(_short_scenario(), cfg)
+    plan = Plan(staging.to_toml_dict(), SCALE, 0, time.time() + 3600, 1, 2, "k", "")
+    remote = {**plan.to_json(), "base_url": "https://staging.shop.invalid"}
+    loopback = {**plan.to_json(), "base_url": "http://127.0.0.1:9/"}
+    cases = [[False, remote], [False, loopback]]
+    proc = subprocess.run(
+        [sys.executable, "-c", _WORKER_GETS_PLANS, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    refused, taken = json.loads(proc.stdout)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "staging.shop.invalid is not loopback" in errors[0], proc.stderr
+    assert "pass --allow-remote" in errors[0]
+    assert refused == {"url": None, "sent": ["flashsale:refused"], "quits": 1, "code": 2}
+    assert taken == {"url": "http://127.0.0.1:9", "sent": [], "quits": 0, "code": None}
+
+
+def test_a_worker_without_allow_remote_stops_a_remote_replay(tmp_path: Path) -> None:
+    """Master and worker, end to end, with no traffic at all: the master may use the
+    configured remote target (named by --target-config, --allow-remote), a worker
+    started without --allow-remote refuses its plan. The target's host is .invalid
+    (RFC 2606: never resolves) and the master is given the opening instant, so it
+    never calls the target itself (no reset, no status)."""
+    cfg = tmp_path / "staging.toml"
+    cfg.write_text('[target]\nbase_url = "https://staging.shop.invalid"\n')
+    out, port = tmp_path / "run", str(_free_port())
+    master_cmd = [
+        *LOCUST, "--headless", "--only-summary", "--loglevel", "WARNING",
+        "--scenario", str(SMOKE), "--scale", str(SCALE), *SHORT,
+        "--target-config", str(cfg), "--allow-remote",
+        "--flashsale-opens-at", repr(time.time() + 30), "--out", str(out),
+        "--run-time", "90s", "--master", "--master-bind-host", "127.0.0.1",
+        "--master-bind-port", port, "--expect-workers", "1",
+    ]  # fmt: skip
+    master = subprocess.Popen(
+        master_cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker = subprocess.Popen(
+        [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", port],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, worker_err = worker.communicate(timeout=60)
+        _, master_err = master.communicate(timeout=60)
+    finally:  # nothing outlives the test, even a failed one
+        for proc in (worker, master):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    errors = [line for line in worker_err.splitlines() if line.startswith("error:")]
+    assert worker.returncode == 2 and len(errors) == 1, worker_err[-3000:]
+    assert "staging.shop.invalid is not loopback; pass --allow-remote" in errors[0]
+    assert master.returncode == 2, master_err[-3000:]
+    assert "refused the target" in master_err and "Traceback" not in master_err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "refused the target" in manifest["error"]
+    assert not (out / "rep-000").exists()
 
 
 def test_a_deliberately_wrong_count_is_caught(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from flashsale.replay.session import Plan, plan_target
 from flashsale.replay.target import TargetError, apply_target_config, check_target, is_loopback
-from flashsale.scenario import load_scenario
+from flashsale.scenario import Scenario, load_scenario
 
 from .conftest import SCENARIOS
 
@@ -61,3 +62,32 @@ def test_bad_target_configs(tmp_path: Path) -> None:
     bad.write_text('[target]\nbase_url = "ftp://x"\n')
     with pytest.raises(TargetError, match=r"bad.toml: target.base_url: must be an http\(s\) URL"):
         apply_target_config(sc, bad)
+
+
+def _plan(sc: Scenario, base_url: str) -> Plan:
+    return Plan(sc.to_toml_dict(), 1.0, 0, 0.0, 0, 2, "k", base_url)
+
+
+def test_a_worker_checks_the_plans_target_itself(tmp_path: Path) -> None:
+    """A Locust worker runs the master's URL through the same rule, with its own
+    --allow-remote: a master started with it cannot send a worker elsewhere."""
+    smoke = load_scenario(SCENARIOS / "smoke.toml")
+    assert plan_target(_plan(smoke, "http://127.0.0.1:8000"), False) == "http://127.0.0.1:8000"
+    cfg = tmp_path / "staging.toml"
+    cfg.write_text('[target]\nbase_url = "https://staging.example.com"\n')
+    staging = apply_target_config(smoke, cfg)
+    with pytest.raises(
+        TargetError,
+        match=r"^Locust worker .*: https://staging\S+ is not loopback; pass --allow-remote",
+    ):
+        plan_target(_plan(staging, "https://staging.example.com"), False)
+    assert plan_target(_plan(staging, "https://staging.example.com/"), True) == (
+        "https://staging.example.com"
+    )
+    # a URL the plan's own configuration does not name is refused, allowed or not
+    with pytest.raises(TargetError, match="does not name it"):
+        plan_target(_plan(staging, "https://elsewhere.example.com"), True)
+    bad = _plan(smoke, "http://127.0.0.1:8000")
+    bad.scenario["sale"]["units"] = 0
+    with pytest.raises(TargetError, match=r"^Locust worker .*: plan: sale.units"):
+        plan_target(bad, False)

@@ -22,19 +22,20 @@ from typing import Annotated
 
 import typer
 
-from flashsale._cli_utils import SetOption, fail, load_or_exit
+from flashsale._cli_utils import RUN_FAILED, SetOption, fail, load_or_exit, run_note
 from flashsale.children import die_with_parent
 from flashsale.replay.audit import AuditError
 from flashsale.replay.scale import ScaleError, scale_scenario
 from flashsale.replay.session import (
     DRAIN_S,
+    ReplayError,
     conclude,
     load_staging,
     opening_epoch,
     record_results,
 )
 from flashsale.replay.target import TargetError, apply_target_config, check_target
-from flashsale.runs import RunError, open_run
+from flashsale.runs import RunError, RunFolder, open_run
 from flashsale.scenario import Scenario, ScenarioError
 
 __all__ = ["LOCUSTFILE", "replay"]
@@ -94,59 +95,90 @@ def replay(
         passthrough += ["--target-config", str(target_config)]
     if allow_remote:
         passthrough.append("--allow-remote")
+    # The run is complete only once its report is written: leaving the run's context
+    # puts it in phase ``report`` (still ``running``) and ``conclude`` completes it, so
+    # a replay killed between its tables and its report is never ``complete``.
     try:
-        run_cm = open_run(scaled, "replay", out=out, seed=sc.seed, replications=1)
+        run_cm = open_run(
+            scaled, "replay", out=out, seed=sc.seed, replications=1, report_follows=True
+        )
         run = run_cm.__enter__()
     except RunError as e:
         fail(str(e))
-    with contextlib.ExitStack() as stack:
-        stack.push(run_cm)
-        admin = os.environ.get("FLASHSALE_ADMIN_TOKEN")
-        if url is None:
-            from flashsale.service.server import run_in_background
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.push(run_cm)
+            problems = _replay(run, stack, scenario, scaled, url, scale, processes, db, passthrough)
+        code = conclude(run, problems)
+    except ReplayError as e:
+        fail(f"{run.path}: the replay failed: {e}", RUN_FAILED, [run_note(run.path)])
+    except BaseException as e:
+        e.add_note(run_note(run.path))
+        raise
+    raise typer.Exit(code)
 
-            service = stack.enter_context(run_in_background(scaled, db=db))
-            url, admin = str(service), service.admin_token
-        run.update(scale=scale)
-        try:
-            t0 = opening_epoch(url, scaled, admin, 0, _STARTUP_S + 5.0)
-        except AuditError as e:
-            raise RuntimeError(str(e)) from None
-        staging = run.path / ".locust"
-        end = t0 + scaled.sale.window_s + 2 * scaled.target.request_timeout_s + DRAIN_S
-        run_time = int(end - time.time() + 30)
-        cmd = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
-            "--headless",
-            "--only-summary",
-            "--loglevel",
-            "WARNING",
-            "--host",
-            url,
-            "--scenario",
-            str(scenario),
-            "--scale",
-            repr(scale),
-            "--flashsale-staging",
-            str(staging),
-            "--flashsale-opens-at",
-            repr(t0),
-            "--run-time",
-            f"{run_time}s",
-            *(["--processes", str(processes)] if processes > 1 else []),
-            *passthrough,
-        ]
-        rc = _run_locust(cmd, run_time + _GRACE_S)
-        if not (staging / "replay.json").exists():
-            raise RuntimeError(f"Locust exited with code {rc} before the replay finished")
-        outcome, counts = load_staging(staging)
-        shutil.rmtree(staging)
-        problems = record_results(run, outcome, counts, scale, url, admin)
-    raise typer.Exit(conclude(run, problems))
+
+def _replay(
+    run: RunFolder,
+    stack: contextlib.ExitStack,
+    scenario: Path,
+    scaled: Scenario,
+    url: str | None,
+    scale: float,
+    processes: int,
+    db: str | None,
+    passthrough: list[str],
+) -> list[str]:
+    """Start the service (unless there is a target), run Locust, write the tables, the
+    counts and the audit into ``run``; return the audit's disagreements."""
+    admin = os.environ.get("FLASHSALE_ADMIN_TOKEN")
+    if url is None:
+        from flashsale.service.server import run_in_background
+
+        service = stack.enter_context(run_in_background(scaled, db=db))
+        url, admin = str(service), service.admin_token
+    run.update(scale=scale)
+    try:
+        t0 = opening_epoch(url, scaled, admin, 0, _STARTUP_S + 5.0)
+    except AuditError as e:
+        raise ReplayError(str(e)) from None
+    staging = run.path / ".locust"
+    end = t0 + scaled.sale.window_s + 2 * scaled.target.request_timeout_s + DRAIN_S
+    run_time = int(end - time.time() + 30)
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--host",
+        url,
+        "--scenario",
+        str(scenario),
+        "--scale",
+        repr(scale),
+        "--flashsale-staging",
+        str(staging),
+        "--flashsale-opens-at",
+        repr(t0),
+        "--run-time",
+        f"{run_time}s",
+        *(["--processes", str(processes)] if processes > 1 else []),
+        *passthrough,
+    ]
+    rc = _run_locust(cmd, run_time + _GRACE_S)
+    if not (staging / "replay.json").exists():
+        raise ReplayError(f"Locust exited with code {rc} before the replay finished")
+    outcome, counts = load_staging(staging)
+    shutil.rmtree(staging)
+    try:
+        return record_results(run, outcome, counts, scale, url, admin)
+    except AuditError as e:
+        raise ReplayError(str(e)) from None
 
 
 def _scaled(full: Scenario, scale: float) -> Scenario:
@@ -187,7 +219,7 @@ def _run_locust(cmd: list[str], timeout_s: float) -> int:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise RuntimeError(f"Locust did not finish within {timeout_s:.0f} s; killed") from None
+        raise ReplayError(f"Locust did not finish within {timeout_s:.0f} s; killed") from None
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
         try:

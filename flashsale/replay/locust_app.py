@@ -18,7 +18,9 @@ from either (no coordinated omission).
 
 Distributed. With ``--processes N`` or a master and workers, the master plans
 the replay (the opening's wall-clock instant, each worker's part) and sends each
-worker its plan in a ``flashsale:plan`` message; each worker records its own
+worker its plan in a ``flashsale:plan`` message; each worker checks the plan's
+target with its own ``--allow-remote`` (refused: ``flashsale:refused`` to the
+master, which ends the replay, and the worker quits), then records its own
 journeys and requests (``events.request``) and sends them back in
 ``flashsale:part`` messages, then ``flashsale:done``. The shape ends the test
 when every part is done (or at the hard deadline); the master merges the parts
@@ -28,6 +30,7 @@ into one Outcome, refusing duplicates and gaps.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -58,6 +61,7 @@ from flashsale.replay.session import (
     assemble,
     conclude,
     opening_epoch,
+    plan_target,
     record_results,
     replay_counts,
     write_staging,
@@ -69,6 +73,7 @@ from flashsale.scenario import Scenario, ScenarioError, load_scenario
 __all__ = ["HumanBuyer", "SalePacer", "ScalperBot", "ScenarioReplay"]
 
 _PLAN, _PART, _DONE = "flashsale:plan", "flashsale:part", "flashsale:done"
+_REFUSED = "flashsale:refused"  # a worker refused the plan's target (it sends nothing)
 _GRACE_S = 30.0  # after the last request may be sent, before the master gives up on a part
 
 
@@ -121,6 +126,7 @@ class _Process:
         self.recorder: Recorder | None = None
         self.controller: _Controller | None = None
         self.share_started = False
+        self.allow_remote = False  # a worker's own --allow-remote, read before the master speaks
 
 
 _proc = _Process()
@@ -131,6 +137,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
     _listen(environment.events.request, _on_request)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
+        # The master's options overwrite a worker's with its first spawn message; the
+        # target check below must use what this worker was started with.
+        _proc.allow_remote = bool(getattr(environment.parsed_options, "allow_remote", False))
         runner.register_message(_PLAN, _on_plan)
         return
     try:
@@ -142,10 +151,34 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if isinstance(runner, MasterRunner):
         runner.register_message(_PART, _proc.controller.on_part)
         runner.register_message(_DONE, _proc.controller.on_done)
+        runner.register_message(_REFUSED, _proc.controller.on_refused)
 
 
 def _on_plan(environment: Environment, msg: Any, **_: Any) -> None:
-    _proc.plan.set(Plan.from_json(msg.data))
+    """A worker's plan from the master. The worker checks the plan's target itself,
+    with its own --allow-remote (:func:`plan_target`); refused, it says so on one
+    ``error:`` line, tells the master and quits without sending a request (its pacer
+    waits for a plan that never comes)."""
+    plan = Plan.from_json(msg.data)
+    try:
+        url = plan_target(plan, _proc.allow_remote)
+    except TargetError as e:
+        _refuse(environment, str(e))
+        return
+    _proc.plan.set(dataclasses.replace(plan, base_url=url))
+
+
+def _refuse(environment: Environment, why: str) -> None:
+    """Stop this worker for good: one ``error:`` line, the reason to the master, exit 2."""
+    sys.stderr.write(f"error: {' '.join(why.splitlines())}\n")
+    environment.process_exit_code = 2
+    runner = environment.runner
+    assert isinstance(runner, WorkerRunner)
+    with contextlib.suppress(Exception):  # the master may be gone: quit all the same
+        runner.send_message(_REFUSED, {"error": why})
+    # quit() kills the runner's greenlets, among them the one delivering this message:
+    # from a greenlet of its own, so it runs to the end. Locust's main then shuts down.
+    gevent.spawn(runner.quit)
 
 
 def _on_request(
@@ -214,6 +247,7 @@ class _Controller:
         self.done: dict[str, bool] = {}
         self.finalized = False
         self.failed: str | None = None
+        self.refused: str | None = None
         self.stop_reason: str | None = None
         self._run_cm: Any = None
         self.run: RunFolder | None = None
@@ -242,6 +276,7 @@ class _Controller:
                 seed=self.full.seed,
                 replications=1,
                 extra={"scale": self.scale},
+                report_follows=True,  # complete once conclude() has written the report
             )
             self.run = cm.__enter__()
             self._run_cm = cm
@@ -282,6 +317,11 @@ class _Controller:
     def on_done(self, environment: Environment, msg: Any, **_: Any) -> None:
         self.mark_done(msg.node_id, bool(msg.data.get("budget_spent")))
 
+    def on_refused(self, environment: Environment, msg: Any, **_: Any) -> None:
+        """A worker refused its plan's target: the replay cannot be whole; stop it."""
+        if self.refused is None:
+            self.refused = f"worker {msg.node_id} refused the target: {msg.data.get('error')}"
+
     def add_part(self, who: str, payload: dict[str, Any]) -> None:
         if who not in self.parts:
             return
@@ -309,6 +349,10 @@ class _Controller:
             return
         self.finalized = True
         env = self.env
+        if self.refused is not None:  # bad input on a worker's side: exit 2
+            self._abandon(self.refused, failed=True)
+            env.process_exit_code = 2
+            return
         if not self.all_done():
             self._abandon(self.stop_reason or "interrupted (Ctrl-C)")
             env.process_exit_code = 1
@@ -327,6 +371,9 @@ class _Controller:
         env.process_exit_code = self._write_run(outcome, counts)
 
     def _write_run(self, outcome: Outcome, counts: dict[str, Any]) -> int:
+        """Tables, counts and audit; then the report. Closing the run only puts it in
+        phase ``report``: it is ``complete`` once :func:`conclude` has written the
+        report, so a process killed in between leaves a run `flashsale report` finishes."""
         assert self.run is not None and self.base_url is not None
         try:
             problems = record_results(
@@ -380,7 +427,7 @@ class ScenarioReplay(LoadTestShape):
 
     def tick(self) -> tuple[int, float, list[type[User]]] | None:
         ctl = _proc.controller
-        if ctl is None or ctl.failed or ctl.all_done():
+        if ctl is None or ctl.failed or ctl.refused or ctl.all_done():
             return None
         if time.time() > ctl.deadline():
             ctl.stop_reason = f"parts {ctl.missing()} sent no results by the deadline"

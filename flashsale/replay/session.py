@@ -5,7 +5,8 @@ the resolved scenario, the scale, the replication, the wall-clock instant of the
 opening (sale t = 0) and its part of the schedule. It is plain JSON, so the
 master can hand it to workers in a Locust message. Each process rebuilds the
 same schedule from it (flashsale.replay.scale is deterministic) and runs the
-journeys whose index ``i`` has ``i % parts == part``.
+journeys whose index ``i`` has ``i % parts == part``. A worker checks the plan's
+target itself, with its own ``--allow-remote`` (:func:`plan_target`).
 
 After the run, :func:`assemble` merges the shares into one Outcome and
 :func:`record_results` writes it, the replay's own counts and the target's
@@ -35,21 +36,24 @@ from flashsale.replay.audit import (
 )
 from flashsale.replay.recorder import lateness, merge_parts
 from flashsale.replay.scale import replay_schedule
+from flashsale.replay.target import TargetError, check_target
 from flashsale.replay.timeline import build_timeline
 from flashsale.runs import RunFolder, write_json_atomic
-from flashsale.scenario import Scenario, parse_scenario
+from flashsale.scenario import Scenario, ScenarioError, parse_scenario
 from flashsale.streams import Streams
 
 __all__ = [
     "DRAIN_S",
     "LEAD_IN_S",
     "Plan",
+    "ReplayError",
     "assemble",
     "behaviour_seeds",
     "conclude",
     "first_arrival",
     "load_staging",
     "opening_epoch",
+    "plan_target",
     "record_results",
     "replay_counts",
     "write_staging",
@@ -60,6 +64,11 @@ LEAD_IN_S = 5.0
 
 DRAIN_S = 5.0
 """Seconds after the window (plus one request timeout) before unfinished journeys are cut."""
+
+
+class ReplayError(RuntimeError):
+    """The replay itself failed: Locust died or hung, the target refused its reset or
+    its audit. A failed run (exit 1), not bad input."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,26 @@ class Plan:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
         return cls(**dict(data))
+
+
+_PLAN_SOURCE = "Locust worker (plan from the master)"
+"""Where a worker's target comes from, for its error message."""
+
+
+def plan_target(plan: Plan, allow_remote: bool) -> str:
+    """The URL a worker may send its share to: the plan's ``base_url``, checked here
+    with this process's own ``--allow-remote`` against the plan's scenario, by the
+    rule the master applied (:func:`flashsale.replay.target.check_target`).
+
+    A worker does not take the master's word for it: a host that is not loopback
+    gets traffic from a machine only when its operator allowed it there too.
+    Raises TargetError (a refused URL, or a plan whose scenario does not parse).
+    """
+    try:
+        scenario = plan.full()
+    except ScenarioError as e:
+        raise TargetError(f"{_PLAN_SOURCE}: {e}") from None
+    return check_target(plan.base_url, scenario, allow_remote, _PLAN_SOURCE)
 
 
 def first_arrival(scenario: Scenario) -> float:
