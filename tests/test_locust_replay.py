@@ -248,6 +248,20 @@ def test_a_replay_whose_locust_fails_is_one_error_line_and_exit_1(tmp_path: Path
     assert manifest["status"] == "failed" and "Locust exited with code 3" in manifest["error"]
 
 
+def test_a_target_nobody_listens_on_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
+    out, port = tmp_path / "run", _free_port()  # free: nothing listens there
+    cmd = [FLASHSALE, "replay", str(SMOKE), "--target", f"http://127.0.0.1:{port}"]
+    proc = subprocess.run(
+        [*cmd, "--out", str(out), *SHORT], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.startswith(
+        f"error: {out}: the replay failed: http://127.0.0.1:{port}: cannot reach the target:"
+    )
+    assert "Traceback" not in proc.stderr
+    assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
+
+
 def test_remote_target_is_refused_with_exit_2(tmp_path: Path) -> None:
     cmd = [FLASHSALE, "replay", str(SMOKE)]
     proc = subprocess.run(

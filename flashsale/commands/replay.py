@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 
 from flashsale._cli_utils import RUN_FAILED, SetOption, fail, load_or_exit, run_note
@@ -142,6 +143,8 @@ def _replay(
         t0 = opening_epoch(url, scaled, admin, 0, _STARTUP_S + 5.0)
     except AuditError as e:
         raise ReplayError(str(e)) from None
+    except httpx.HTTPError as e:  # nothing listening, a timeout: no traceback
+        raise ReplayError(f"{url}: cannot reach the target: {e}") from None
     staging = run.path / ".locust"
     end = t0 + scaled.sale.window_s + 2 * scaled.target.request_timeout_s + DRAIN_S
     run_time = int(end - time.time() + 30)
@@ -179,6 +182,8 @@ def _replay(
         return record_results(run, outcome, counts, scale, url, admin)
     except AuditError as e:
         raise ReplayError(str(e)) from None
+    except httpx.HTTPError as e:
+        raise ReplayError(f"{url}/admin/audit: cannot read the audit: {e}") from None
 
 
 def _scaled(full: Scenario, scale: float) -> Scenario:
