@@ -25,10 +25,11 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -40,6 +41,7 @@ from flashsale.scenario import SCHEMA_VERSION, Scenario, parse_scenario, scenari
 
 __all__ = [
     "MANIFEST_SCHEMA",
+    "REDACTED",
     "IncompleteRun",
     "RunError",
     "RunFolder",
@@ -51,6 +53,7 @@ __all__ = [
     "open_run",
     "prepare_output_dir",
     "process_gone",
+    "redact_command",
     "remove_partials",
     "write_json_atomic",
     "write_text_atomic",
@@ -68,6 +71,43 @@ class Terminated(KeyboardInterrupt):
 def interruption(e: KeyboardInterrupt) -> str:
     """The manifest's error text for an interrupted run: which signal stopped it."""
     return "interrupted (SIGTERM)" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
+
+
+REDACTED = "***"
+"""What :func:`redact_command` puts in place of a secret."""
+
+_SECRET_OPTION = re.compile(r"--[\w-]*(token|password|passwd|secret|api-?key)[\w-]*", re.I)
+_SECRET_OPTIONS = ("--admin-token",)  # argparse (plain Locust) takes any unique prefix
+_URL_PASSWORD = re.compile(r"(://[^/@:\s]*):[^/@\s]*@")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)\S+")
+
+
+def _secret_option(name: str) -> bool:
+    return bool(_SECRET_OPTION.fullmatch(name)) or any(
+        len(name) >= 5 and known.startswith(name) for known in _SECRET_OPTIONS
+    )
+
+
+def redact_command(argv: Sequence[str]) -> list[str]:
+    """``argv`` as the manifest may keep it: the values of secret options (``--admin-token
+    T``, ``--admin-token=T``, any ``--*token*``, ``--*password*``, ``--*secret*``), URL
+    passwords (``postgresql://u:pw@h``) and bearer tokens become ``***``. A manifest is
+    shared with its results; the admin token plain Locust was given was written there
+    verbatim (issue 13)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in map(str, argv):
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if arg.startswith("--") and _secret_option(name):
+            out.append(f"{name}={REDACTED}" if eq else arg)
+            hide_next = not eq
+            continue
+        out.append(_BEARER.sub(rf"\1{REDACTED}", _URL_PASSWORD.sub(rf"\1:{REDACTED}@", arg)))
+    return out
 
 
 _PACKAGES = ("flashsale", "numpy", "simpy", "pydantic", "pyarrow", "locust", "matplotlib")
@@ -339,7 +379,7 @@ def open_run(
             "seed": seed,
             "replications": replications,
             "replications_done": [],
-            "command": argv if argv is not None else sys.argv,
+            "command": redact_command(argv if argv is not None else sys.argv),
             "versions": _versions(),
             "started_at": _now(),
             "finished_at": None,

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -69,6 +70,7 @@ __all__ = [
     "MAX_RATE_PER_S",
     "MAX_REQUESTS",
     "MAX_RETRIES",
+    "MAX_SKU_CHARS",
     "MAX_TIMELINE_ROWS",
     "MAX_UNITS",
     "MAX_WORKERS",
@@ -150,7 +152,12 @@ MAX_FILE_BYTES = 1 << 20
 MAX_DEPTH = 32
 """Deepest nesting of tables and arrays in a scenario (the schema needs 4)."""
 
-_MAX_NAME = 100  # a name, SKU, channel or path: fits a folder name, a header, a URL
+MAX_SKU_CHARS = 64
+"""Longest ``sale.sku`` and channel name: a cart names both, and the reference
+service's cart body takes up to this many characters (issue 13: a longer one
+validated, then every cart was refused 422)."""
+
+_MAX_NAME = 100  # a name or path: fits a folder name, a header, a URL
 _MAX_TEXT = 2_000  # a description, a header value
 _MAX_HEADERS = 100
 _MAX_PRICE = 1e12  # any currency's flash price; units x price stays well inside a float
@@ -168,6 +175,21 @@ Rate = Annotated[float, Field(ge=MIN_RATE_PER_S, le=MAX_RATE_PER_S)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Factor = Annotated[float, Field(ge=0, le=_MAX_FACTOR)]
 Name = Annotated[str, Field(min_length=1, max_length=_MAX_NAME)]
+
+
+def _fits_a_cart(v: Any) -> Any:
+    if isinstance(v, str) and len(v) > MAX_SKU_CHARS:
+        raise ValueError(
+            f"at most {MAX_SKU_CHARS} characters, the longest SKU or channel name a cart "
+            f"request may carry; this one has {len(v)}"
+        )
+    return v
+
+
+CartName = Annotated[
+    str, Field(min_length=1, max_length=MAX_SKU_CHARS), BeforeValidator(_fits_a_cart)
+]
+"""A SKU or channel name: the cart request carries it (:data:`MAX_SKU_CHARS`)."""
 
 
 class _Model(BaseModel):
@@ -190,7 +212,7 @@ class _Model(BaseModel):
 class Channel(_Model):
     """An online storefront selling from its own slice of the stock."""
 
-    name: Name
+    name: CartName
     stock_share: Probability = Field(description="share of sale.units allotted to this channel")
     demand_share: Probability = Field(description="share of humans who shop on this channel")
 
@@ -202,7 +224,7 @@ _ISO_TIME = r"\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
 class Sale(_Model):
     """The stock and the clock."""
 
-    sku: Name = "SKU-1"
+    sku: CartName = "SKU-1"
     units: Units = Field(description="units of stock on sale")
     # TOML dates arrive as ISO text (see load_scenario): parsed, not strict
     date: dt.date | None = Field(default=None, strict=False, description="calendar day of the sale")

@@ -74,7 +74,7 @@ def test_buy_one_unit_end_to_end(db: str) -> None:
         assert audit(c)["units_reserved"] == 2
         p = pay(c, r.json()["reservation_id"], 7, "key-1")
         assert p.status_code == 201, p.text
-        order = c.get(f"/v1/orders/{p.json()['order_id']}").json()
+        order = c.get(f"/v1/orders/{p.json()['order_id']}?account=7").json()
         assert order["status"] == "paid" and order["units"] == 2 and order["account"] == 7
         a = audit(c)
         assert (a["units_sold"], a["units_reserved"], a["stock_left"], a["orders"]) == (2, 0, 8, 1)
@@ -134,8 +134,8 @@ def test_bad_input_never_reaches_the_stock(db: str) -> None:
         assert r.status_code == 422 and r.json()["field"] == "reservation_id"
         r = pay(c, 99, 1, "k2")
         assert r.status_code == 404 and r.json()["error"] == "unknown_reservation"
-        assert c.get("/v1/orders/abc").status_code == 404
-        assert c.get("/v1/orders/123").status_code == 404
+        assert c.get("/v1/orders/abc?account=1").status_code == 404
+        assert c.get("/v1/orders/123?account=1").status_code == 404
         assert c.get("/nowhere").json()["error"] == "not_found"
         assert c.put("/v1/cart").json()["error"] == "method_not_allowed"
         a = audit(c)

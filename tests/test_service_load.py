@@ -7,25 +7,34 @@ audit, nothing oversold, every order a client was told about is in the
 database, every idempotency key gives one answer. Then the capacity model under
 concurrent clients (issue 11): requests beyond ``workers`` and ``queue_limit``
 are refused with 503, none waits longer than ``queue_timeout_s``, and new
-connections are accepted while the loop is busy instead of waiting in the kernel.
+connections are accepted while the loop is busy instead of waiting in the kernel,
+and clients that send part of a body hold no worker (issue 13).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from flashsale.scenario import Scenario, parse_scenario
-from flashsale.service.server import ServiceURL, run_in_background
+from flashsale.service.app import create_app
+from flashsale.service.backends import open_store
+from flashsale.service.bodies import BODY_TIMEOUT_S
+from flashsale.service.runtime import Runtime
+from flashsale.service.server import ServiceURL, bind, run_in_background
 
 pytestmark = pytest.mark.slow
 
@@ -302,18 +311,50 @@ def test_one_worker_and_no_queue_refuse_50_concurrent_clients_with_503(db: str) 
     assert a["units_reserved"] == statuses.count(201) and a["units_sold"] == 0
 
 
-async def _open_slow_cart(host: str, port: int) -> tuple[asyncio.StreamReader, Any, bytes]:
-    """A cart whose body arrives in two parts: between them its request holds the worker
-    it took (any request that keeps its worker busy would do)."""
-    reader, writer = await asyncio.open_connection(host, port)
-    body = json.dumps({"account": 1, "sku": "CAP-1", "units": 1}).encode()
-    head = (
-        "POST /v1/cart HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+class _GatedStore:
+    """A store whose ``reserve`` waits until the test opens its gate: a cart that keeps
+    its worker busy for as long as the test wants. (A cart whose body arrived slowly
+    did that before issue 13; bodies are now received before a worker is taken.)"""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def reserve(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered.set()
+        for _ in range(6000):  # 60 s at most: a safety bound, the test opens it at once
+            if self.gate.is_set():
+                break
+            await asyncio.sleep(0.01)
+        return await self._inner.reserve(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _serve_in_thread(runtime: Runtime) -> Iterator[str]:
+    """The service on a loopback port, served by uvicorn on a thread of this process
+    (so the test can reach into its store); yields the base URL."""
+    sock = bind("127.0.0.1", 0)
+    config = uvicorn.Config(
+        create_app(runtime), http="httptools", lifespan="on", log_level="warning"
     )
-    writer.write(head.encode() + body[:5])
-    await writer.drain()
-    return reader, writer, body[5:]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(3000):  # 30 s at most
+            if server.started or not thread.is_alive():
+                break
+            time.sleep(0.01)
+        assert server.started, "the service did not start"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 def test_a_queued_request_gets_503_when_queue_timeout_s_runs_out(db: str) -> None:
@@ -323,32 +364,31 @@ def test_a_queued_request_gets_503_when_queue_timeout_s_runs_out(db: str) -> Non
     refused at once. The answers themselves show it: the worker is still busy when
     they come, so none of them can have been served late."""
     queue_limit, timeout_s = 3, 1.0
+    store = _GatedStore(open_store(db, pool_size=4))
+    runtime = Runtime(store, capacity_sale(1, queue_limit, timeout_s), "t0ken")
 
-    async def run(base: str) -> tuple[list[httpx.Response], int]:
-        host, port = base.removeprefix("http://").split(":")
-        reader, writer, rest = await _open_slow_cart(host, int(port))
+    async def run(base: str) -> tuple[list[httpx.Response], RawAnswer]:
+        held = await RawConnection.open(base)
+        cart = asyncio.create_task(
+            held.post("/v1/cart", {"account": 1, "sku": "CAP-1", "units": 1})
+        )
+        assert await asyncio.to_thread(store.entered.wait, 30), "the cart never reached the stock"
         async with _client(base) as probe:
-            for _ in range(100):  # until the slow cart holds the worker (almost always at once)
-                first = await probe.get("/v1/sale")
-                if first.status_code == 503:
-                    break
-                await asyncio.sleep(0.02)
-            assert first.status_code == 503, "the slow cart never held the worker"
+            first = await probe.get("/v1/sale")  # the worker is busy: queued, then 503
         clients = [_client(base) for _ in range(queue_limit + 1)]
         for c in clients:
             assert (await c.get("/healthz")).status_code == 200  # connected: sent together
         waited = await asyncio.gather(*(c.get("/v1/sale") for c in clients))
         for c in clients:
             await c.aclose()
-        writer.write(rest)  # the slow cart completes: its worker comes free only now
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        writer.close()
-        return [first, *waited], int(head[9:12])
+        store.gate.set()  # the held cart goes on: its worker comes free only now
+        answer = await asyncio.wait_for(cart, 30)
+        held.close()
+        return [first, *waited], answer
 
-    with run_in_background(capacity_sale(1, queue_limit, timeout_s), db=db) as url:
-        answers, slow_status = asyncio.run(run(url))
-        a = final_audit(url)
+    with _serve_in_thread(runtime) as base:
+        answers, held_cart = asyncio.run(run(base))
+        a = httpx.get(f"{base}/admin/audit", headers={"Authorization": "Bearer t0ken"}).json()
     assert all(r.status_code == 503 for r in answers), [r.status_code for r in answers]
     assert all(int(r.headers["retry-after"]) >= 1 for r in answers)
     reasons = sorted(r.json()["detail"] for r in answers)
@@ -357,7 +397,104 @@ def test_a_queued_request_gets_503_when_queue_timeout_s_runs_out(db: str) -> Non
     ] * (queue_limit + 1), reasons
     codes = sorted(r.json()["reason"] for r in answers)  # what the replay's map reads
     assert codes == ["queue_full"] + ["queue_timeout"] * (queue_limit + 1), codes
-    assert slow_status == 201
+    assert held_cart.status == 201, held_cart.body
+    assert a["units_reserved"] == 1
+
+
+# ------------------------------------------------------- bodies that never arrive
+
+
+_PARTIAL_CART = (
+    b"POST /v1/cart HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 100\r\n\r\n" + b'{"account": 1, "sku": '
+)
+"""A cart that declares a 100-byte body and sends 22 bytes of it (issue 13)."""
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> RawAnswer:
+    raw = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    lines = raw.split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+    payload = await reader.readexactly(int(headers["content-length"]))
+    return RawAnswer(int(lines[0].split()[1]), headers, json.loads(payload))
+
+
+def test_stalled_partial_bodies_leave_the_workers_to_other_buyers(db: str) -> None:
+    """Twice as many connections as workers send a cart's head and part of its body,
+    then nothing. Before issue 13 each held a worker while its handler waited for the
+    rest, with no timeout: every other request queued and got 503 (queue timeout) for
+    as long as they stayed open. Now bodies are received before a worker is taken:
+    other buyers get their holds (201, so within ``queue_timeout_s``: a request queued
+    longer is answered 503), and each stalled cart gets 408 ``body_timeout`` once
+    BODY_TIMEOUT_S has passed, having taken nothing."""
+    workers, buyers = 16, 24
+
+    async def run(base: str) -> tuple[list[RawAnswer], list[RawAnswer]]:
+        host, port = base.removeprefix("http://").split(":")
+        stalled = []
+        for _ in range(2 * workers):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(_PARTIAL_CART)
+            await writer.drain()
+            stalled.append((reader, writer))
+        async with _client(base) as probe:  # sent after them: answered once they are read
+            for _ in range(2):
+                assert (await probe.get("/healthz")).status_code == 200
+        conns = [await RawConnection.open(base) for _ in range(buyers)]
+        served = await asyncio.gather(
+            *(
+                c.post("/v1/cart", {"account": 100 + k, "sku": "CAP-1", "units": 1})
+                for k, c in enumerate(conns)
+            )
+        )
+        for c in conns:
+            c.close()
+        # generous bound: the answer is due BODY_TIMEOUT_S after each head
+        late = await asyncio.wait_for(
+            asyncio.gather(*(_read_answer(r) for r, _ in stalled)), BODY_TIMEOUT_S + 30
+        )
+        for _, writer in stalled:
+            writer.close()
+        return served, late
+
+    with run_in_background(capacity_sale(workers, 100, 2.0), db=db) as url:
+        served, late = asyncio.run(run(url))
+        a = final_audit(url)
+    assert [r.status for r in served] == [201] * buyers, [(r.status, r.body) for r in served]
+    assert {(r.status, r.body["error"]) for r in late} == {(408, "body_timeout")}
+    assert {r.headers["connection"] for r in late} == {"close"}
+    held_by = sorted(r["account"] for r in a["reservations"])  # no stalled cart's (1)
+    assert held_by == list(range(100, 100 + buyers)) and a["units_reserved"] == buyers
+
+
+def test_a_slow_body_holds_no_worker(db: str) -> None:
+    """``workers = 1, queue_limit = 0``: while a cart's body arrives in two parts, the
+    one worker is free (a sale status is answered 200, not 503 queue full); the cart,
+    once whole, gets its hold."""
+
+    async def run(base: str) -> tuple[int, RawAnswer]:
+        host, port = base.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body = json.dumps({"account": 1, "sku": "CAP-1", "units": 1}).encode()
+        head = (
+            "POST /v1/cart HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body[:5])
+        await writer.drain()
+        async with _client(base) as probe:
+            for _ in range(2):
+                status = (await probe.get("/v1/sale")).status_code
+                assert status == 200, "the half-sent cart holds the only worker"
+        writer.write(body[5:])
+        answer = await asyncio.wait_for(_read_answer(reader), 30)
+        writer.close()
+        return status, answer
+
+    with run_in_background(capacity_sale(1, 0, 2.0), db=db) as url:
+        status, answer = asyncio.run(run(url))
+        a = final_audit(url)
+    assert status == 200 and answer.status == 201, answer.body
     assert a["units_reserved"] == 1
 
 

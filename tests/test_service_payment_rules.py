@@ -141,7 +141,7 @@ def test_hold_that_expires_during_the_gateway_wait_is_sold_to_its_payer(db: str)
             gateway.answer("paid")
             paid = await task
             assert paid.status_code == 201, paid.text
-            order = (await c.get(f"/v1/orders/{paid.json()['order_id']}")).json()
+            order = (await c.get(f"/v1/orders/{paid.json()['order_id']}?account=1")).json()
             assert (order["account"], order["units"], order["status"]) == (1, 1, "paid")
             # the in-progress answer was not kept under its key: it now gets the outcome
             assert (await pay(c, rid, 1, "a-2")).json()["error"] == "already_paid"

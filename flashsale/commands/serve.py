@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 
 from flashsale._cli_utils import SetOption, fail, load_or_exit
@@ -16,6 +19,7 @@ from flashsale.service.backends import describe_db, open_store
 from flashsale.service.runtime import Runtime
 from flashsale.service.server import ADMIN_TOKEN_ENV, bind, is_loopback, new_admin_token, serve
 from flashsale.service.sqlite_store import SqliteStore
+from flashsale.service.store import SaleRecord, unstorable_channel
 
 __all__ = ["serve_command"]
 
@@ -47,6 +51,35 @@ def _check_sqlite_path(path: Path) -> None:
         fail(f"--db {path}: not readable and writable")
 
 
+def _sale_in(database: str) -> SaleRecord | None:
+    """The sale ``database`` holds, if any (exit 2 if it cannot be opened): looked at
+    before the port is taken, so a refusal is one line, not a failed start-up."""
+    store = open_store(database, pool_size=1)
+
+    async def peek() -> SaleRecord | None:
+        await store.setup()
+        try:
+            return await store.load_sale()
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(peek())
+    except (OSError, sqlite3.Error, psycopg.Error) as e:
+        fail(f"--db: {describe_db(store)}: cannot open: {str(e).splitlines()[0]}")
+    except (ValueError, TypeError) as e:  # a sale record this version cannot read
+        fail(f"--db: {describe_db(store)}: holds a sale this version cannot read ({e})")
+
+
+def _named(data: dict[str, object]) -> str:
+    """``'smoke' (200 units of SMOKE-1)`` from a resolved scenario's data."""
+    sale = data.get("sale")
+    sale = sale if isinstance(sale, dict) else {}
+    units = sale.get("units")
+    amount = f"{units:,}" if isinstance(units, int) else "?"
+    return f"{data.get('name')!r} ({amount} units of {sale.get('sku', '?')})"
+
+
 def serve_command(
     scenario: Annotated[
         Path, typer.Argument(help="Scenario TOML (or resolved JSON) to put on sale.")
@@ -76,12 +109,16 @@ def serve_command(
         float, typer.Option("--opens-in", min=0, help="Seconds from now until the opening.")
     ] = 0.0,
     fresh: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--fresh/--resume",
-            help="Start the sale afresh, or resume the sale already in --db (after a crash).",
+            help="When --db already holds a sale: --fresh replaces it with SCENARIO (its "
+            "orders are deleted), --resume continues it, e.g. after a crash (SCENARIO is "
+            "then not used). Without either, such a --db is refused. A new or empty --db "
+            "starts SCENARIO.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     allow_remote_bind: Annotated[
         bool,
         typer.Option(
@@ -96,6 +133,10 @@ def serve_command(
 ) -> None:
     """Run the reference checkout service (HTTP API, SQLite or PostgreSQL, defenses)."""
     sc = _scenario(scenario, set_)
+    if (bad := unstorable_channel(c.name for c in sc.sale.channels)) is not None:
+        fail(
+            f"{scenario}: sale.channels: name {bad!r} holds a NUL character (no database keeps it)"
+        )
     if not is_loopback(host) and not allow_remote_bind:
         fail(f"--host {host}: not a loopback address; add --allow-remote-bind to expose it")
     database = db or str(Path(tempfile.mkdtemp(prefix="flashsale-")) / "sale.db")
@@ -105,6 +146,12 @@ def serve_command(
         fail(str(e))
     if isinstance(store, SqliteStore):
         _check_sqlite_path(store.path)
+    if db is not None and fresh is None and (held := _sale_in(database)) is not None:
+        fail(
+            f"--db: {describe_db(store)} holds the sale {_named(held.scenario)}, not "
+            f"{_named(sc.to_toml_dict())} from {scenario}; add --resume to continue the "
+            f"sale in the database, or --fresh to replace it (its orders are deleted)"
+        )
     try:
         sock = bind(host, port)
     except OSError as e:
@@ -112,12 +159,17 @@ def serve_command(
     token = admin_token or new_admin_token()
     bound_host, bound_port = sock.getsockname()[:2]
     url = f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}"
-    runtime = Runtime(store, sc, token, fresh=fresh or db is None, opens_in_s=opens_in)
+    # fresh None: the database held no sale a moment ago; should one have appeared
+    # since, it is resumed (and the banner says so), never wiped unasked
+    runtime = Runtime(store, sc, token, fresh=bool(fresh) or db is None, opens_in_s=opens_in)
 
     def started() -> None:
         state = "resumed the sale in" if runtime.resumed else "new sale in"
+        live = runtime.scenario  # what /v1/sale serves: the database's sale when resumed
         typer.echo(f"flashsale service listening on {url} ({state} {describe_db(store)})")
-        typer.echo(f"  scenario {sc.name}: {sc.sale.units:,} units of {sc.sale.sku}")
+        typer.echo(f"  scenario {live.name}: {live.sale.units:,} units of {live.sale.sku}")
+        if runtime.resumed and live.to_toml_dict() != sc.to_toml_dict():
+            typer.echo(f"  (the sale in the database; {scenario} is not used)")
         if admin_token is None:
             typer.echo(f"  admin token: {token}")
         typer.echo(f"  API: {url}/openapi.json   stop: Ctrl-C")

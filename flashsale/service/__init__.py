@@ -7,9 +7,16 @@ finite workers, and the scenario's defenses switchable at run time. Start it wit
 ``flashsale serve`` or, from Python, :func:`run_in_background`.
 
 Times are seconds; sale time ``t`` is seconds from the opening (negative before).
-Accounts are integers >= 0 (the Outcome contract's account ids). Every error is
-JSON ``{"error": "<code>", "detail": "<what is wrong>", "field": "<name>"|null}``;
-bad input never reaches the stock and never gives a 500. Bodies over 16 KiB: 413.
+Accounts are integers >= 0 (the Outcome contract's account ids); there is no user
+authentication: the account a request names is who asks (an order answers only to
+it). Every error is JSON ``{"error": "<code>", "detail": "<what is wrong>", "field":
+"<name>"|null}``; bad input never reaches the stock and never gives a 5xx: bodies
+over 16 KiB get 413, bodies nested more than 32 levels deep 400, ids in a path are
+1-19 ASCII digits (anything else, ``\u00b2`` or ``\u0661`` too, is 404 as an id
+that does not exist). A body is received whole before its request queues for a
+worker, within 5 s of the request's head (``BODY_TIMEOUT_S``; then 408
+``body_timeout``): a client that sends part of a body holds a connection, never a
+worker.
 
 Public API (paths are the scenario's ``[target.paths]`` defaults; OpenAPI 3.1 at
 ``GET /openapi.json``; ``GET /healthz`` -> ``{"ok": true}`` bypasses the queue).
@@ -19,8 +26,8 @@ or the queue was full; it changed nothing, send it again. A request may say how
 long its client waits for a worker (header ``X-Patience-S``, seconds): still
 queued then, it leaves unserved with 499 ``abandoned`` (changed nothing), as the
 simulated buyer's patience runs out. A bad body gets 400
-``malformed_json``, 413 ``body_too_large`` or 422 ``invalid_body`` (``field`` names
-the culprit) and changes nothing::
+``malformed_json``, 408 ``body_timeout``, 413 ``body_too_large`` or 422
+``invalid_body`` (``field`` names the culprit) and changes nothing::
 
     GET  /v1/sale                the view
          200 {"sku", "open": bool, "opens_in_s" (0 once open), "closes_in_s", "units",
@@ -65,9 +72,14 @@ the culprit) and changes nothing::
              the same key and body always get the same answer and never take stock
              twice. The others are not stored (nothing was decided). Retry a failed
              payment with a *new* key (it gets 410: cart again).
-    GET  /v1/orders/{order_id}   200 {"order_id", "reservation_id", "account", "sku",
-                                 "channel", "units", "status": "paid"|"cancelled"}
-                                 | 404 unknown_order
+    GET  /v1/orders/{order_id}?account=N  200 {"order_id", "reservation_id", "account",
+                                 "channel", "units", "created_at",
+                                 "status": "paid"|"cancelled"}
+                                 | 404 unknown_order: no such order, or not account N's
+                                 (an order answers only to the account that placed it:
+                                 order ids are sequential, so to anyone else an order
+                                 is as absent as one never placed)
+                                 | 422 invalid_query (account missing or not an id)
     POST /v1/orders/{order_id}/cancel  {"account"} -> 200 the order, "cancelled" (units
                                  back to the stock) | 404 unknown_order (or not this
                                  account's)

@@ -16,11 +16,17 @@ from starlette.routing import Route
 from flashsale.scenario import ScenarioError, parse_scenario
 from flashsale.service.bodies import ApiError, ResaleIn, ReviewIn, read_body, read_json
 from flashsale.service.routes import Handler, runtime
+from flashsale.service.store import unstorable_channel
 
-__all__ = ["MAX_ADMIN_BODY_BYTES", "admin_routes"]
+__all__ = ["ADMIN_BODY_TIMEOUT_S", "MAX_ADMIN_BODY_BYTES", "admin_routes"]
 
 MAX_ADMIN_BODY_BYTES = 8 * 1024 * 1024
 """A review body lists bot accounts (up to a million ids)."""
+
+ADMIN_BODY_TIMEOUT_S = 60.0
+"""An admin body (up to 8 MiB) must arrive within this long, else 408: 1.1 Mbit/s
+at the largest. Only the token's holder can be that slow, and admin requests hold
+no worker anyway."""
 
 
 def guarded(handler: Handler) -> Handler:
@@ -58,13 +64,21 @@ def _query_float(request: Request, name: str, default: float, low: float, high: 
 async def reset(request: Request) -> Response:
     """Start a sale afresh from a resolved scenario (Scenario.to_toml_dict())."""
     rt = runtime(request)
-    data = await read_json(request, MAX_ADMIN_BODY_BYTES)
+    data = await read_json(request, MAX_ADMIN_BODY_BYTES, ADMIN_BODY_TIMEOUT_S)
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_scenario", "body must be a scenario as a JSON object")
     try:
         scenario = parse_scenario(data, "scenario")
     except ScenarioError as e:
         raise ApiError(422, "invalid_scenario", str(e)) from None
+    bad = unstorable_channel(c.name for c in scenario.sale.channels)
+    if bad is not None:
+        raise ApiError(
+            422,
+            "invalid_scenario",
+            f"scenario: sale.channels: name {bad!r} holds a NUL character (no database keeps it)",
+            "sale.channels",
+        )
     opens_in_s = _query_float(request, "opens_in_s", 0.0, 0.0, 30 * 86400)
     replication = int(_query_float(request, "replication", 0, 0, 10**6))
     await rt.reset(scenario, opens_in_s, replication)
@@ -115,7 +129,7 @@ async def review(request: Request) -> Response:
     """The post-hoc review: the body names the accounts known to be bots (the truth
     the simulated detector guesses at, from the replay); flagged orders are cancelled."""
     rt = runtime(request)
-    body = await read_body(request, ReviewIn, MAX_ADMIN_BODY_BYTES)
+    body = await read_body(request, ReviewIn, MAX_ADMIN_BODY_BYTES, ADMIN_BODY_TIMEOUT_S)
     if not rt.scenario.defenses.review.enabled:
         raise ApiError(
             409,

@@ -14,7 +14,12 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
+from flashsale.service.admin import ADMIN_BODY_TIMEOUT_S, MAX_ADMIN_BODY_BYTES
 from flashsale.service.bodies import (
+    BODY_TIMEOUT_S,
+    MAX_BODY_BYTES,
+    MAX_ID,
+    MAX_JSON_DEPTH,
     AccountIn,
     CaptchaSolveIn,
     CartIn,
@@ -31,7 +36,39 @@ _BUSY = {
     "503": "overloaded: queue full | queue timeout (Retry-After)",
     "499": "abandoned: still queued when the client's X-Patience-S ran out",
 }
-_BAD = {"400": "malformed JSON", "413": "body over 16 KiB", "422": "invalid body"}
+_BAD = {
+    "400": f"malformed_json (not JSON, or nested more than {MAX_JSON_DEPTH} levels)",
+    "408": f"body_timeout: the body did not arrive within {BODY_TIMEOUT_S:g} s",
+    "413": f"body over {MAX_BODY_BYTES // 1024} KiB",
+    "422": "invalid body",
+}
+_ID_PARAMS = {"order_id", "challenge_id", "account"}
+"""Path parameters that are ids: ASCII digits (else 404)."""
+
+_ACCOUNT_QUERY = {
+    "name": "account",
+    "in": "query",
+    "required": True,
+    "description": "the account asking: an order answers only to the account that placed it",
+    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+}
+_QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("GET", "/v1/orders/{order_id}"): [_ACCOUNT_QUERY],
+    ("POST", "/admin/reset"): [
+        {
+            "name": "opens_in_s",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "number", "minimum": 0, "maximum": 30 * 86400},
+        },
+        {
+            "name": "replication",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0, "maximum": 10**6},
+        },
+    ],
+}
 
 OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, dict[str, str]]] = {
     ("GET", "/v1/sale"): (
@@ -66,14 +103,21 @@ OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, dict[str, s
         },
     ),
     ("GET", "/v1/orders/{order_id}"): (
-        "Order status",
+        "Order status, for the account that placed it (?account=); to any other account "
+        "the order does not exist (404)",
         None,
-        {"200": "{order_id, reservation_id, account, channel, units, status}", "404": _ERR},
+        {
+            "200": "{order_id, reservation_id, account, channel, units, status}",
+            "404": "unknown_order (or not this account's)",
+            "422": "invalid_query: account missing or not an id",
+            "503": _BUSY["503"],
+            "499": _BUSY["499"],
+        },
     ),
     ("POST", "/v1/orders/{order_id}/cancel"): (
         "Cancel one's own order; the units go back to the stock",
         AccountIn,
-        {"200": "the cancelled order", "404": "unknown_order", **_BAD},
+        {"200": "the cancelled order", "404": "unknown_order (or not this account's)", **_BAD},
     ),
     ("POST", "/v1/captcha"): (
         "A CAPTCHA challenge",
@@ -138,7 +182,14 @@ OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, dict[str, s
     ("POST", "/admin/reset"): (
         "Start a sale afresh from a resolved scenario (query: opens_in_s, replication)",
         None,
-        {"200": "sale status", "401": "no admin token", "422": "invalid_scenario"},
+        {
+            "200": "sale status",
+            "400": _BAD["400"],
+            "401": "no admin token",
+            "408": f"body_timeout: the body did not arrive within {ADMIN_BODY_TIMEOUT_S:g} s",
+            "413": f"body over {MAX_ADMIN_BODY_BYTES // 2**20} MiB",
+            "422": "invalid_scenario | invalid_query",
+        },
     ),
     ("POST", "/admin/defenses"): (
         "Switch defenses: a partial [defenses] table, plus optional captcha_delay_s",
@@ -176,17 +227,26 @@ OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, dict[str, s
 }
 
 
+def _path_param(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if name in _ID_PARAMS:
+        schema["pattern"] = "^[0-9]{1,19}$"
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
 def _operation(
-    path: str, summary: str, body: type[BaseModel] | None, responses: dict[str, str]
+    method: str,
+    path: str,
+    summary: str,
+    body: type[BaseModel] | None,
+    responses: dict[str, str],
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
-        "responses": {code: {"description": text} for code, text in responses.items()},
+        "responses": {code: {"description": text} for code, text in sorted(responses.items())},
     }
-    params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in re.findall(r"{(\w+)}", path)
-    ]
+    params = [_path_param(name) for name in re.findall(r"{(\w+)}", path)]
+    params += _QUERY.get((method, path), [])
     if path.startswith("/admin/"):
         op["security"] = [{"adminToken": []}]
     if path == "/v1/checkout":
@@ -230,7 +290,7 @@ def openapi_spec(routes: Sequence[BaseRoute]) -> dict[str, Any]:
                 raise KeyError(f"{method} {route.path} is not documented in OPERATIONS")
             summary, body, responses = OPERATIONS[key]
             paths.setdefault(route.path, {})[method.lower()] = _operation(
-                route.path, summary, body, responses
+                method, route.path, summary, body, responses
             )
     return {
         "openapi": "3.1.0",

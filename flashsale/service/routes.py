@@ -1,9 +1,11 @@
 """The public ``/v1`` endpoints (see the package docstring for shapes and statuses).
 
 Every handler runs inside a worker slot of the capacity limiter, so a flash sale
-meets the same finite workers and bounded queue as in the simulation. Order of
-checks in add-to-cart: the body, then rate limits, then the clock, then the
-defenses, then the stock: a request refused early costs no database write.
+meets the same finite workers and bounded queue as in the simulation. The body is
+received before the request queues (:func:`~flashsale.service.bodies.receive_body`):
+a worker is never held waiting for a client. Order of checks in add-to-cart: the
+body, then rate limits, then the clock, then the defenses, then the stock: a
+request refused early costs no database write.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ from flashsale.service.bodies import (
     CartIn,
     CheckoutIn,
     error_response,
+    parse_id,
     read_body,
+    receive_body,
 )
 from flashsale.service.guards import CAPTCHA_TOKEN_TTL_S
 from flashsale.service.limiter import Abandoned, CapacityLimiter, Overloaded
 from flashsale.service.runtime import Runtime
 from flashsale.service.store import Charge
 
-__all__ = ["public_routes", "runtime"]
+__all__ = ["in_worker", "path_id", "public_routes", "runtime"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -62,9 +66,12 @@ def client_ip(request: Request) -> str:
 
 def in_worker(handler: Handler) -> Handler:
     """Run ``handler`` holding a worker of the capacity limiter; 503 if none comes in
-    time, 499 if the client's patience (``X-Patience-S``) ran out first."""
+    time, 499 if the client's patience (``X-Patience-S``) ran out first. The body is
+    received first, outside the workers (408 if it does not arrive in time, 413 if
+    too large): a client that sends part of a body must not hold a worker."""
 
     async def wrapped(request: Request) -> Response:
+        await receive_body(request)
         limiter = runtime(request).limiter
         request.state.limiter = limiter
         try:
@@ -192,27 +199,42 @@ async def checkout(request: Request) -> Response:
     return JSONResponse(reply.body, status_code=reply.status, headers=headers)
 
 
-def _order_id(request: Request) -> int:
-    raw = request.path_params["order_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(404, "unknown_order", f"no order {raw!r}", "order_id")
-    return int(raw)
+def path_id(request: Request, name: str, error: str) -> int:
+    """The path parameter ``name`` as an id (:func:`~flashsale.service.bodies.parse_id`);
+    404 ``error`` if it is not one (no such thing can exist)."""
+    raw = request.path_params[name]
+    found = parse_id(raw)
+    if found is None:
+        raise ApiError(404, error, f"no {name.removesuffix('_id')} {raw!r:.40}", name)
+    return found
+
+
+def _account_query(request: Request) -> int:
+    """``?account=`` (required): the account asking, as in every request's body."""
+    raw = request.query_params.get("account")
+    found = None if raw is None else parse_id(raw)
+    if found is None:
+        detail = "required" if raw is None else f"{raw!r:.40} is not an account id"
+        raise ApiError(422, "invalid_query", f"account: {detail}", "account")
+    return found
 
 
 async def order(request: Request) -> Response:
-    """Order status."""
+    """An order's status, for the account that placed it (``?account=``): anyone else
+    gets 404, as for an order that does not exist, so ids reveal nothing."""
     rt = runtime(request)
-    oid = _order_id(request)
-    found = await rt.store.order(oid)
+    oid = path_id(request, "order_id", "unknown_order")
+    account = _account_query(request)
+    found = await rt.store.order(oid, account)
     if found is None:
-        raise ApiError(404, "unknown_order", f"no order {oid}", "order_id")
+        raise ApiError(404, "unknown_order", f"no order {oid} of this account", "order_id")
     return JSONResponse(found)
 
 
 async def cancel(request: Request) -> Response:
     """Cancel one's own paid order; its units go back to the stock."""
     rt = runtime(request)
-    oid = _order_id(request)
+    oid = path_id(request, "order_id", "unknown_order")
     body = await read_body(request, AccountIn)
     done = await rt.store.cancel(oid, body.account)
     if done is None:
@@ -233,14 +255,12 @@ async def captcha(request: Request) -> Response:
 async def captcha_solve(request: Request) -> Response:
     """Answer a challenge; a right answer gives a single-use captcha_token."""
     rt = runtime(request)
-    raw = request.path_params["challenge_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(404, "unknown_challenge", f"no challenge {raw!r}", "challenge_id")
+    cid = path_id(request, "challenge_id", "unknown_challenge")
     body = await read_body(request, CaptchaSolveIn)
     if rt.guards.captcha_delay_s > 0:  # the provider's verification call
         async with request.state.limiter.paused():
             await asyncio.sleep(rt.guards.captcha_delay_s)
-    token = rt.guards.solve(int(raw), body.account, body.answer, rt.t(rt.clock()))
+    token = rt.guards.solve(cid, body.account, body.answer, rt.t(rt.clock()))
     return JSONResponse({"captcha_token": token, "expires_in_s": CAPTCHA_TOKEN_TTL_S})
 
 
@@ -297,10 +317,8 @@ async def lottery_result(request: Request) -> Response:
     lottery = rt.guards.lottery
     if lottery is None:
         raise ApiError(409, "lottery_off", "the lottery is off")
-    raw = request.path_params["account"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(404, "unknown_account", f"no account {raw!r}", "account")
-    return JSONResponse(lottery.result(int(raw), rt.t(rt.clock())))
+    account = path_id(request, "account", "unknown_account")
+    return JSONResponse(lottery.result(account, rt.t(rt.clock())))
 
 
 def public_routes() -> list[Route]:

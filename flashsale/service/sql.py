@@ -386,9 +386,12 @@ class SqlStore(ABC):
 
     # ---------------------------------------------------------------- orders
 
-    async def order(self, order_id: int) -> dict[str, Any] | None:
+    async def order(self, order_id: int, account: int) -> dict[str, Any] | None:
         async with self._tx(snapshot=True) as tx:
-            row = await tx.one(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ?", (order_id,))
+            row = await tx.one(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ? AND account = ?",
+                (order_id, account),
+            )
         return None if row is None else _order(row)
 
     async def cancel(self, order_id: int, account: int | None) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ releases the units to the stock at once; the buyer must cart again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -27,7 +27,15 @@ __all__ = [
     "Reserved",
     "SaleRecord",
     "Store",
+    "unstorable_channel",
 ]
+
+
+def unstorable_channel(names: Iterable[str]) -> str | None:
+    """A channel name no backend can keep as a row key, or None. PostgreSQL text holds
+    no NUL character (a scenario may: TOML and JSON can write ``\\u0000``); SQLite
+    would, but both backends take the same sales."""
+    return next((n for n in names if "\x00" in n), None)
 
 
 @dataclass(frozen=True)
@@ -132,8 +140,9 @@ class Store(Protocol):
         hold, a late "paid" is voided (504), and its key may be claimed again.
         """
 
-    async def order(self, order_id: int) -> dict[str, Any] | None:
-        """One order as the API shows it."""
+    async def order(self, order_id: int, account: int) -> dict[str, Any] | None:
+        """One order as the API shows it, if ``account`` placed it; else None (an
+        order answers only to its account)."""
 
     async def cancel(self, order_id: int, account: int | None) -> dict[str, Any] | None:
         """Cancel a paid order (``account`` None: the operator's review) and give its
