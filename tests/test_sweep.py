@@ -445,3 +445,16 @@ def test_a_killed_sweep_leaves_no_worker_and_an_honest_sweep_json(tmp_path: Path
     assert doc["status"] == "incomplete" and "killed" in doc["error"]
     assert doc["points"][0]["status"] == "complete"
     assert (out / "point-000" / "report.html").exists()
+
+
+def test_sweep_json_records_its_command_with_secrets_redacted(
+    smoke_path: Path, tmp_path: Path
+) -> None:
+    axes = parse_vary(["humans.count=50"], str(smoke_path))
+    points = plan_sweep(smoke_path, axes, [], seed=None)
+    out = tmp_path / "sweep"
+    argv = ["flashsale", "sweep", str(smoke_path), "--admin-token", "s3cret-value"]
+    run_sweep(smoke_path, points, axes, replications=1, workers=1, folder=out, argv=argv)
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["command"][:4] == argv[:4] and doc["command"][4] != "s3cret-value"
+    assert "s3cret-value" not in (out / "sweep.json").read_text()
