@@ -63,4 +63,3 @@ def test_the_manifest_keeps_no_admin_token(
     text = (out / "manifest.json").read_text()
     assert "s3cret" not in text
     assert json.loads(text)["command"][-2:] == ["--admin-token", REDACTED]
-
