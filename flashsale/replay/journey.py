@@ -283,7 +283,7 @@ class Journey:
             {"Idempotency-Key": f"{self.key}-{self.who.journey}-{self.pay_attempt}"},
         )
         answer = meaning("pay", r)
-        if answer is not Answer.AMBIGUOUS and r.status != 409:
+        if answer is not Answer.AMBIGUOUS and answer is not Answer.RETRY:
             self.pay_attempt += 1  # a definite answer: a retry is a new payment, a new key
         if answer is Answer.OK:
             self.log.units = int(r.body.get("units", self.units))
