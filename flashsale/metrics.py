@@ -64,9 +64,11 @@ PERCENTILES = (50, 95, 99)
 """Latency percentiles reported per step."""
 
 METRIC_DOCS: dict[str, str] = {
-    "units_sold": "units paid for and kept (journeys ending purchased), main sale and re-sale",
+    "units_sold": "units paid for and kept (journeys ending purchased), main sale and re-sale; "
+    "a replay with an audit: the target's own count (the journeys' is the cross-check)",
     "oversold_units": "units paid beyond the stock on offer (main sale, re-sale), or stock "
-    "below zero in the timeline, or the replay audit's count, whichever is largest; must be 0",
+    "below zero in the timeline, or the replay audit's count, whichever is largest; must be 0; "
+    "a replay without an audit: null (unknown: a threshold on it fails)",
     "sellout_time_s": "seconds from the opening until the main sale's paid units reached "
     "sale.units (timeline resolution); null when it did not sell out",
     "throughput_peak_orders_per_s": "most successful payments (pay step, 2xx) completed "
@@ -361,9 +363,12 @@ def replication_metrics(
     over += max(0, int(paid[~main].sum()) - _resale_offered(scenario, j))
     if tl["stock_left"].size:
         over = max(over, -int(tl["stock_left"].min()))
-    if audit is not None and audit.get("oversold_units") is not None:
-        over = max(over, int(audit["oversold_units"]))
-    out["oversold_units"] = over
+    if audit is not None:  # a replay: the target's books are the authority
+        told, sold = audit.get("oversold_units"), audit.get("units_sold")
+        out["oversold_units"] = None if told is None else max(over, int(told))
+        out["units_sold"] = units_sold if sold is None else int(sold)
+    else:
+        out["oversold_units"] = over
 
     in_main = _main_part(scenario, tl["t"])
     cum = np.cumsum(tl["sold_human"][in_main] + tl["sold_bot"][in_main])

@@ -36,7 +36,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -52,6 +51,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from flashsale import _toml
+from flashsale._schema import _MAX_NAME, _MAX_TEXT, MAX_COUNT, _Model
 from flashsale.distributions import (
     MAX_DURATION_S,
     Constant,
@@ -59,6 +59,7 @@ from flashsale.distributions import (
     Exponential,
     Lognormal,
 )
+from flashsale.protocol import Target
 
 __all__ = [
     "MAX_CHANNELS",
@@ -82,6 +83,7 @@ __all__ = [
     "ScenarioError",
     "Threshold",
     "apply_overrides",
+    "files_from",
     "load_scenario",
     "parse_scenario",
     "run_size",
@@ -119,9 +121,6 @@ THRESHOLD_METRICS = (
 MAX_UNITS = 10**9
 """Most units of stock, per order, per account or in a re-sale (the reference service's cap)."""
 
-MAX_COUNT = 10**9
-"""Most of any other count: queue places, bucket size, active users, winners, requests."""
-
 MAX_JOURNEYS = 5_000_000
 """Most journeys (humans + bot accounts) in one sale: about 2 KB each while simulating."""
 
@@ -157,9 +156,6 @@ MAX_SKU_CHARS = 64
 service's cart body takes up to this many characters (issue 13: a longer one
 validated, then every cart was refused 422)."""
 
-_MAX_NAME = 100  # a name or path: fits a folder name, a header, a URL
-_MAX_TEXT = 2_000  # a description, a header value
-_MAX_HEADERS = 100
 _MAX_PRICE = 1e12  # any currency's flash price; units x price stays well inside a float
 _MAX_FACTOR = 1e6  # payment.failure_growth, payment.load_knee
 _MAX_SEED = 2**63 - 1  # TOML integers are 64-bit
@@ -190,20 +186,6 @@ CartName = Annotated[
     str, Field(min_length=1, max_length=MAX_SKU_CHARS), BeforeValidator(_fits_a_cart)
 ]
 """A SKU or channel name: the cart request carries it (:data:`MAX_SKU_CHARS`)."""
-
-
-class _Model(BaseModel):
-    """Strict base: unknown keys are errors, values are immutable once loaded, types are
-    strict and real numbers finite (``inf`` would reach the engines as an overflow, a
-    hang or a 500)."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        strict=True,
-        allow_inf_nan=False,
-    )
 
 
 # --------------------------------------------------------------------------- sale
@@ -513,82 +495,6 @@ class Defenses(_Model):
 
 
 # ------------------------------------------------------------------------- target
-
-
-class Paths(_Model):
-    """Endpoint paths of the target checkout API."""
-
-    status: Name = "/v1/sale"
-    cart: Name = "/v1/cart"
-    pay: Name = "/v1/checkout"
-    order: Name = "/v1/orders/{order_id}"
-    captcha: Name = "/v1/captcha"
-    waiting_room: Name = "/v1/waiting-room"
-    lottery: Name = "/v1/lottery"
-
-    @field_validator("*")
-    @classmethod
-    def _absolute(cls, v: str) -> str:
-        if not re.fullmatch(r"/[^\s\x00-\x1f\x7f]*", v):
-            raise ValueError("a path must start with '/' and hold no spaces or control characters")
-        return v
-
-
-class Auth(_Model):
-    """How the replay authenticates to the target; secrets come from the environment."""
-
-    kind: Literal["none", "bearer"] = "none"
-    token_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=_MAX_NAME)] | (
-        None
-    ) = Field(default=None, description="environment variable holding it")
-
-    @model_validator(mode="after")
-    def _token_for_bearer(self) -> Auth:
-        if self.kind == "bearer" and not self.token_env:
-            raise ValueError("kind = 'bearer' needs token_env (the variable holding the token)")
-        return self
-
-
-class Target(_Model):
-    """Where the Locust replay sends traffic. Default: the bundled service on loopback."""
-
-    base_url: Annotated[str, Field(max_length=_MAX_TEXT)] | None = Field(
-        default=None, description="none = start the reference service on 127.0.0.1"
-    )
-    paths: Paths = Field(default_factory=Paths)
-    headers: dict[str, str] = Field(default_factory=dict, max_length=_MAX_HEADERS)
-    auth: Auth = Field(default_factory=Auth)
-    request_timeout_s: PosSeconds = 10.0
-    max_requests: PosInt = Field(default=1_000_000, description="hard cap on requests in a replay")
-
-    @field_validator("base_url")
-    @classmethod
-    def _http(cls, v: str | None) -> str | None:
-        if v is not None and not (
-            re.fullmatch(r"https?://[^/\s\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*", v) and _host(v)
-        ):
-            raise ValueError("must be an http(s) URL like 'http://127.0.0.1:8000'")
-        return v
-
-    @field_validator("headers")
-    @classmethod
-    def _http_headers(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, value in v.items():
-            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}", name):
-                raise ValueError(f"{name[:40]!r} is not an HTTP header name (letters, digits, -)")
-            if len(value) > _MAX_TEXT or re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
-                raise ValueError(
-                    f"{name}: a header value holds at most {_MAX_TEXT:,} characters and no "
-                    "line breaks or control characters"
-                )
-        return v
-
-
-def _host(url: str) -> str | None:
-    try:
-        return urlsplit(url).hostname
-    except ValueError:  # "http://[::1"
-        return None
 
 
 # --------------------------------------------------------------------- thresholds
@@ -968,6 +874,8 @@ def _describe(err: Any) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if kind in ("union_tag_invalid", "too_large"):  # too_large: the message names the field
         return f"{loc}: {msg}" if loc else msg
+    if kind == "at_field":  # a model's check naming the field inside it that is wrong
+        return f"{loc}.{msg}" if loc else msg
     value = err.get("input")
     shown = "" if isinstance(value, dict | list) or "(got " in msg else f" (got {_shown(value)})"
     return f"{loc or '<top>'}: {msg}{shown}"
@@ -1106,7 +1014,17 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     data = _jsonable_toml(data)
     if overrides:
         data = apply_overrides(data, overrides, str(p))
-    return parse_scenario(data, str(p))
+    return files_from(parse_scenario(data, str(p)), p.parent)
+
+
+def files_from(scenario: Scenario, folder: Path) -> Scenario:
+    """``scenario`` with a relative ``target.accounts_file`` made absolute from ``folder``
+    (the folder of the file that names it)."""
+    name = scenario.target.accounts_file
+    if name is None or Path(name).is_absolute():
+        return scenario
+    target = scenario.target.model_copy(update={"accounts_file": str((folder / name).resolve())})
+    return scenario.model_copy(update={"target": target})
 
 
 def scenario_hash(scenario: Scenario) -> str:

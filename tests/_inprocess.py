@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from starlette.testclient import TestClient
 
-from flashsale.replay.journey import Buyer, Journey
-from flashsale.replay.reference import Reply
+from flashsale.policy import Answer
+from flashsale.protocol import Reply, Target, match
+from flashsale.replay.journey import Buyer, Journey, Judge, Request, parse_cookies
 from flashsale.scenario import Scenario
 from flashsale.service.app import create_app
 from flashsale.service.backends import open_store
@@ -133,22 +134,48 @@ class StepClient:
     def wait_until(self, t: float) -> None:
         self.conductor.wait_until(self.j, t)
 
-    def call(
-        self,
-        step: str,
-        method: str,
-        path: str,
-        intended: float,
-        body: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        r = self.conductor.c.request(method, path, json=body, headers=headers)
-        retry = r.headers.get("retry-after")
-        reply = Reply(r.status_code, r.json(), float(retry) if retry else None)
+    def call(self, step: str, request: Request, intended: float, judge: Judge) -> Reply:
+        r = self.conductor.c.request(
+            request.method,
+            request.path,
+            json=request.json,
+            data=request.form,
+            headers=request.headers,
+        )
+        reply = Reply(
+            r.status_code,
+            r.json() if r.content else None,
+            r.text,
+            {k.lower(): v for k, v in r.headers.items()},
+            parse_cookies(r.headers.get_list("set-cookie")),
+        )
         if len([s for s in self.log if s.journey == self.j]) in self.lose:
-            reply = Reply(0, {})
-        self.log.append(Sent(self.j, step, method, path, body, reply, intended, headers or {}))
+            reply = Reply(0)
+        judge(reply)
+        self.log.append(
+            Sent(
+                self.j,
+                step,
+                request.method,
+                request.path,
+                request.json,
+                reply,
+                intended,
+                request.headers,
+            )
+        )
         return reply
+
+
+REFERENCE = Target()
+"""The reference service's protocol (the default ``[target]``)."""
+
+
+def meaning(step: str, reply: Reply) -> Answer | None:
+    """What the reference protocol says ``reply`` to protocol ``step`` means (None: a
+    protocol error)."""
+    found = match(REFERENCE.rules(step), reply)
+    return None if found is None else found[0]
 
 
 def play(

@@ -13,6 +13,7 @@ tests/test_locust_replay.py drive those over HTTP.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -20,10 +21,10 @@ import pytest
 from flashsale.arrivals import BOT, HUMAN
 from flashsale.outcome import RESULT, STEP
 from flashsale.policy import SPENDS, Act, Answer, decide
-from flashsale.replay.reference import meaning
+from flashsale.protocol import Reply
 from flashsale.scenario import Scenario, parse_scenario
 
-from ._inprocess import Sent, play
+from ._inprocess import Sent, meaning, play
 
 
 def sale(**sections: Any) -> Scenario:
@@ -99,7 +100,7 @@ def check_follows_policy(
             assert nxt.step == "cart" and nxt.body is not None, why
             assert nxt.body["units"] == allowed, why
         elif d.act is Act.CHALLENGE:
-            assert (nxt.step, nxt.path) == ("captcha", sc.target.paths.captcha), why
+            assert (nxt.step, nxt.path) == ("captcha", sc.target.steps["captcha"].path), why
         elif d.act is Act.CART_AGAIN:
             first = "captcha" if sc.defenses.captcha.enabled else "cart"
             assert nxt.step == first, why
@@ -259,10 +260,9 @@ def test_a_lost_cart_answer_is_never_sent_again(db: str) -> None:
 def test_the_reference_map_reads_both_kinds_of_503() -> None:
     """A full queue and a queue timeout are both 503 on the wire; the body's ``reason``
     tells them apart (tests/test_service_load.py checks the service sends it)."""
-    from flashsale.replay.reference import Reply
-
     for reason, want in (
         ("queue_full", Answer.OVERLOADED),
         ("queue_timeout", Answer.QUEUE_TIMEOUT),
     ):
-        assert meaning("cart", Reply(503, {"error": "overloaded", "reason": reason})) is want
+        body = {"error": "overloaded", "reason": reason}
+        assert meaning("cart", Reply(503, body, json.dumps(body))) is want

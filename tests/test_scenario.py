@@ -421,8 +421,10 @@ def test_thresholds_as_a_list_cannot_skip_the_metric_check(tmp_path: Path) -> No
     [
         ('target.headers={"X-A"="b\\r\\nEvil: 1"}', "no line breaks"),
         ('target.headers={"bad name"="x"}', "not an HTTP header name"),
-        ('target.paths.cart="/v1/cart now"', "no spaces"),
-        ('target.auth={kind="bearer",token_env="1BAD"}', "should match pattern"),
+        ('target.steps.cart.path="/v1/cart now"', "no spaces"),
+        ('target.steps.cart.path="/v1/cart/{nope}"', "nor captured by any answer rule"),
+        ('target.steps.cart.answers=[{meaning="great"}]', "'ok'"),
+        ('target.headers={"Authorization"="Bearer {env.1X}"}', "is not a variable"),
         ('target.base_url="http://"', "http(s) URL"),
     ],
 )

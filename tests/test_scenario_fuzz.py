@@ -63,10 +63,36 @@ _DISTS: dict[type[_Dist], dict[str, Any]] = {
 # fields whose rule is a validator, not a declared type or bound: known bad text
 _BAD_TEXT = {
     "target.base_url": ["ftp://x", "http://", "not a url", "http://a b", "http://[::1"],
-    "target.auth.token_env": ["1BAD", "A B", "", "A-B"],
+    "target.python_class": ["shop", "a b:C", "mod:", ":C"],
+    "target.patience_header": ["bad name", "X-A\r\n"],
     "name": ["a b", "", "x/y", "é"],
 }
-_BAD_PATH = ["", "v1/sale", "/a b", "/a\nb", " /x"]
+_RULE = {"status": 201, "meaning": "ok"}
+_STEP = {"method": "POST", "path": "/cart", "answers": [_RULE]}
+_BAD_PROTOCOL: dict[str, list[Any]] = {
+    # each is refused: a protocol is checked as it loads, like every other field
+    "target.steps": [
+        3,
+        {"cart": _STEP, "pay": _STEP, "checkout": _STEP},  # not a step
+        {"cart": {**_STEP, "path": "cart"}, "pay": _STEP},
+        {"cart": {**_STEP, "path": "/a b"}, "pay": _STEP},
+        {"cart": {**_STEP, "method": "FETCH"}, "pay": _STEP},
+        {"cart": {**_STEP, "answers": [{"meaning": "great"}]}, "pay": _STEP},
+        {"cart": {**_STEP, "answers": [{"status": 99, "meaning": "ok"}]}, "pay": _STEP},
+        {"cart": {**_STEP, "answers": [{"status": "6xx", "meaning": "ok"}]}, "pay": _STEP},
+        {"cart": {**_STEP, "answers": [{**_RULE, "body": "("}]}, "pay": _STEP},
+        {"cart": {**_STEP, "answers": [{**_RULE, "capture": {"x": "jsn:a"}}]}, "pay": _STEP},
+        {"cart": {**_STEP, "path": "/c/{nope}"}, "pay": _STEP},  # nothing captures it
+        {"cart": {**_STEP, "path": "/c/{a!r}"}, "pay": _STEP},
+        {"cart": {**_STEP, "path": "/c/{"}, "pay": _STEP},
+        {"cart": {**_STEP, "json": {}, "form": {}}, "pay": _STEP},
+        {"cart": {**_STEP, "headers": {"X-A": "b\r\nEvil: 1"}}, "pay": _STEP},
+        {"cart": {**_STEP, "headers": {"bad name": "x"}}, "pay": _STEP},
+    ],
+    "target.answers": [3, [{"meaning": "great"}], [{"status": [], "meaning": "ok"}]],
+    "target.reset": [3, {"method": "FETCH"}, {"command": ["x"]}, {"path": "/r?u={nope}"}],
+    "target.audit": [3, {"command": ["x"]}, {"path": "/a", "fields": {"sold": "s"}}],
+}
 
 
 @dataclass(frozen=True)
@@ -182,7 +208,7 @@ def _bad_text(path: str, meta: list[Any]) -> st.SearchStrategy[tuple[Any, str]]:
     lo, _ = _bound(meta, at.MinLen)
     if lo:
         options.append(_tagged(st.just(""), str(lo)))
-    known = _BAD_PATH if path.startswith("target.paths.") else _BAD_TEXT.get(path, [])
+    known = _BAD_TEXT.get(path, [])
     if known:
         options.append(_tagged(st.sampled_from(known), ""))
     return st.one_of(options)
@@ -334,6 +360,9 @@ def _leaves(model: type[BaseModel], prefix: str = "") -> Iterator[Leaf]:
         sub = _model_of(field.annotation)
         if path == "thresholds":
             yield Leaf(path, path, _bad_thresholds(), _direct(path))
+        elif path in _BAD_PROTOCOL:  # the target protocol: tests/test_protocol.py for more
+            bad = _tagged(st.sampled_from(_BAD_PROTOCOL[path]), "")
+            yield Leaf(path, path, bad, _direct(path))
         elif _is_dist(sub):
             yield Leaf(path, path, _bad_distribution(), _direct(path), _good_distribution())
         elif key == "arrivals":
@@ -378,7 +407,8 @@ def test_the_walk_reaches_every_part_of_the_schema() -> None:
         "humans.think_s",
         "service.payment.gateway_s",
         "defenses.resale.units",
-        "target.paths.cart",
+        "target.steps",
+        "target.reset",
         "target.headers",
         "outputs.timeline_interval_s",
         "thresholds",
@@ -416,6 +446,10 @@ def test_every_number_in_the_schema_has_both_bounds() -> None:
     for where, _kind, meta in _numbers():
         lo, _, hi, _ = _bounds(meta)
         if where == "Threshold.value":  # any finite number, checked as the text is parsed
+            continue
+        if where.startswith("Match."):  # compared with an answer's JSON: any finite number
+            continue
+        if where == "AnswerRule.status":  # 100-599, checked with its list and class forms
             continue
         if lo is None or (hi is None and where != "Constant.value"):  # inf: engines only
             unbounded.append(where)

@@ -35,7 +35,13 @@ from flashsale.replay.session import (
     opening_epoch,
     record_results,
 )
-from flashsale.replay.target import TargetError, apply_target_config, check_target
+from flashsale.replay.target import (
+    TargetError,
+    apply_target_config,
+    check_protocol,
+    check_target,
+    replayed_accounts,
+)
 from flashsale.runs import RunError, RunFolder, open_run
 from flashsale.scenario import Scenario, ScenarioError
 
@@ -85,6 +91,7 @@ def replay(
         url = target or sc.target.base_url
         if url is not None:
             url = check_target(url, sc, allow_remote, source)
+        check_protocol(scaled, replayed_accounts(scaled), source)
     except (TargetError, ScaleError) as e:
         fail(str(e))
     if processes < 1:
@@ -109,10 +116,14 @@ def replay(
     try:
         with contextlib.ExitStack() as stack:
             stack.push(run_cm)
-            problems = _replay(run, stack, scenario, scaled, url, scale, processes, db, passthrough)
+            problems = _replay(
+                run, stack, scenario, scaled, url, scale, processes, db, passthrough, source
+            )
         code = conclude(run, problems)
     except ReplayError as e:
         fail(f"{run.path}: the replay failed: {e}", RUN_FAILED, [run_note(run.path)])
+    except TargetError as e:  # the preflight: the target does not speak the protocol
+        fail(str(e), notes=[run_note(run.path)])
     except BaseException as e:
         e.add_note(run_note(run.path))
         raise
@@ -129,6 +140,7 @@ def _replay(
     processes: int,
     db: str | None,
     passthrough: list[str],
+    source: str,
 ) -> list[str]:
     """Start the service (unless there is a target), run Locust, write the tables, the
     counts and the audit into ``run``; return the audit's disagreements."""
@@ -140,7 +152,7 @@ def _replay(
         url, admin = str(service), service.admin_token
     run.update(scale=scale)
     try:
-        t0 = opening_epoch(url, scaled, admin, 0, _STARTUP_S + 5.0)
+        t0 = opening_epoch(url, scaled, admin, 0, source, _STARTUP_S + 5.0)
     except AuditError as e:
         raise ReplayError(str(e)) from None
     except httpx.HTTPError as e:  # nothing listening, a timeout: no traceback

@@ -1,20 +1,31 @@
-"""Talking to the target's admin API: reset it to the sale, read its audit, cross-check.
+"""The target's own books: reset it to the sale, read its audit, cross-check the client.
 
-A replay trusts nothing it did not count twice. The client side counts units in
-journeys that ended ``purchased``; the service's ``GET /admin/audit`` counts
-units in its order table. They must agree, and the audit must show no oversold
-unit; :func:`cross_check` says what disagrees.
+A replay trusts nothing it did not count twice, and the target's books are the
+authority. Reset and audit are hooks of the target protocol
+(flashsale.protocol.Hook): an HTTP request to the target, or a local command
+whose standard output is one JSON object (a script that queries staging's
+database). The reference service's are ``POST /admin/reset`` and ``GET
+/admin/audit`` with its admin token; a hook that needs ``{admin_token}`` is
+skipped when none is given. With an audit, units sold and oversold units come
+from it and the client's count of units bought is the cross-check
+(:func:`cross_check`); without one, oversold units are unknown (null) and the
+report says so.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
 
 from flashsale.outcome import RESULT
+from flashsale.protocol import Audit, Hook, ProtocolError, json_at, render, render_body
 from flashsale.scenario import Scenario
 
 __all__ = [
@@ -23,73 +34,147 @@ __all__ = [
     "cross_check",
     "fetch_audit",
     "reset_target",
-    "sale_status",
+    "run_hook",
+    "usable",
 ]
 
 _PURCHASED = RESULT.index("purchased")
-_AUDIT_FIELDS = ("units_sold", "units_reserved", "stock_left", "oversold_units", "orders")
+_MAX_OUTPUT = 1 << 20  # a hook's answer is a small JSON object
 
 
 class AuditError(RuntimeError):
-    """The target's admin API did not answer as the reference API says it should."""
+    """A reset or an audit did not answer as the target protocol says it should."""
 
 
-def _admin(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+def usable(hook: Hook | None, admin_token: str | None) -> bool:
+    """True if ``hook`` exists and has every value it needs (``{admin_token}``)."""
+    return hook is not None and (admin_token is not None or "admin_token" not in hook.names())
+
+
+def _values(scenario: Scenario, admin_token: str | None, **extra: Any) -> dict[str, Any]:
+    env = {f"env.{k}": v for k, v in os.environ.items()}
+    return {
+        **env,
+        "units": scenario.sale.units,
+        "sku": scenario.sale.sku,
+        "admin_token": admin_token,
+        "scenario": scenario.to_toml_dict(),
+        **extra,
+    }
+
+
+def run_hook(hook: Hook, base_url: str, values: Mapping[str, Any], what: str) -> Any:
+    """Run ``hook`` (HTTP request or command) and return its JSON answer.
+
+    Raises AuditError naming ``what`` for a refused request (not 2xx), a command that
+    fails, an answer that is not JSON, a placeholder with no value, or no answer
+    within the hook's ``timeout_s``."""
+    try:
+        if hook.command is not None:
+            argv = [render(a, values) for a in hook.command]
+            return _run_command(argv, hook.timeout_s, what)
+        assert hook.path is not None
+        url = f"{base_url}{render(hook.path, values)}"
+        headers = {k: render(v, values) for k, v in hook.headers.items()}
+        content = None
+        if hook.form is not None:
+            content = urlencode({k: render(v, values) for k, v in hook.form.items()})
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        body = render_body(hook.json_, values) if hook.json_ is not None else None
+    except ProtocolError as e:
+        raise AuditError(f"{what}: {e}") from None
+    try:
+        r = httpx.request(
+            hook.method, url, headers=headers, json=body, content=content, timeout=hook.timeout_s
+        )
+    except httpx.HTTPError as e:
+        raise AuditError(f"{what}: {hook.method} {url}: no answer: {e}") from None
+    if not 200 <= r.status_code < 300:
+        raise AuditError(f"{what}: {hook.method} {url}: HTTP {r.status_code}: {r.text[:300]}")
+    try:
+        return r.json() if r.content else {}
+    except ValueError:
+        raise AuditError(f"{what}: {hook.method} {url}: the answer is not JSON") from None
+
+
+def _run_command(argv: list[str], timeout_s: float, what: str) -> Any:
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False)
+    except FileNotFoundError:
+        raise AuditError(f"{what}: command {argv[0]!r} not found") from None
+    except subprocess.TimeoutExpired:
+        raise AuditError(f"{what}: command {argv[0]!r} gave no answer in {timeout_s:g} s") from None
+    if done.returncode != 0:
+        err = done.stderr.decode(errors="replace").strip().splitlines()
+        raise AuditError(
+            f"{what}: command {' '.join(argv)[:200]} exited {done.returncode}"
+            + (f": {err[-1][:300]}" if err else "")
+        )
+    out = done.stdout[:_MAX_OUTPUT].decode(errors="replace").strip()
+    try:
+        return json.loads(out) if out else {}
+    except ValueError:
+        raise AuditError(f"{what}: command {argv[0]!r} printed no JSON object") from None
 
 
 def reset_target(
-    base_url: str, token: str, scenario: Scenario, opens_in_s: float, replication: int = 0
-) -> dict[str, Any]:
-    """Reset the service to ``scenario`` with the sale opening ``opens_in_s`` from now."""
-    r = httpx.post(
-        f"{base_url}/admin/reset",
-        params={"opens_in_s": f"{opens_in_s:.3f}", "replication": replication},
-        json=scenario.to_toml_dict(),
-        headers=_admin(token),
-        timeout=30.0,
-    )
-    if r.status_code != 200:
-        raise AuditError(f"{base_url}/admin/reset: HTTP {r.status_code}: {r.text[:300]}")
-    body: dict[str, Any] = r.json()
-    return body
+    base_url: str,
+    scenario: Scenario,
+    opens_in_s: float,
+    replication: int,
+    admin_token: str | None,
+) -> bool:
+    """Reset the target to ``scenario``, the sale opening ``opens_in_s`` from now.
+    False if the protocol has no reset this replay can run (no admin token)."""
+    hook = scenario.target.reset
+    if hook is None or not usable(hook, admin_token):
+        return False
+    values = _values(scenario, admin_token, opens_in_s=f"{opens_in_s:.3f}", replication=replication)
+    run_hook(hook, base_url, values, "target.reset")
+    return True
 
 
-def sale_status(base_url: str, scenario: Scenario) -> dict[str, Any]:
-    """``GET`` the sale status path of the target (``opens_in_s`` tells when it opens)."""
-    r = httpx.get(f"{base_url}{scenario.target.paths.status}", timeout=10.0)
-    if r.status_code != 200:
-        raise AuditError(f"{base_url}{scenario.target.paths.status}: HTTP {r.status_code}")
-    body: dict[str, Any] = r.json()
-    return body
+def fetch_audit(
+    base_url: str, scenario: Scenario, admin_token: str | None
+) -> dict[str, Any] | None:
+    """The target's own count of the sale through the protocol's audit, mapped to
+    :data:`flashsale.protocol.AUDIT_FIELDS`; None when there is no audit to run.
+
+    ``oversold_units`` not mapped is units sold beyond the units on sale. Raises
+    AuditError for a failed audit or a mapped field that is missing or not a whole
+    number."""
+    hook = scenario.target.audit
+    if hook is None or not usable(hook, admin_token):
+        return None
+    answer = run_hook(hook, base_url, _values(scenario, admin_token), "target.audit")
+    return audit_record(hook, answer, scenario.sale.units, base_url)
 
 
-def fetch_audit(base_url: str, token: str) -> dict[str, Any]:
-    """The service's own count of the sale (``GET /admin/audit``)."""
-    r = httpx.get(f"{base_url}/admin/audit", headers=_admin(token), timeout=60.0)
-    if r.status_code != 200:
-        raise AuditError(f"{base_url}/admin/audit: HTTP {r.status_code}: {r.text[:300]}")
-    body: dict[str, Any] = r.json()
-    missing = [f for f in _AUDIT_FIELDS if f not in body]
-    if missing:
-        raise AuditError(f"{base_url}/admin/audit: answer lacks {', '.join(missing)}")
-    return body
-
-
-def audit_record(audit: Mapping[str, Any], base_url: str) -> dict[str, Any]:
-    """The manifest's per-replication audit entry (cross-helper API 2)."""
-    return {f: int(audit[f]) for f in _AUDIT_FIELDS} | {"source": f"{base_url}/admin/audit"}
+def audit_record(hook: Audit, answer: Any, units: int, base_url: str) -> dict[str, Any]:
+    """The manifest's per-replication audit entry from the audit's JSON ``answer``."""
+    out: dict[str, Any] = {}
+    for name, path in hook.fields.items():
+        found, v = json_at(answer, path)
+        if not found or isinstance(v, bool) or not isinstance(v, int | float) or v != int(v):
+            raise AuditError(
+                f"target.audit: the answer's {path!r} (fields.{name}) is "
+                + (f"not a whole number: {v!r}"[:200] if found else "missing")
+            )
+        out[name] = int(v)
+    out.setdefault("oversold_units", max(0, out["units_sold"] - units))
+    where = " ".join(hook.command) if hook.command else f"{base_url}{hook.path}"
+    return out | {"source": where[:300]}
 
 
 def cross_check(journeys: Mapping[str, np.ndarray], record: Mapping[str, Any]) -> list[str]:
-    """What disagrees between the client's count and the service's audit (empty: all agree)."""
+    """What disagrees between the client's count and the target's audit (empty: all agree)."""
     client_units = int(journeys["units"][journeys["result"] == _PURCHASED].sum())
     problems = []
     if client_units != record["units_sold"]:
         problems.append(
             f"audit mismatch: client-side journeys bought {client_units} units, "
-            f"the service's audit says {record['units_sold']} sold ({record['source']})"
+            f"the target's audit says {record['units_sold']} sold ({record['source']})"
         )
     if record["oversold_units"] != 0:
-        problems.append(f"oversold: the service's audit shows {record['oversold_units']} units")
+        problems.append(f"oversold: the target's audit shows {record['oversold_units']} units")
     return problems

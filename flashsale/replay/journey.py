@@ -5,12 +5,16 @@ waiting room, lottery or CAPTCHA when the target has them on, thinks, adds to
 the cart, thinks, pays. A bot account fires at its request rate straight at the
 cart and pays at once. What either does after each answer (wait, retry, cart
 again, ask for fewer units, give up) is the buyer policy's (flashsale.policy),
-the one the simulator follows; the answer's meaning comes from the target's
-answer map (flashsale.replay.reference). One retry budget per journey. A
-human's patience bounds each wait for a worker, as in the simulation: the
-journey draws it per request and sends it in the ``X-Patience-S`` header; the
-reference service lets the request leave its queue unserved when it runs out
-(499), as a buyer closing the tab would.
+the one the simulator follows. How each request is written and what each answer
+means is the target's protocol (flashsale.protocol: the reference service's by
+default): the journey never reads a status code itself. An answer the protocol
+does not know ends the journey ``error`` with a *protocol error* recorded
+against its step, never a success. One retry budget per journey. A human's
+patience bounds each wait for a worker, as in the simulation: with the
+protocol's ``patience_header`` (the reference service's ``X-Patience-S``), the
+journey draws it per request and sends it; the service lets the request leave
+its queue unserved when it runs out (499, ``abandoned``). Each journey keeps its
+own cookie jar (a guest session) and its own captured values.
 
 The journey is written against :class:`Client`, not Locust: the Locust users
 (flashsale.replay.locust_app) adapt a FastHttpSession and gevent's clock to it,
@@ -24,46 +28,73 @@ from it includes any wait caused by a slow previous response.
 from __future__ import annotations
 
 import math
+import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from http.cookies import SimpleCookie
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 import numpy as np
 
 from flashsale.arrivals import HUMAN
-from flashsale.outcome import RESULT, STEP
+from flashsale.outcome import KIND, RESULT, STEP
 from flashsale.policy import Act, Answer, Pause, decide, journey_result
-from flashsale.replay.reference import PATIENCE_HEADER, Reply, meaning
+from flashsale.protocol import (
+    RECORDED_AS,
+    ProtocolError,
+    Reply,
+    as_number,
+    capture,
+    match,
+    render,
+    render_body,
+)
 from flashsale.scenario import Scenario
 
 __all__ = [
     "Buyer",
     "Client",
+    "Ended",
     "Halt",
     "Journey",
     "JourneyLog",
+    "Judge",
     "Reply",
+    "Request",
     "client_ip",
+    "parse_cookies",
     "solve_captcha",
 ]
 
 
+class Request(NamedTuple):
+    """One request, built from the protocol: ``json`` or ``form`` is the body (or neither)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any = None
+    form: dict[str, str] | None = None
+
+
+Judge = Callable[["Reply"], "str | None"]
+"""Reads an answer for the transport: why it counts as a failed request (a protocol
+error, no answer, an overloaded target), or None."""
+
+
 class Client(Protocol):
-    """The transport a journey runs on; times are sale seconds (t = 0 at the opening)."""
+    """The transport a journey runs on; times are sale seconds (t = 0 at the opening).
+
+    ``call`` sends ``request`` and returns the answer, recorded under ``step`` (a
+    flashsale.outcome.STEP name); a lost answer (timeout, reset) is status 0.
+    ``judge`` tells the transport whether to count the request failed."""
 
     def now(self) -> float: ...
 
     def wait_until(self, t: float) -> None: ...
 
-    def call(
-        self,
-        step: str,
-        method: str,
-        path: str,
-        intended: float,
-        body: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply: ...
+    def call(self, step: str, request: Request, intended: float, judge: Judge) -> Reply: ...
 
 
 class Halt(Exception):
@@ -88,7 +119,8 @@ class Buyer:
 
 @dataclass
 class JourneyLog:
-    """The facts a journey row records (NaN = never happened)."""
+    """The facts a journey row records (NaN = never happened), and the protocol errors
+    met: ``(protocol step, what was wrong)``."""
 
     started: float = math.nan
     admitted: float = math.nan
@@ -98,6 +130,7 @@ class JourneyLog:
     units: int = 0
     requests: int = 0
     notes: list[str] = field(default_factory=list)
+    protocol_errors: list[tuple[str, str]] = field(default_factory=list)
 
 
 def client_ip(kind: int, person: int) -> str:
@@ -118,32 +151,72 @@ def solve_captcha(prompt: str) -> str:
     return str(a + b if op == "+" else a - b if op == "-" else a * b)
 
 
+def parse_cookies(set_cookie: list[str]) -> dict[str, str]:
+    """Name -> value of each ``Set-Cookie`` header (RFC 6265); attributes are ignored:
+    a journey's jar talks to one host for minutes."""
+    out: dict[str, str] = {}
+    for header in set_cookie:
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(header)
+        except Exception:
+            name, _, rest = header.partition("=")
+            if name.strip():
+                out[name.strip()] = rest.split(";", 1)[0].strip()
+            continue
+        out.update({k: m.value for k, m in jar.items()})
+    return out
+
+
+class Ended(Exception):
+    """Raised inside a journey to end it with ``result`` (after a protocol error, the
+    reason is the log's last ``protocol_errors`` entry)."""
+
+    def __init__(self, result: str) -> None:
+        self.result = result
+
+
 class Journey:
     """One journey, human or bot; :meth:`run` plays it to its end and returns the log.
 
     ``rng`` is this journey's own Generator (seeded from the ``humans`` or ``bots``
     stream, so its draws do not depend on which process runs it); ``key`` makes
-    its idempotency keys unique to the replay. ``log`` is readable at any time:
-    a journey cut short by the replay's end still has its facts so far.
+    its idempotency keys unique to the replay; ``user`` is the account's row of the
+    protocol's accounts file (``{user.FIELD}``). ``log`` is readable at any time: a
+    journey cut short by the replay's end still has its facts so far.
     """
 
     def __init__(
-        self, sc: Scenario, who: Buyer, client: Client, rng: np.random.Generator, key: str
+        self,
+        sc: Scenario,
+        who: Buyer,
+        client: Client,
+        rng: np.random.Generator,
+        key: str,
+        user: Mapping[str, str] | None = None,
     ) -> None:
         self.sc, self.who, self.client, self.rng, self.key = sc, who, client, rng, key
-        self.paths = sc.target.paths
+        self.target = sc.target
         self.log = JourneyLog()
         self.next_t = who.arrived
         self.human = who.kind == HUMAN
         self.units = sc.humans.units_per_order if self.human else sc.bots.units_per_order
         self.allowed = self.units  # what the account limit still allows, after a 403
         self.retries = sc.humans.retries_on_error if self.human else sc.bots.max_retries
-        self.token: dict[str, str] = {}  # admission and CAPTCHA tokens sent with the cart
-        self.challenge: tuple[str, str] | None = None  # (id, answer) to send before the cart
         self.entered = False  # entered the lottery
-        self.reservation: Any = None
+        self.challenge = False  # a CAPTCHA answer is ready to go before the cart
         self.pay_attempt = 0
-        self.headers = {"X-Forwarded-For": client_ip(who.kind, who.person)}
+        self.cookies: dict[str, str] = {}
+        self.vars: dict[str, Any] = {
+            "account": who.account,
+            "person": who.person,
+            "kind": KIND[who.kind],
+            "journey": who.journey,
+            "sku": sc.sale.sku,
+            "channel": sc.sale.channels[who.channel].name,
+        }
+        self.vars.update({f"user.{k}": v for k, v in (user or {}).items()})
+        self.last: dict[str, Any] = {}  # what the latest answer captured
 
     # -- timing
     def think(self) -> float:
@@ -151,6 +224,11 @@ class Journey:
         if self.human:
             return float(self.sc.humans.think_s.sample(self.rng, 1)[0])
         return 1.0 / self.sc.bots.request_rate_per_s
+
+    def retry_after(self, reply: Reply) -> float | None:
+        """The wait the target asked for: a captured ``retry_after_s``, else Retry-After."""
+        asked = as_number(self.last.get("retry_after_s"))
+        return asked if asked is not None and asked >= 0 else reply.retry_after
 
     def pause(self, kind: Pause, reply: Reply) -> float:
         """How long the policy's ``kind`` of pause lasts after ``reply`` (after a lottery
@@ -161,8 +239,9 @@ class Journey:
             c = self.sc.humans.captcha_solve_s if self.human else self.sc.bots.captcha_solve_s
             return float(c.sample(self.rng, 1)[0])
         t = self.think()
-        if kind is Pause.BACKOFF and self.human and reply.retry_after is not None:
-            return max(t, reply.retry_after)  # a bot keeps its cadence
+        asked = self.retry_after(reply)
+        if kind is Pause.BACKOFF and self.human and asked is not None:
+            return max(t, asked)  # a bot keeps its cadence
         return t
 
     def advance(self, gap: float) -> None:
@@ -175,118 +254,140 @@ class Journey:
         p = self.sc.humans.patience_s
         return float(p.sample(self.rng, 1)[0]) if (self.human and p is not None) else math.inf
 
-    def send(
-        self,
-        step: str,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
+    # -- one exchange, as the protocol says
+    def values(self) -> dict[str, Any]:
+        """Every variable a template may use now."""
+        env = {f"env.{k}": v for k, v in os.environ.items()}
+        jar = {f"cookie.{k}": v for k, v in self.cookies.items()}
+        return {**env, **jar, **self.vars, "units": self.units}
+
+    def request(self, step: str) -> Request:
+        """The request of protocol ``step``, filled in (raises ProtocolError)."""
+        spec = self.target.steps[step]
+        values = self.values()
+        headers = {k: render(v, values) for k, v in {**self.target.headers, **spec.headers}.items()}
+        headers = {k: v for k, v in headers.items() if v}  # an unset optional header: not sent
+        if self.target.forwarded_for:
+            headers.setdefault("X-Forwarded-For", client_ip(self.who.kind, self.who.person))
+        if self.cookies and not any(k.lower() == "cookie" for k in headers):
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        form = None
+        if spec.form is not None:
+            form = {k: render(v, values) for k, v in spec.form.items()}
+        body = render_body(spec.json_, values) if spec.json_ is not None else None
+        return Request(
+            spec.method, render(spec.path, values, quote_values=True), headers, body, form
+        )
+
+    def exchange(self, step: str) -> tuple[Answer, Reply]:
+        """Send protocol ``step``; its meaning and the answer. A request that cannot be
+        built or an answer the map does not know ends the journey (protocol error)."""
+        try:
+            req = self.request(step)
+        except ProtocolError as e:
+            self.protocol_error(step, str(e))
         self.client.wait_until(self.next_t)
         self.log.requests += 1
-        sent = {**self.headers, **(headers or {})}
-        patience = self.patience() if step != "waiting_room" else math.inf
-        if patience < math.inf:  # the buyer leaves the queue after this long (499)
-            sent[PATIENCE_HEADER] = f"{patience:.3f}"
-        return self.client.call(step, method, path, self.next_t, body, sent)
+        if self.target.patience_header and not step.startswith("waiting_room"):
+            patience = self.patience()
+            if patience < math.inf:  # the buyer leaves the queue after this long
+                req.headers[self.target.patience_header] = f"{patience:.3f}"
+        read: list[tuple[Answer, dict[str, Any]] | str] = []
+
+        def judge(reply: Reply) -> str | None:
+            read.append(self.read(step, reply))
+            got = read[-1]
+            if isinstance(got, str):
+                return f"protocol error: {got}"
+            return got[0].name.lower() if got[0] in _FAILED else None
+
+        reply = self.client.call(RECORDED_AS[step], req, self.next_t, judge)
+        self.cookies.update(reply.cookies)
+        got = read[-1] if read else self.read(step, reply)
+        if isinstance(got, str):
+            self.protocol_error(step, got)
+        answer, self.last = got[0], got[1]
+        self.vars.update(self.last)
+        return answer, reply
+
+    def read(self, step: str, reply: Reply) -> tuple[Answer, dict[str, Any]] | str:
+        """What ``reply`` means and what it gives to keep, or why it is a protocol error."""
+        found = match(self.target.rules(step), reply)
+        if found is None:
+            return f"no rule matches {_describe(reply)}"
+        answer, rule = found
+        try:
+            return answer, capture(rule, reply) if rule is not None else {}
+        except ProtocolError as e:
+            return f"{e}: {_describe(reply)}"
+
+    def protocol_error(self, step: str, what: str) -> NoReturn:
+        self.log.protocol_errors.append((step, what))
+        self.log.notes.append(f"{step}: protocol error: {what}")
+        raise Ended("error")
 
     # -- steps: each sends its request(s) and returns what the answer means
-    def view(self) -> tuple[Answer | None, Reply]:
-        r = self.send("view", "GET", self.paths.status)
-        return meaning("view", r), r
+    def view(self) -> tuple[Answer, Reply]:
+        return self.exchange("view")
 
-    def captcha(self) -> tuple[Answer | None, Reply]:
-        """Ask for a challenge; the solved answer goes out just before the cart."""
-        r = self.send("captcha", "POST", self.paths.captcha, {"account": self.who.account})
-        answer = meaning("captcha", r)
+    def captcha(self) -> tuple[Answer, Reply]:
+        """Ask for a challenge; the answer (right or wrong by the buyer's draw) goes out
+        just before the cart."""
+        answer, r = self.exchange("captcha")
         if answer is Answer.OK:
             passes = self.rng.random() < (
                 self.sc.humans.captcha_pass_prob if self.human else self.sc.bots.captcha_solve_prob
             )
-            right = solve_captcha(str(r.body.get("prompt", "")))
-            self.challenge = (str(r.body.get("challenge_id")), right if passes else f"{right}0")
+            right = solve_captcha(str(self.vars.get("prompt", "")))
+            self.vars["captcha_answer"] = right if passes else f"{right}0"
+            self.challenge = True
         return answer, r
 
-    def solve(self) -> tuple[Answer | None, Reply] | None:
-        """Send the pending CAPTCHA answer; None if it earned a token."""
-        assert self.challenge is not None
-        cid, answer = self.challenge
-        self.challenge = None
-        r = self.send(
-            "captcha",
-            "POST",
-            f"{self.paths.captcha}/{cid}",
-            {"account": self.who.account, "answer": answer},
-        )
-        if r.status == 200:
-            self.token["captcha_token"] = str(r.body.get("captcha_token", ""))
-            if math.isnan(self.log.admitted):
-                self.log.admitted = self.client.now()
-            return None
-        return meaning("cart", r), r  # a wrong answer: no cart without a new challenge
-
-    def lottery(self) -> tuple[Answer | None, Reply]:
+    def lottery(self) -> tuple[Answer, Reply]:
         """Enter; on OK, wait for the draw (polling) and learn whether this account won."""
-        r = self.send("lottery", "POST", self.paths.lottery, {"account": self.who.account})
-        answer = meaning("lottery", r)
+        answer, r = self.exchange("lottery")
         if answer is not Answer.OK:
             return answer, r
         self.entered = True
-        self.advance(float(r.body.get("draw_in_s") or 0.0) + self.think())
+        self.advance((as_number(self.last.get("draw_in_s")) or 0.0) + self.think())
         while True:
-            r = self.send("lottery", "GET", f"{self.paths.lottery}/{self.who.account}")
-            if r.status == 200 and r.body.get("drawn"):
+            answer, r = self.exchange("lottery_poll")
+            if answer is not Answer.NOT_OPEN:  # drawn: won (OK) or lost, or refused
                 break
-            polled = meaning("lottery", r)
-            if polled is not Answer.OK:
-                return polled, r
             self.advance(max(self.sc.humans.refresh_s, self.think()))
-        if not r.body.get("won"):
-            return Answer.REJECTED, r
-        self.log.admitted = self.client.now()
-        if "admission_token" in r.body:
-            self.token["admission_token"] = str(r.body["admission_token"])
-        return Answer.OK, r
-
-    def cart(self) -> tuple[Answer | None, Reply]:
-        if self.challenge is not None:
-            refused = self.solve()
-            if refused is not None:
-                return refused
-        body: dict[str, Any] = {
-            "account": self.who.account,
-            "sku": self.sc.sale.sku,
-            "units": self.units,
-            "channel": self.sc.sale.channels[self.who.channel].name,
-            **self.token,
-        }
-        r = self.send("cart", "POST", self.paths.cart, body)
-        answer = meaning("cart", r)
         if answer is Answer.OK:
-            if "reservation_id" not in r.body:
-                return None, r  # a protocol error, never a success
-            self.reservation = r.body["reservation_id"]
-            self.token.pop("captcha_token", None)  # good for one hold
+            self.log.admitted = self.client.now()
+        return answer, r
+
+    def cart(self) -> tuple[Answer, Reply]:
+        if self.challenge:
+            self.challenge = False
+            answer, r = self.exchange("captcha_answer")
+            if answer is not Answer.OK:
+                return answer, r  # a wrong answer: no cart without a new challenge
+            if math.isnan(self.log.admitted):
+                self.log.admitted = self.client.now()
+        answer, r = self.exchange("cart")
+        if answer is Answer.OK:
+            self.vars.pop("captcha_token", None)  # good for one hold
             if math.isnan(self.log.carted):
                 self.log.carted = self.client.now()
         elif answer is Answer.LIMIT_REACHED:
-            self.allowed = int(r.body.get("allowed_units") or 0)
+            self.allowed = int(as_number(self.last.get("allowed_units")) or 0)
         return answer, r
 
-    def pay(self) -> tuple[Answer | None, Reply]:
-        r = self.send(
-            "pay",
-            "POST",
-            self.paths.pay,
-            {"reservation_id": self.reservation, "account": self.who.account},
-            {"Idempotency-Key": f"{self.key}-{self.who.journey}-{self.pay_attempt}"},
-        )
-        answer = meaning("pay", r)
+    def pay(self) -> tuple[Answer, Reply]:
+        self.vars["idempotency_key"] = f"{self.key}-{self.who.journey}-{self.pay_attempt}"
+        answer, r = self.exchange("pay")
         if answer is not Answer.AMBIGUOUS and answer is not Answer.RETRY:
             self.pay_attempt += 1  # a definite answer: a retry is a new payment, a new key
         if answer is Answer.OK:
-            self.log.units = int(r.body.get("units", self.units))
+            bought = as_number(self.last.get("units_bought"))
+            self.log.units = int(bought) if bought is not None else self.units
+            if "order" in self.target.steps:
+                self.advance(self.think())
+                if self.exchange("order")[0] is not Answer.OK:
+                    self.log.notes.append("order: the paid order did not read back ok")
         return answer, r
 
     def to_cart(self) -> str:
@@ -295,7 +396,7 @@ class Journey:
         d = self.sc.defenses
         if d.lottery.enabled and not self.entered:
             return "lottery"
-        if d.captcha.enabled and self.challenge is None and "captcha_token" not in self.token:
+        if d.captcha.enabled and not self.challenge and "captcha_token" not in self.vars:
             return "captcha"
         return "cart"
 
@@ -310,16 +411,15 @@ class Journey:
             "cart": self.cart,
             "pay": self.pay,
         }
-        step = "view" if self.human else self.to_cart()
+        steps = self.target.steps
+        step = "view" if self.human and "view" in steps else self.to_cart()
         try:
+            if "login" in steps:
+                self.login()
             if self.sc.defenses.waiting_room.enabled:
                 self.waiting_room()
             while True:
                 answer, reply = do[step]()
-                if answer is None:  # the answer map does not know this answer
-                    self.log.notes.append(f"{step}: unexpected answer {reply.status}")
-                    self.log.result = "error"
-                    break
                 d = decide(self.who.kind, STEP.index(step), answer, self.retries, self.allowed)
                 if d.act is Act.END:
                     self.log.result = RESULT[d.result]
@@ -333,9 +433,11 @@ class Journey:
                     if d.act is Act.FEWER:
                         self.units = self.allowed
                     elif d.act is not Act.RETRY:  # the hold or the CAPTCHA answer is gone
-                        self.token.pop("captcha_token", None)
+                        self.vars.pop("captcha_token", None)
                         step = self.to_cart()
                 self.advance(self.pause(d.pause, reply))
+        except Ended as e:
+            self.log.result = e.result
         except Halt as h:
             self.log.result = h.result
             self.log.notes.append(str(h))
@@ -344,23 +446,59 @@ class Journey:
         self.log.finished = self.client.now()
         return self.log
 
+    def login(self) -> None:
+        """Log in once, before anything else; the page view's rules decide what follows
+        any other answer (wait, back off and send again, or end)."""
+        while True:
+            answer, reply = self.exchange("login")
+            if answer is Answer.OK:
+                return
+            d = decide(self.who.kind, STEP.index("view"), answer, self.retries, self.allowed)
+            if d.act is Act.END:
+                raise Ended(RESULT[d.result])
+            if d.act is not Act.WAIT:
+                self.retries -= 1
+            self.advance(self.pause(d.pause, reply))
+
     def waiting_room(self) -> None:
         """Queue in the waiting room until admitted (no patience here, as in the
-        simulation: a buyer's patience bounds waits for the checkout's workers)."""
-        body = {"account": self.who.account}
-        r = self.send("waiting_room", "POST", self.paths.waiting_room, body)
-        while r.status != 201:
-            if meaning("waiting_room", r) is Answer.AMBIGUOUS or r.status >= 500:
+        simulation: a buyer's patience bounds waits for the checkout's workers). A lost
+        or refused-for-now answer is sent again after a back-off; sold out or rejected
+        ends the journey; anything else the protocol maps is a protocol error here."""
+        step = "waiting_room"
+        while True:
+            answer, r = self.exchange(step)
+            if answer is Answer.OK:
+                break
+            if answer is Answer.NOT_OPEN:  # queued: poll when the room says
+                step = "waiting_room_poll"
+                asked = self.retry_after(r)
+                wait = asked if asked is not None else self.sc.humans.refresh_s
+                self.advance(wait if self.human else max(wait, self.think()))
+            elif answer in _TRANSIENT:
                 self.advance(self.pause(Pause.BACKOFF, r))
-                r = self.send("waiting_room", "POST", self.paths.waiting_room, body)
-                continue
-            raise Halt("error", f"waiting room: unexpected answer {r.status}")
-        ticket = r.body.get("ticket")
-        while not r.body.get("admitted"):
-            wait = float(r.body.get("retry_after_s") or self.sc.humans.refresh_s)
-            self.advance(wait if self.human else max(wait, self.think()))
-            r = self.send("waiting_room", "GET", f"{self.paths.waiting_room}/{ticket}")
-            if r.status != 200 and r.status < 500 and r.status != 0:
-                raise Halt("error", f"waiting room: unexpected answer {r.status}")
+            elif answer in (Answer.SOLD_OUT, Answer.REJECTED):
+                raise Ended(answer.name.lower())
+            else:
+                self.protocol_error(step, f"{answer.name.lower()} is not a waiting-room answer")
         self.log.admitted = self.client.now()
-        self.token["admission_token"] = str(r.body.get("admission_token", ""))
+
+
+_FAILED = frozenset({Answer.AMBIGUOUS, Answer.OVERLOADED, Answer.QUEUE_TIMEOUT})
+"""Answers a transport counts as failed requests (besides protocol errors)."""
+
+_TRANSIENT = frozenset(
+    {
+        Answer.AMBIGUOUS,
+        Answer.OVERLOADED,
+        Answer.QUEUE_TIMEOUT,
+        Answer.RATE_LIMITED,
+        Answer.RETRY,
+    }
+)
+
+
+def _describe(reply: Reply) -> str:
+    """An answer in one short line: status and the start of its body."""
+    text = " ".join(reply.text.split())
+    return f"{reply.status} {text[:120]!r}" if text else f"{reply.status} (empty body)"

@@ -32,13 +32,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import secrets
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import gevent
 import numpy as np
@@ -51,10 +51,10 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from flashsale.arrivals import HUMAN
 from flashsale.outcome import Outcome
+from flashsale.protocol import Reply
 from flashsale.replay.audit import AuditError
-from flashsale.replay.journey import Buyer, Halt, Journey
+from flashsale.replay.journey import Buyer, Halt, Journey, Judge, Request, parse_cookies
 from flashsale.replay.recorder import MergeError, Recorder, decode_part, encode_part
-from flashsale.replay.reference import Reply
 from flashsale.replay.scale import ScaleError, scale_scenario
 from flashsale.replay.session import (
     Plan,
@@ -66,9 +66,16 @@ from flashsale.replay.session import (
     replay_counts,
     write_staging,
 )
-from flashsale.replay.target import TargetError, apply_target_config, check_target
+from flashsale.replay.target import (
+    TargetError,
+    apply_target_config,
+    check_protocol,
+    check_target,
+    load_accounts,
+    replayed_accounts,
+)
 from flashsale.runs import RunError, RunFolder, open_run
-from flashsale.scenario import Scenario, ScenarioError, load_scenario
+from flashsale.scenario import ScenarioError, load_scenario
 
 __all__ = ["HumanBuyer", "SalePacer", "ScalperBot", "ScenarioReplay"]
 
@@ -222,6 +229,7 @@ class _Controller:
         self.full = sc
         self.scale = float(opts.scale)
         self.scaled = scale_scenario(sc, self.scale)
+        check_protocol(self.scaled, replayed_accounts(self.scaled), source)
         self.replication = int(opts.replication)
         self.allow_remote = bool(opts.allow_remote)
         self.source = source
@@ -294,7 +302,9 @@ class _Controller:
         assert self.base_url is not None
         t0 = self.opens_at
         if t0 is None:
-            t0 = opening_epoch(self.base_url, self.scaled, self.admin_token, self.replication)
+            t0 = opening_epoch(
+                self.base_url, self.scaled, self.admin_token, self.replication, self.source
+            )
         return Plan(
             scenario=self.full.to_toml_dict(),
             scale=self.scale,
@@ -468,9 +478,10 @@ class _Buyer(FastHttpUser):
         super().__init__(environment)
 
     def journey_client(
-        self, who: Buyer, t0: float, end_s: float, budget: _Budget, headers: dict[str, str]
+        self, who: Buyer, t0: float, end_s: float, budget: _Budget
     ) -> _JourneyClient:
-        return _JourneyClient(self, who, t0, end_s, budget, headers)
+        self.client.client.cookiejar = None  # the journey keeps its own jar (the protocol's)
+        return _JourneyClient(self, who, t0, end_s, budget)
 
 
 class HumanBuyer(_Buyer):
@@ -488,17 +499,9 @@ class ScalperBot(_Buyer):
 class _JourneyClient:
     """flashsale.replay.journey.Client over a FastHttpSession and gevent's clock."""
 
-    def __init__(
-        self,
-        user: _Buyer,
-        who: Buyer,
-        t0: float,
-        end_s: float,
-        budget: _Budget,
-        headers: dict[str, str],
-    ) -> None:
+    def __init__(self, user: _Buyer, who: Buyer, t0: float, end_s: float, budget: _Budget) -> None:
         self.user, self.who, self.t0, self.end_s = user, who, t0, end_s
-        self.budget, self.headers = budget, headers
+        self.budget = budget
 
     def now(self) -> float:
         return time.time() - self.t0
@@ -510,15 +513,9 @@ class _JourneyClient:
         if delay > 0:
             gevent.sleep(delay)
 
-    def call(
-        self,
-        step: str,
-        method: str,
-        path: str,
-        intended: float,
-        body: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
+    def call(self, step: str, request: Request, intended: float, judge: Judge) -> Reply:
+        """Send ``request``; Locust counts it failed when ``judge`` says why (a protocol
+        error, no answer, an overloaded target), so its own summary shows them too."""
         self.budget.take()
         ctx = {
             "journey": self.who.journey,
@@ -526,30 +523,44 @@ class _JourneyClient:
             "step": step,
             "intended": intended,
         }
+        headers = dict(request.headers)
+        data = None
+        if request.form is not None:
+            data = urlencode(request.form)
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         with self.user.client.request(
-            method,
-            path,
+            request.method,
+            request.path,
             name=step,
-            json=body,
-            headers={**self.headers, **(headers or {})},
+            data=data,
+            json=request.json,
+            headers=headers,
             context=ctx,
             catch_response=True,
         ) as resp:
-            status = int(resp.status_code or 0)
-            if status == 0 or status >= 500:
-                resp.failure(f"HTTP {status}")
-            else:
+            reply = _reply(resp)
+            why = judge(reply)
+            if why is None:
                 resp.success()
-            try:
-                parsed = json.loads(resp.content or b"{}") if status else {}
-            except ValueError:
-                parsed = {}
-            retry = resp.headers.get("Retry-After") if resp.headers else None
-        try:
-            retry_after = float(retry) if retry is not None else None
-        except ValueError:
-            retry_after = None
-        return Reply(status, parsed if isinstance(parsed, dict) else {}, retry_after)
+            else:
+                resp.failure(why)
+        return reply
+
+
+def _reply(resp: Any) -> Reply:
+    """A Locust response as the journey reads it (status 0: no answer came)."""
+    status = int(resp.status_code or 0)
+    if not status:
+        return Reply(0)
+    text = resp.text or ""
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        body = None
+    raw = resp.headers
+    headers = {k.lower(): v for k, v in raw.items()} if raw else {}
+    cookies = parse_cookies(raw.getlist("set-cookie")) if raw else {}
+    return Reply(status, body, text, headers, cookies)
 
 
 class SalePacer(User):
@@ -568,13 +579,6 @@ class SalePacer(User):
             gevent.sleep(3600)
 
 
-def _static_headers(sc: Scenario) -> dict[str, str]:
-    headers = dict(sc.target.headers)
-    if sc.target.auth.kind == "bearer" and sc.target.auth.token_env:
-        headers["Authorization"] = f"Bearer {os.environ.get(sc.target.auth.token_env, '')}"
-    return headers
-
-
 def _run_share(env: Environment, plan: Plan) -> bool:
     """Run this process's journeys; returns whether the request budget ran out."""
     scaled, sched, seeds = plan.schedule()
@@ -582,7 +586,7 @@ def _run_share(env: Environment, plan: Plan) -> bool:
     _proc.recorder = rec
     end_s = plan.end_s(scaled)
     budget = _Budget(plan.max_requests(scaled))
-    headers = _static_headers(scaled)
+    accounts = load_accounts(scaled.target)
     timeout = scaled.target.request_timeout_s
     group = Group()
 
@@ -597,8 +601,9 @@ def _run_share(env: Environment, plan: Plan) -> bool:
         )
         cls = HumanBuyer if who.kind == HUMAN else ScalperBot
         user = cls(env, plan.base_url, timeout)
-        client = user.journey_client(who, plan.t0, end_s, budget, headers)
-        journey = Journey(scaled, who, client, np.random.default_rng(int(seeds[i])), plan.key)
+        client = user.journey_client(who, plan.t0, end_s, budget)
+        rng = np.random.default_rng(int(seeds[i]))
+        journey = Journey(scaled, who, client, rng, plan.key, accounts.get(who.account))
         try:
             journey.run()
         except gevent.GreenletExit:

@@ -27,16 +27,12 @@ import typer
 
 from flashsale.arrivals import HUMAN, Schedule
 from flashsale.outcome import Outcome, load_outcome, save_outcome
-from flashsale.replay.audit import (
-    audit_record,
-    cross_check,
-    fetch_audit,
-    reset_target,
-    sale_status,
-)
+from flashsale.policy import Answer
+from flashsale.replay.audit import cross_check, fetch_audit, reset_target
+from flashsale.replay.preflight import preflight
 from flashsale.replay.recorder import lateness, merge_parts
-from flashsale.replay.scale import replay_schedule
-from flashsale.replay.target import TargetError, check_target
+from flashsale.replay.scale import ScaleError, replay_schedule, scale_scenario
+from flashsale.replay.target import TargetError, check_protocol, check_target, replayed_accounts
 from flashsale.replay.timeline import build_timeline
 from flashsale.runs import RunFolder, write_json_atomic
 from flashsale.scenario import Scenario, ScenarioError, parse_scenario
@@ -126,13 +122,19 @@ def plan_target(plan: Plan, allow_remote: bool) -> str:
 
     A worker does not take the master's word for it: a host that is not loopback
     gets traffic from a machine only when its operator allowed it there too.
-    Raises TargetError (a refused URL, or a plan whose scenario does not parse).
+    Its secrets and accounts file are checked here too (this machine's
+    environment and files: :func:`flashsale.replay.target.check_protocol`).
+    Raises TargetError (a refused URL, a plan whose scenario does not parse, a
+    protocol this process cannot speak).
     """
     try:
         scenario = plan.full()
-    except ScenarioError as e:
+        scaled = scale_scenario(scenario, plan.scale)
+    except (ScenarioError, ScaleError) as e:
         raise TargetError(f"{_PLAN_SOURCE}: {e}") from None
-    return check_target(plan.base_url, scenario, allow_remote, _PLAN_SOURCE)
+    url = check_target(plan.base_url, scenario, allow_remote, _PLAN_SOURCE)
+    check_protocol(scaled, replayed_accounts(scaled), _PLAN_SOURCE)
+    return url
 
 
 def first_arrival(scenario: Scenario) -> float:
@@ -148,21 +150,27 @@ def opening_epoch(
     scaled: Scenario,
     admin_token: str | None,
     replication: int,
+    source: str,
     lead_in_s: float = LEAD_IN_S,
 ) -> float:
     """The wall-clock instant of the opening (sale t = 0) that target and replay share.
 
-    With an admin token the target is reset to ``scaled`` and told to open so that
-    the earliest arrival comes ``lead_in_s`` from now; without one (a staging
-    target we may not reset) its own ``opens_in_s`` decides, or, if it is already
-    open, the schedule is started ``lead_in_s`` from now.
+    When the protocol's reset can run (the reference service's needs the admin
+    token), the target is reset to ``scaled`` and told to open so that the earliest
+    arrival comes ``lead_in_s`` from now. Either way the preflight then reads the
+    sale page as a buyer would (:func:`flashsale.replay.preflight.preflight`:
+    TargetError for an answer the protocol does not know, or a sale already over).
+    Without a reset, the target's own ``opens_in_s`` decides when the protocol
+    captures it, else the schedule starts ``lead_in_s`` from now.
     """
     opens_in = lead_in_s - first_arrival(scaled)
-    if admin_token:
-        reset_target(base_url, admin_token, scaled, opens_in, replication)
-        return time.time() + opens_in
-    told = float(sale_status(base_url, scaled).get("opens_in_s") or 0.0)
-    return time.time() + (told if told > 0 else opens_in)
+    if reset_target(base_url, scaled, opens_in, replication, admin_token):
+        t0 = time.time() + opens_in
+        preflight(base_url, scaled, source)
+        return t0
+    state = preflight(base_url, scaled, source)
+    told = state.opens_in_s if state is not None and state.answer is Answer.NOT_OPEN else None
+    return time.time() + (told if told is not None and told > 0 else opens_in)
 
 
 def behaviour_seeds(schedule: Schedule, seed: int, replication: int) -> np.ndarray:
@@ -221,16 +229,15 @@ def record_results(
 ) -> list[str]:
     """Write replication 0, the replay counts, the scale and the audit; return problems.
 
-    Problems are disagreements between the client's count and the service's audit
-    (and oversold units); without an admin token there is no audit to check.
+    Problems are disagreements between the client's count and the target's audit
+    (and oversold units). Without an audit the manifest's entry says so
+    (``{"source": null}``): units oversold are then unknown, never 0.
     """
     run.save_replication(0, outcome)
     run.update(scale=scale, replay=dict(counts), target=base_url)
-    if admin_token is None:
-        return []
-    record = audit_record(fetch_audit(base_url, admin_token), base_url)
-    run.update(audit=[record])
-    return cross_check(outcome.journeys, record)
+    record = fetch_audit(base_url, run.scenario, admin_token)
+    run.update(audit=[record if record is not None else {"source": None}])
+    return [] if record is None else cross_check(outcome.journeys, record)
 
 
 def conclude(run: RunFolder, problems: list[str]) -> int:

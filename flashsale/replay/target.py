@@ -1,9 +1,14 @@
 """Where a replay sends traffic, and the safety rule that keeps it on loopback by default.
 
-Staging is a configuration change, never a code change: the base URL, the
-endpoint paths, headers and auth come from the scenario's ``[target]`` table or
-from a target config file (a TOML file with its own ``[target]`` table, which
-replaces the scenario's).
+Staging is a configuration change, never a code change: the base URL and the
+target protocol (flashsale.protocol: each step's request and answer map, the
+identities, the reset and the audit) come from the scenario's ``[target]``
+table or from a target config file (a TOML file with its own ``[target]``
+table, which replaces the scenario's). A relative ``accounts_file`` is read
+from the folder of the file that names it. :func:`check_protocol` refuses, up
+front, what would only fail once traffic flows: an unset secret, an accounts
+file that does not cover the accounts replayed, a defense the protocol has no
+step for.
 
 Safety: traffic to a host that is not loopback is sent only when the
 configuration names that URL as ``target.base_url`` *and* the operator passes
@@ -15,21 +20,31 @@ the command (:func:`refuse_command_line_url`).
 
 from __future__ import annotations
 
+import csv
 import ipaddress
+import os
 import re
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flashsale.scenario import Scenario, ScenarioError, parse_scenario
+from flashsale.protocol import Target, step_names
+from flashsale.scenario import Scenario, ScenarioError, files_from, parse_scenario
 
 __all__ = [
     "TargetError",
     "apply_target_config",
+    "check_protocol",
     "check_target",
     "is_loopback",
+    "load_accounts",
     "refuse_command_line_url",
+    "replayed_accounts",
 ]
+
+MAX_ACCOUNTS_BYTES = 64 << 20
+"""Largest accounts file read (64 MiB: a million accounts with a few fields each)."""
 
 
 class TargetError(ValueError):
@@ -53,9 +68,106 @@ def apply_target_config(scenario: Scenario, path: Path) -> Scenario:
     merged = scenario.to_toml_dict()
     merged["target"] = data["target"]
     try:
-        return parse_scenario(merged, str(path))
+        return files_from(parse_scenario(merged, str(path)), path.parent)
     except ScenarioError as e:
         raise TargetError(str(e)) from None
+
+
+def load_accounts(target: Target) -> dict[int, dict[str, str]]:
+    """The accounts file's rows by account id (``{user.FIELD}``); empty without one.
+
+    The file is CSV with a header row and an ``account`` column (integer ids as the
+    schedule numbers them: humans 0..H-1, then the bot accounts). Raises TargetError
+    naming the file and the line for an unreadable file, a missing column, a bad or
+    repeated id."""
+    if target.accounts_file is None:
+        return {}
+    path = Path(target.accounts_file)
+    where = f"target.accounts_file: {path}"
+    try:
+        if path.stat().st_size > MAX_ACCOUNTS_BYTES:
+            raise TargetError(f"{where}: larger than {MAX_ACCOUNTS_BYTES >> 20} MiB")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TargetError(f"{where}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TargetError(f"{where}: cannot read: {e}") from None
+    rows = csv.DictReader(text.splitlines())
+    if rows.fieldnames is None or "account" not in rows.fieldnames:
+        raise TargetError(f"{where}: needs a header row with an 'account' column")
+    out: dict[int, dict[str, str]] = {}
+    for line, row in enumerate(rows, start=2):
+        raw = (row.get("account") or "").strip()
+        if not re.fullmatch(r"[0-9]{1,12}", raw):
+            raise TargetError(f"{where}: line {line}: account {raw[:40]!r} is not an id (0, 1 ...)")
+        if int(raw) in out:
+            raise TargetError(f"{where}: line {line}: account {raw} appears twice")
+        out[int(raw)] = {k: (v or "") for k, v in row.items() if k and k != "account"}
+    return out
+
+
+def replayed_accounts(scaled: Scenario) -> range:
+    """The account ids a replay of ``scaled`` uses: humans 0..H-1, then the bot accounts."""
+    return range(scaled.humans.count + scaled.bots.accounts)
+
+
+_DEFENSE_STEPS = {
+    "captcha": ("captcha", "captcha_answer"),
+    "lottery": ("lottery", "lottery_poll"),
+    "waiting_room": ("waiting_room", "waiting_room_poll"),
+}
+
+
+def check_protocol(scenario: Scenario, accounts: Iterable[int], source: str) -> None:
+    """Raise TargetError if the replay of ``scenario`` could not speak its target's
+    protocol: a defense on without its steps, an ``{env.NAME}`` that is not set, an
+    accounts file without a row for one of ``accounts`` (the ids replayed), a
+    ``{user.FIELD}`` the file does not have."""
+    t = scenario.target
+    problems = []
+    if t.python_class is None:
+        for defense, steps in _DEFENSE_STEPS.items():
+            missing = [s for s in steps if s not in t.steps]
+            if getattr(scenario.defenses, defense).enabled and missing:
+                problems.append(
+                    f"target.steps: defenses.{defense} is enabled but the protocol has no "
+                    f"{' or '.join(missing)} step"
+                )
+    unset = sorted(n for n in t.env_names() if n not in os.environ)
+    if unset:
+        problems.append(
+            f"target: {', '.join('{env.' + n + '}' for n in unset)}: environment variable"
+            f"{'s' if len(unset) > 1 else ''} {', '.join(unset)} not set (a secret the "
+            "protocol sends)"
+        )
+    fields = {
+        n.removeprefix("user.")
+        for s in t.steps.values()
+        for n in step_names(s, t.headers)
+        if n.startswith("user.")
+    }
+    if fields and t.accounts_file is None:
+        problems.append(
+            f"target.accounts_file: the protocol uses {{user.{sorted(fields)[0]}}} "
+            "but names no accounts file"
+        )
+    if t.accounts_file is not None and not problems:
+        rows = load_accounts(t)
+        absent = [a for a in accounts if a not in rows]
+        if absent:
+            problems.append(
+                f"target.accounts_file: {t.accounts_file}: no row for account {absent[0]} "
+                f"({len(absent):,} of the accounts replayed have none)"
+            )
+        columns = set(next(iter(rows.values()), {}))
+        lacking = sorted(fields - columns)
+        if lacking:
+            problems.append(
+                f"target.accounts_file: {t.accounts_file}: no column {lacking[0]!r} "
+                f"(the protocol uses {{user.{lacking[0]}}})"
+            )
+    if problems:
+        raise TargetError("\n".join(f"{source}: {p}" for p in problems))
 
 
 def is_loopback(url: str) -> bool:
