@@ -17,6 +17,7 @@ import typer
 
 from flashsale._cli_utils import USER_ERROR, SetOption, guarded, load_or_exit
 from flashsale.commands.compare import compare
+from flashsale.commands.probe import probe
 from flashsale.commands.replay import replay
 from flashsale.commands.report import report
 from flashsale.commands.serve import serve_command
@@ -77,6 +78,7 @@ app.command()(guarded(report))
 app.command()(guarded(compare))
 app.command("serve")(guarded(serve_command))
 app.command()(guarded(replay))
+app.command()(guarded(probe))
 app.command()(guarded(simulate))
 app.command()(guarded(sweep))
 

@@ -47,6 +47,7 @@ filled at run time raises :class:`ProtocolError`.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 import string
@@ -146,6 +147,7 @@ HOOK_VARIABLES = {
     "admin_token": "--admin-token / FLASHSALE_ADMIN_TOKEN; a hook that needs it is "
     "skipped when none is given",
     "scenario": "the resolved scenario, as a JSON body (reset; a whole value only)",
+    "python": "the Python running flashsale (for a command: a script of yours)",
 }
 """Variables the reset and audit hooks may use, besides env."""
 
@@ -319,6 +321,18 @@ class Match(_Model):
     in_: list[str | int | float | bool] | None = Field(default=None, alias="in")
     exists: bool | None = None
 
+    def describe(self) -> str:
+        """``> 0``, ``exists``, ``in ["a", "b"]``: the comparison as a person writes it."""
+        ops = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "ne": "!="}
+        parts = [
+            f"{ops[k]} {json.dumps(getattr(self, k))}" for k in ops if getattr(self, k) is not None
+        ]
+        if self.in_ is not None:
+            parts.append(f"in {json.dumps(self.in_)}")
+        if self.exists is not None:
+            parts.append("exists" if self.exists else "absent")
+        return " and ".join(parts)
+
     def holds(self, present: bool, v: Any) -> bool:
         if self.exists is not None and present != self.exists:
             return False
@@ -333,6 +347,10 @@ class Match(_Model):
         if self.ne is not None and _same(v, self.ne):
             return False
         return self.in_ is None or any(_same(v, x) for x in self.in_)
+
+
+def _shown(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else json.dumps(v)
 
 
 def _compare(op: str, a: float, b: float) -> bool:
@@ -427,7 +445,10 @@ class AnswerRule(_Model):
 
     def describe(self) -> str:
         conds = [f"status {self.status}" if self.status is not None else "any status"]
-        conds += [f"{k}={v!r}" for k, v in self.json_.items()]
+        conds += [
+            f"{k} {v.describe()}" if isinstance(v, Match) else f"{k}={json.dumps(v)}"
+            for k, v in self.json_.items()
+        ]
         if self.body is not None:
             conds.append(f"body ~ {self.body!r}")
         return f"{', '.join(conds)} -> {self.meaning}"
@@ -515,6 +536,9 @@ class Hook(_Model):
     json_: JsonTemplate | None = Field(default=None, alias="json")
     form: dict[str, Template] | None = Field(default=None, max_length=_MAX_HEADERS)
     command: Annotated[list[Template], Field(min_length=1, max_length=_MAX_HEADERS)] | None = None
+    cwd: Annotated[str, Field(min_length=1, max_length=_MAX_TEXT)] | None = Field(
+        default=None, description="folder the command runs in; default: the declaring file's"
+    )
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
     @model_validator(mode="after")

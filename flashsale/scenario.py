@@ -1018,13 +1018,21 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
 
 
 def files_from(scenario: Scenario, folder: Path) -> Scenario:
-    """``scenario`` with a relative ``target.accounts_file`` made absolute from ``folder``
-    (the folder of the file that names it)."""
-    name = scenario.target.accounts_file
-    if name is None or Path(name).is_absolute():
+    """``scenario`` with the target's files read from ``folder`` (the folder of the file
+    that names them): a relative ``accounts_file`` made absolute, and each hook's
+    ``cwd`` (default: ``folder`` itself)."""
+    t = scenario.target
+    update: dict[str, Any] = {}
+    if t.accounts_file is not None:
+        update["accounts_file"] = str((folder / t.accounts_file).resolve())
+    for name in ("reset", "audit"):
+        hook = getattr(t, name)
+        if hook is not None and hook.command is not None:
+            cwd = (folder / hook.cwd) if hook.cwd else folder
+            update[name] = hook.model_copy(update={"cwd": str(cwd.resolve())})
+    if not update:
         return scenario
-    target = scenario.target.model_copy(update={"accounts_file": str((folder / name).resolve())})
-    return scenario.model_copy(update={"target": target})
+    return scenario.model_copy(update={"target": t.model_copy(update=update)})
 
 
 def scenario_hash(scenario: Scenario) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -59,6 +60,7 @@ def _values(scenario: Scenario, admin_token: str | None, **extra: Any) -> dict[s
         "sku": scenario.sale.sku,
         "admin_token": admin_token,
         "scenario": scenario.to_toml_dict(),
+        "python": sys.executable,
         **extra,
     }
 
@@ -72,7 +74,7 @@ def run_hook(hook: Hook, base_url: str, values: Mapping[str, Any], what: str) ->
     try:
         if hook.command is not None:
             argv = [render(a, values) for a in hook.command]
-            return _run_command(argv, hook.timeout_s, what)
+            return _run_command(argv, hook.cwd, hook.timeout_s, what)
         assert hook.path is not None
         url = f"{base_url}{render(hook.path, values)}"
         headers = {k: render(v, values) for k, v in hook.headers.items()}
@@ -97,11 +99,13 @@ def run_hook(hook: Hook, base_url: str, values: Mapping[str, Any], what: str) ->
         raise AuditError(f"{what}: {hook.method} {url}: the answer is not JSON") from None
 
 
-def _run_command(argv: list[str], timeout_s: float, what: str) -> Any:
+def _run_command(argv: list[str], cwd: str | None, timeout_s: float, what: str) -> Any:
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False)
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, timeout=timeout_s, check=False)
     except FileNotFoundError:
         raise AuditError(f"{what}: command {argv[0]!r} not found") from None
+    except NotADirectoryError:
+        raise AuditError(f"{what}: cwd {cwd} is not a folder") from None
     except subprocess.TimeoutExpired:
         raise AuditError(f"{what}: command {argv[0]!r} gave no answer in {timeout_s:g} s") from None
     if done.returncode != 0:

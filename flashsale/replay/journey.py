@@ -50,6 +50,7 @@ from flashsale.protocol import (
     render,
     render_body,
 )
+from flashsale.replay.custom import StepContext, Steps, handles, meaning_of
 from flashsale.scenario import Scenario
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "Judge",
     "Reply",
     "Request",
+    "Trace",
     "client_ip",
     "parse_cookies",
     "solve_captcha",
@@ -81,6 +83,11 @@ class Request(NamedTuple):
 Judge = Callable[["Reply"], "str | None"]
 """Reads an answer for the transport: why it counts as a failed request (a protocol
 error, no answer, an overloaded target), or None."""
+
+
+Trace = Callable[["str", "Request", "Reply", "tuple[Answer, dict[str, Any]] | str", Any], None]
+"""Sees each exchange: protocol step, request, answer, what it was read as (meaning and
+captures, or the protocol error) and the answer rule that matched (or None)."""
 
 
 class Client(Protocol):
@@ -119,8 +126,8 @@ class Buyer:
 
 @dataclass
 class JourneyLog:
-    """The facts a journey row records (NaN = never happened), and the protocol errors
-    met: ``(protocol step, what was wrong)``."""
+    """The facts a journey row records (NaN = never happened), the protocol errors
+    met (``(protocol step, what was wrong)``) and the meanings of the answers seen."""
 
     started: float = math.nan
     admitted: float = math.nan
@@ -131,6 +138,7 @@ class JourneyLog:
     requests: int = 0
     notes: list[str] = field(default_factory=list)
     protocol_errors: list[tuple[str, str]] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)  # "step:meaning" -> answers
 
 
 def client_ip(kind: int, person: int) -> str:
@@ -182,7 +190,8 @@ class Journey:
     ``rng`` is this journey's own Generator (seeded from the ``humans`` or ``bots``
     stream, so its draws do not depend on which process runs it); ``key`` makes
     its idempotency keys unique to the replay; ``user`` is the account's row of the
-    protocol's accounts file (``{user.FIELD}``). ``log`` is readable at any time: a
+    protocol's accounts file (``{user.FIELD}``); ``custom`` the protocol's Python
+    class, if it names one (flashsale.replay.custom). ``log`` is readable at any time: a
     journey cut short by the replay's end still has its facts so far.
     """
 
@@ -194,6 +203,7 @@ class Journey:
         rng: np.random.Generator,
         key: str,
         user: Mapping[str, str] | None = None,
+        custom: type[Steps] | None = None,
     ) -> None:
         self.sc, self.who, self.client, self.rng, self.key = sc, who, client, rng, key
         self.target = sc.target
@@ -217,6 +227,8 @@ class Journey:
         }
         self.vars.update({f"user.{k}": v for k, v in (user or {}).items()})
         self.last: dict[str, Any] = {}  # what the latest answer captured
+        self.custom = custom(who) if custom is not None else None
+        self.trace: Trace | None = None  # sees every exchange (flashsale probe)
 
     # -- timing
     def think(self) -> float:
@@ -261,54 +273,92 @@ class Journey:
         jar = {f"cookie.{k}": v for k, v in self.cookies.items()}
         return {**env, **jar, **self.vars, "units": self.units}
 
-    def request(self, step: str) -> Request:
-        """The request of protocol ``step``, filled in (raises ProtocolError)."""
-        spec = self.target.steps[step]
-        values = self.values()
-        headers = {k: render(v, values) for k, v in {**self.target.headers, **spec.headers}.items()}
-        headers = {k: v for k, v in headers.items() if v}  # an unset optional header: not sent
+    def headers(self, values: Mapping[str, Any], own: Mapping[str, str]) -> dict[str, str]:
+        """The target's headers and a step's ``own`` (rendered; an unset optional one is
+        not sent), X-Forwarded-For if the protocol says so, and the journey's cookies."""
+        rendered = {k: render(v, values) for k, v in {**self.target.headers, **own}.items()}
+        headers = {k: v for k, v in rendered.items() if v}
         if self.target.forwarded_for:
             headers.setdefault("X-Forwarded-For", client_ip(self.who.kind, self.who.person))
         if self.cookies and not any(k.lower() == "cookie" for k in headers):
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return headers
+
+    def request(self, step: str) -> Request:
+        """The request of protocol ``step``, filled in (raises ProtocolError)."""
+        spec = self.target.steps[step]
+        values = self.values()
         form = None
         if spec.form is not None:
             form = {k: render(v, values) for k, v in spec.form.items()}
         body = render_body(spec.json_, values) if spec.json_ is not None else None
-        return Request(
-            spec.method, render(spec.path, values, quote_values=True), headers, body, form
-        )
+        path = render(spec.path, values, quote_values=True)
+        return Request(spec.method, path, self.headers(values, spec.headers), body, form)
 
-    def exchange(self, step: str) -> tuple[Answer, Reply]:
-        """Send protocol ``step``; its meaning and the answer. A request that cannot be
-        built or an answer the map does not know ends the journey (protocol error)."""
-        try:
-            req = self.request(step)
-        except ProtocolError as e:
-            self.protocol_error(step, str(e))
+    def send(self, step: str, req: Request, judge: Judge) -> Reply:
+        """Send ``req`` for protocol ``step`` when the journey is due; keep its cookies."""
         self.client.wait_until(self.next_t)
         self.log.requests += 1
         if self.target.patience_header and not step.startswith("waiting_room"):
             patience = self.patience()
             if patience < math.inf:  # the buyer leaves the queue after this long
                 req.headers[self.target.patience_header] = f"{patience:.3f}"
+        reply = self.client.call(RECORDED_AS[step], req, self.next_t, judge)
+        self.cookies.update(reply.cookies)
+        return reply
+
+    def exchange(self, step: str) -> tuple[Answer, Reply]:
+        """Send protocol ``step``; its meaning and the answer. A request that cannot be
+        built or an answer the map does not know ends the journey (protocol error)."""
+        if self.custom is not None and handles(type(self.custom), step):
+            return self.custom_exchange(step)
+        try:
+            req = self.request(step)
+        except ProtocolError as e:
+            self.protocol_error(step, str(e))
         read: list[tuple[Answer, dict[str, Any]] | str] = []
 
         def judge(reply: Reply) -> str | None:
             read.append(self.read(step, reply))
-            got = read[-1]
-            if isinstance(got, str):
-                return f"protocol error: {got}"
-            return got[0].name.lower() if got[0] in _FAILED else None
+            return _verdict(read[-1])
 
-        reply = self.client.call(RECORDED_AS[step], req, self.next_t, judge)
-        self.cookies.update(reply.cookies)
+        reply = self.send(step, req, judge)
         got = read[-1] if read else self.read(step, reply)
+        if self.trace is not None:
+            found = match(self.target.rules(step), reply)
+            self.trace(step, req, reply, got, found[1] if found else None)
+        return self.answered(step, got), reply
+
+    def custom_exchange(self, step: str) -> tuple[Answer, Reply]:
+        """Protocol ``step`` by the target's Python class (flashsale.replay.custom)."""
+        values = self.values()
+        replies: list[Reply] = []
+
+        def sender(method: str, path: str, **kw: Any) -> Reply:
+            req = Request(method, path, self.headers(values, kw.pop("headers")), **kw)
+            reply = self.send(step, req, _no_answer)
+            replies.append(reply)
+            if self.trace is not None:
+                self.trace(step, req, reply, "(read by the python_class)", None)
+            return reply
+
+        try:
+            got = meaning_of(getattr(self.custom, step)(StepContext(step, values, sender)))
+        except Halt:
+            raise
+        except Exception as e:
+            got = f"{type(self.custom).__name__}.{step} raised {type(e).__name__}: {e}"
+        return self.answered(step, got), replies[-1] if replies else Reply(0)
+
+    def answered(self, step: str, got: tuple[Answer, dict[str, Any]] | str) -> Answer:
+        """Keep what an answer gave (or end the journey on a protocol error)."""
         if isinstance(got, str):
             self.protocol_error(step, got)
-        answer, self.last = got[0], got[1]
+        answer, self.last = got
         self.vars.update(self.last)
-        return answer, reply
+        key = f"{step}:{answer.name.lower()}"
+        self.log.seen[key] = self.log.seen.get(key, 0) + 1
+        return answer
 
     def read(self, step: str, reply: Reply) -> tuple[Answer, dict[str, Any]] | str:
         """What ``reply`` means and what it gives to keep, or why it is a protocol error."""
@@ -482,6 +532,17 @@ class Journey:
             else:
                 self.protocol_error(step, f"{answer.name.lower()} is not a waiting-room answer")
         self.log.admitted = self.client.now()
+
+
+def _verdict(got: tuple[Answer, dict[str, Any]] | str) -> str | None:
+    """Why a transport counts the request failed, or None."""
+    if isinstance(got, str):
+        return f"protocol error: {got}"
+    return got[0].name.lower() if got[0] in _FAILED else None
+
+
+def _no_answer(reply: Reply) -> str | None:
+    return "ambiguous" if reply.status == 0 else None
 
 
 _FAILED = frozenset({Answer.AMBIGUOUS, Answer.OVERLOADED, Answer.QUEUE_TIMEOUT})

@@ -72,6 +72,7 @@ from flashsale.replay.target import (
     check_protocol,
     check_target,
     load_accounts,
+    load_custom,
     replayed_accounts,
 )
 from flashsale.runs import RunError, RunFolder, open_run
@@ -587,6 +588,7 @@ def _run_share(env: Environment, plan: Plan) -> bool:
     end_s = plan.end_s(scaled)
     budget = _Budget(plan.max_requests(scaled))
     accounts = load_accounts(scaled.target)
+    custom = load_custom(scaled.target)
     timeout = scaled.target.request_timeout_s
     group = Group()
 
@@ -603,7 +605,8 @@ def _run_share(env: Environment, plan: Plan) -> bool:
         user = cls(env, plan.base_url, timeout)
         client = user.journey_client(who, plan.t0, end_s, budget)
         rng = np.random.default_rng(int(seeds[i]))
-        journey = Journey(scaled, who, client, rng, plan.key, accounts.get(who.account))
+        row = accounts.get(who.account)
+        journey = Journey(scaled, who, client, rng, plan.key, row, custom)
         try:
             journey.run()
         except gevent.GreenletExit:

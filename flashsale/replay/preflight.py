@@ -25,7 +25,7 @@ from flashsale.arrivals import BOT, HUMAN
 from flashsale.policy import Answer
 from flashsale.protocol import Reply
 from flashsale.replay.journey import Buyer, Ended, Halt, Journey, Judge, Request, parse_cookies
-from flashsale.replay.target import TargetError
+from flashsale.replay.target import TargetError, load_accounts, load_custom
 from flashsale.scenario import Scenario
 
 __all__ = ["Exchange", "HttpClient", "SaleState", "preflight", "probe_buyer"]
@@ -130,7 +130,15 @@ def preflight(base_url: str, scenario: Scenario, source: str) -> SaleState | Non
         return None
     client = HttpClient(base_url, time.time(), t.request_timeout_s, time.time() + 60.0, 10)
     buyer = probe_buyer(int(HUMAN if scenario.humans.count else BOT), scenario)
-    journey = Journey(scenario, buyer, client, np.random.default_rng(0), "preflight")
+    journey = Journey(
+        scenario,
+        buyer,
+        client,
+        np.random.default_rng(0),
+        "preflight",
+        load_accounts(t).get(buyer.account),
+        load_custom(t),
+    )
     log = journey.log
     try:
         if "login" in t.steps:

@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flashsale.protocol import Target, step_names
+from flashsale.replay.custom import Steps, handles, load_steps
 from flashsale.scenario import Scenario, ScenarioError, files_from, parse_scenario
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "check_target",
     "is_loopback",
     "load_accounts",
+    "load_custom",
     "refuse_command_line_url",
     "replayed_accounts",
 ]
@@ -106,6 +108,17 @@ def load_accounts(target: Target) -> dict[int, dict[str, str]]:
     return out
 
 
+def load_custom(target: Target) -> type[Steps] | None:
+    """The protocol's Python class (``target.python_class``), or None; TargetError naming
+    the field if it cannot be loaded (flashsale.replay.custom.load_steps)."""
+    if target.python_class is None:
+        return None
+    try:
+        return load_steps(target.python_class)
+    except ValueError as e:
+        raise TargetError(f"target.python_class: {e}") from None
+
+
 def replayed_accounts(scaled: Scenario) -> range:
     """The account ids a replay of ``scaled`` uses: humans 0..H-1, then the bot accounts."""
     return range(scaled.humans.count + scaled.bots.accounts)
@@ -125,14 +138,19 @@ def check_protocol(scenario: Scenario, accounts: Iterable[int], source: str) -> 
     ``{user.FIELD}`` the file does not have."""
     t = scenario.target
     problems = []
-    if t.python_class is None:
-        for defense, steps in _DEFENSE_STEPS.items():
-            missing = [s for s in steps if s not in t.steps]
-            if getattr(scenario.defenses, defense).enabled and missing:
-                problems.append(
-                    f"target.steps: defenses.{defense} is enabled but the protocol has no "
-                    f"{' or '.join(missing)} step"
-                )
+    try:
+        custom = load_custom(t)
+    except TargetError as e:
+        raise TargetError(f"{source}: {e}") from None
+    needed = {"cart": True, "pay": True}
+    for defense, steps in _DEFENSE_STEPS.items():
+        needed |= dict.fromkeys(steps, getattr(scenario.defenses, defense).enabled)
+    missing = [s for s, on in needed.items() if on and s not in t.steps and not handles(custom, s)]
+    if missing:
+        problems.append(
+            f"target.steps: the replay needs {', '.join(missing)} (the defenses it has on), "
+            "which the protocol neither declares nor has a python_class method for"
+        )
     unset = sorted(n for n in t.env_names() if n not in os.environ)
     if unset:
         problems.append(
