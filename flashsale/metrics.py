@@ -102,6 +102,8 @@ METRIC_DOCS: dict[str, str] = {
     "latency_p50_s": "per step: median seconds from send to response (a step without "
     "answered requests has none)",
     "latency_p95_s": "per step: 95th percentile of send-to-response seconds",
+    "ambiguous_requests": "per step: requests whose answer was lost (no response: a timeout, "
+    "a reset connection); a cart or payment among them may have taken stock",
     "latency_p99_s": "per step: 99th percentile of send-to-response seconds",
     "intended_latency_p95_s": "per step: 95th percentile of seconds from when the request "
     "was due to its response (no coordinated omission in a lagging replay)",
@@ -486,6 +488,9 @@ def _latencies(rq: Mapping[str, np.ndarray], out: dict[str, Any]) -> None:
         for i, p in enumerate(PERCENTILES):
             out[f"latency_p{p}_s.{name}"] = _float(from_send[i, s])
         out[f"intended_latency_p95_s.{name}"] = _float(from_due[0, s])
+    lost = np.bincount(rq["step"][rq["status"] == 0].astype(np.int64), minlength=len(STEP))
+    for s in np.unique(rq["step"]):
+        out[f"ambiguous_requests.{STEP[s]}"] = int(lost[s])
 
 
 def _float(v: float) -> float | None:

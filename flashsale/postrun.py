@@ -27,6 +27,7 @@ import typer
 from flashsale.charts import draw_run_charts
 from flashsale.metrics import compute_metrics, fmt_interval, fmt_metric
 from flashsale.outcome import Outcome, OutcomeError
+from flashsale.replay.watchdog import Tally
 from flashsale.report import write_run_report
 from flashsale.runs import (
     IncompleteRun,
@@ -39,7 +40,7 @@ from flashsale.runs import (
 from flashsale.scenario import ScenarioError
 from flashsale.thresholds import Verdict, check_thresholds, exit_code
 
-__all__ = ["SUMMARY", "finish_run", "load_run_metrics", "summary_lines"]
+__all__ = ["SUMMARY", "finish_run", "load_run_metrics", "replay_lines", "summary_lines"]
 
 SUMMARY: tuple[tuple[str, str], ...] = (
     ("units_sold", "units sold"),
@@ -113,6 +114,40 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def replay_lines(manifest: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[str]:
+    """A replay's honesty lines: the target's audit (or that there is none, so oversold
+    units are unknown), protocol errors, and requests whose answer was lost."""
+    if manifest.get("engine") != "replay":
+        return []
+    lines = []
+    audits = manifest.get("audit") or [{"source": None}]
+    a = audits[0] if isinstance(audits, list) and audits else {"source": None}
+    if a.get("source") is None:
+        lines.append(f"  {'audit':<22}none: oversold units unknown (no target.audit could run)")
+    else:
+        lines.append(
+            f"  {'audit':<22}{a.get('units_sold', 0):,} sold, {a.get('oversold_units', 0):,} "
+            f"oversold ({a['source']})"
+        )
+    tally = (manifest.get("replay") or {}).get("protocol")
+    if tally:
+        t = Tally()
+        t.merge(tally)
+        text = f"{t.errors():,} of {t.requests:,} requests"
+        if t.errors():
+            text += f": {t.describe()}"
+        lines.append(f"  {'protocol errors':<22}{text}")
+    lost = {
+        k.split(".", 1)[1]: v["mean"]
+        for k, v in metrics.items()
+        if k.startswith("ambiguous_requests.") and v["mean"]
+    }
+    if lost:
+        shown = ", ".join(f"{step} {n:g}" for step, n in lost.items())
+        lines.append(f"  {'answers lost':<22}{shown} (ambiguous: may have taken effect)")
+    return lines
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -182,6 +217,8 @@ def finish_run(
         engine = run.manifest.get("engine")
         echo(f"{scenario.name}: PARTIAL report ({engine}, {doc['run']['state']})")
     for line in summary_lines(doc["metrics"]):
+        echo(line)
+    for line in replay_lines(run.manifest, doc["metrics"]):
         echo(line)
     if verdicts:
         echo("thresholds:")

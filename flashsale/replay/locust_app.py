@@ -75,8 +75,9 @@ from flashsale.replay.target import (
     load_custom,
     replayed_accounts,
 )
+from flashsale.replay.watchdog import Tally, problem
 from flashsale.runs import RunError, RunFolder, open_run
-from flashsale.scenario import ScenarioError, load_scenario
+from flashsale.scenario import Scenario, ScenarioError, load_scenario
 
 __all__ = ["HumanBuyer", "SalePacer", "ScalperBot", "ScenarioReplay"]
 
@@ -134,6 +135,8 @@ class _Process:
         self.recorder: Recorder | None = None
         self.controller: _Controller | None = None
         self.share_started = False
+        self.journeys: list[Journey] = []  # this process's, started (the watchdog reads them)
+        self.stopped: str | None = None  # why the watchdog stopped this share early
         self.allow_remote = False  # a worker's own --allow-remote, read before the master speaks
 
 
@@ -254,6 +257,7 @@ class _Controller:
         self.parts: dict[str, int] = {}
         self.chunks: list[tuple[str, dict[str, np.ndarray]]] = []
         self.done: dict[str, bool] = {}
+        self.tally = Tally()  # the parts' tallies, added up
         self.finalized = False
         self.failed: str | None = None
         self.refused: str | None = None
@@ -326,7 +330,7 @@ class _Controller:
         self.add_part(msg.node_id, msg.data)
 
     def on_done(self, environment: Environment, msg: Any, **_: Any) -> None:
-        self.mark_done(msg.node_id, bool(msg.data.get("budget_spent")))
+        self.mark_done(msg.node_id, bool(msg.data.get("budget_spent")), msg.data.get("tally"))
 
     def on_refused(self, environment: Environment, msg: Any, **_: Any) -> None:
         """A worker refused its plan's target: the replay cannot be whole; stop it."""
@@ -338,9 +342,10 @@ class _Controller:
             return
         self.chunks.append(decode_part(payload))
 
-    def mark_done(self, who: str, budget_spent: bool) -> None:
-        if who in self.parts:
+    def mark_done(self, who: str, budget_spent: bool, tally: dict[str, Any] | None) -> None:
+        if who in self.parts and who not in self.done:
             self.done[who] = budget_spent
+            self.tally.merge(tally or {})
 
     def missing(self) -> list[int]:
         return sorted(i for cid, i in self.parts.items() if cid not in self.done)
@@ -376,6 +381,7 @@ class _Controller:
             env.process_exit_code = 1
             return
         counts = replay_counts(outcome, len(self.parts), any(self.done.values()))
+        counts["protocol"] = self.tally.to_json()
         if self.staging is not None:
             write_staging(self.staging, outcome, counts)
             return
@@ -607,6 +613,11 @@ def _run_share(env: Environment, plan: Plan) -> bool:
         rng = np.random.default_rng(int(seeds[i]))
         row = accounts.get(who.account)
         journey = Journey(scaled, who, client, rng, plan.key, row, custom)
+        if _proc.stopped is not None:  # never started: the replay was stopped
+            journey.log.notes.append(f"not started: {_proc.stopped}")
+            rec.journey(who, journey.log)
+            return
+        _proc.journeys.append(journey)
         try:
             journey.run()
         except gevent.GreenletExit:
@@ -616,16 +627,40 @@ def _run_share(env: Environment, plan: Plan) -> bool:
         finally:
             rec.journey(who, journey.log)
 
+    watchdog = gevent.spawn(_watch, plan, scaled, group)
     for i in range(len(sched)):
         delay = plan.t0 + float(sched.t[i]) - time.time()
-        if delay > 0:
+        if _proc.stopped is not None:
+            pass  # record the rest as never started, at once
+        elif delay > 0:
             gevent.sleep(delay)
         elif i % 64 == 0:
             gevent.sleep(0)  # let started journeys run during a burst
         group.spawn(one, i)
     group.join(timeout=max(0.0, plan.t0 + end_s + timeout + 5.0 - time.time()))
     group.kill(block=True, timeout=10)
+    watchdog.kill()
     return budget.spent
+
+
+def _watch(plan: Plan, scaled: Scenario, group: Group) -> None:
+    """Stop this share when the target does not speak the protocol (too many protocol
+    errors) or nothing progresses (flashsale.replay.watchdog): checked every second."""
+    while _proc.stopped is None:
+        gevent.sleep(1.0)
+        tally = Tally.of(j.log for j in _proc.journeys)
+        why = problem(tally, scaled.target, time.time() - plan.t0, final=False)
+        if why is not None:
+            _proc.stopped = why
+            sys.stderr.write(f"error: stopping the replay: {why}\n")
+            group.kill(block=False)
+
+
+def _tally() -> dict[str, Any]:
+    """This process's tally of its journeys, for the master (plain JSON)."""
+    tally = Tally.of(j.log for j in _proc.journeys)
+    tally.stopped = _proc.stopped
+    return tally.to_json()
 
 
 def _send_share(env: Environment, plan: Plan, budget_spent: bool) -> None:
@@ -635,13 +670,15 @@ def _send_share(env: Environment, plan: Plan, budget_spent: bool) -> None:
     if isinstance(runner, WorkerRunner):
         for payload in encode_part(rec):
             runner.send_message(_PART, payload)
-        runner.send_message(_DONE, {"part": plan.part, "budget_spent": budget_spent})
+        runner.send_message(
+            _DONE, {"part": plan.part, "budget_spent": budget_spent, "tally": _tally()}
+        )
         return
     ctl = _proc.controller
     assert ctl is not None
     for payload in encode_part(rec):
         ctl.add_part("local", payload)
-    ctl.mark_done("local", budget_spent)
+    ctl.mark_done("local", budget_spent, _tally())
 
 
 def _listen(hook: Any, listener: Callable[..., None]) -> None:

@@ -34,6 +34,7 @@ from flashsale.replay.recorder import lateness, merge_parts
 from flashsale.replay.scale import ScaleError, replay_schedule, scale_scenario
 from flashsale.replay.target import TargetError, check_protocol, check_target, replayed_accounts
 from flashsale.replay.timeline import build_timeline
+from flashsale.replay.watchdog import verdict
 from flashsale.runs import RunFolder, write_json_atomic
 from flashsale.scenario import Scenario, ScenarioError, parse_scenario
 from flashsale.streams import Streams
@@ -229,15 +230,19 @@ def record_results(
 ) -> list[str]:
     """Write replication 0, the replay counts, the scale and the audit; return problems.
 
-    Problems are disagreements between the client's count and the target's audit
-    (and oversold units). Without an audit the manifest's entry says so
+    Problems are a target that did not speak its protocol (flashsale.replay.watchdog),
+    and disagreements between the client's count and the target's audit (and
+    oversold units). Without an audit the manifest's entry says so
     (``{"source": null}``): units oversold are then unknown, never 0.
     """
     run.save_replication(0, outcome)
     run.update(scale=scale, replay=dict(counts), target=base_url)
-    record = fetch_audit(base_url, run.scenario, admin_token)
+    scenario = run.scenario
+    spoke = verdict(counts.get("protocol"), scenario.target)
+    record = fetch_audit(base_url, scenario, admin_token)
     run.update(audit=[record if record is not None else {"source": None}])
-    return [] if record is None else cross_check(outcome.journeys, record)
+    problems = [] if spoke is None else [f"the target protocol: {spoke}"]
+    return problems + ([] if record is None else cross_check(outcome.journeys, record))
 
 
 def conclude(run: RunFolder, problems: list[str]) -> int:
