@@ -27,7 +27,8 @@ import typer
 from flashsale.charts import draw_run_charts
 from flashsale.metrics import compute_metrics, fmt_interval, fmt_metric
 from flashsale.outcome import Outcome, OutcomeError
-from flashsale.replay.watchdog import Tally
+from flashsale.protocol import Target
+from flashsale.replay.watchdog import Tally, verdict
 from flashsale.report import write_run_report
 from flashsale.runs import (
     IncompleteRun,
@@ -37,10 +38,10 @@ from flashsale.runs import (
     remove_partials,
     write_json_atomic,
 )
-from flashsale.scenario import ScenarioError
+from flashsale.scenario import ScenarioError, parse_scenario
 from flashsale.thresholds import Verdict, check_thresholds, exit_code
 
-__all__ = ["SUMMARY", "finish_run", "load_run_metrics", "replay_lines", "summary_lines"]
+__all__ = ["SUMMARY", "finish_run", "load_run_metrics", "replay_checks", "summary_lines"]
 
 SUMMARY: tuple[tuple[str, str], ...] = (
     ("units_sold", "units sold"),
@@ -114,29 +115,38 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def replay_lines(manifest: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[str]:
-    """A replay's honesty lines: the target's audit (or that there is none, so oversold
-    units are unknown), protocol errors, and requests whose answer was lost."""
+def replay_checks(manifest: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[list[Any]]:
+    """A replay's honesty checks as ``[label, text, level]`` (level ``pass``, ``warn`` or
+    ``fail``; a ``fail`` makes the run's exit code 1): the target's audit (none: oversold
+    units are unknown; oversold or disagreeing with the journeys: fail), the protocol
+    (flashsale.replay.watchdog.verdict), and requests whose answer was lost. Empty for
+    a simulation."""
     if manifest.get("engine") != "replay":
         return []
-    lines = []
+    checks: list[list[Any]] = []
     audits = manifest.get("audit") or [{"source": None}]
     a = audits[0] if isinstance(audits, list) and audits else {"source": None}
     if a.get("source") is None:
-        lines.append(f"  {'audit':<22}none: oversold units unknown (no target.audit could run)")
+        checks.append(["audit", "none: oversold units unknown (no target.audit could run)", "warn"])
     else:
-        lines.append(
-            f"  {'audit':<22}{a.get('units_sold', 0):,} sold, {a.get('oversold_units', 0):,} "
-            f"oversold ({a['source']})"
-        )
+        mismatch = metrics.get("audit_mismatch_units", {}).get("mean")
+        text = f"{a.get('units_sold', 0):,} sold, {a.get('oversold_units', 0):,} oversold"
+        if mismatch:
+            text += f"; the journeys' count differs by {mismatch:g} units"
+        bad = bool(a.get("oversold_units")) or bool(mismatch)
+        checks.append(["audit", f"{text} ({a['source']})", "fail" if bad else "pass"])
     tally = (manifest.get("replay") or {}).get("protocol")
     if tally:
         t = Tally()
         t.merge(tally)
         text = f"{t.errors():,} of {t.requests:,} requests"
-        if t.errors():
-            text += f": {t.describe()}"
-        lines.append(f"  {'protocol errors':<22}{text}")
+        failed = verdict(tally, scenario_target(manifest))
+        level = "fail" if failed else "warn" if t.errors() else "pass"
+        checks.append(
+            ["protocol errors", text + (f": {t.describe()}" if t.errors() else ""), level]
+        )
+        if failed and not t.errors():
+            checks.append(["progress", failed, "fail"])
     lost = {
         k.split(".", 1)[1]: v["mean"]
         for k, v in metrics.items()
@@ -144,8 +154,13 @@ def replay_lines(manifest: Mapping[str, Any], metrics: Mapping[str, Any]) -> lis
     }
     if lost:
         shown = ", ".join(f"{step} {n:g}" for step, n in lost.items())
-        lines.append(f"  {'answers lost':<22}{shown} (ambiguous: may have taken effect)")
-    return lines
+        checks.append(["answers lost", f"{shown} (ambiguous: may have taken effect)", "warn"])
+    return checks
+
+
+def scenario_target(manifest: Mapping[str, Any]) -> Target:
+    """The replayed scenario's target protocol, from the manifest."""
+    return parse_scenario(manifest["scenario"], "manifest.json").target
 
 
 def _now() -> str:
@@ -203,6 +218,7 @@ def finish_run(
         scenario = run.scenario
         verdicts: list[Verdict] = check_thresholds(scenario.thresholds, doc["metrics"])
         doc["thresholds"] = [v.as_json() for v in verdicts]
+        doc["replay_checks"] = replay_checks(run.manifest, doc["metrics"])
         write_json_atomic(run.path / "metrics.json", doc)
         charts = draw_run_charts(doc, run.path / "charts")
         report = write_run_report(scenario, doc, charts, verdicts, run.path / "report.html")
@@ -218,8 +234,8 @@ def finish_run(
         echo(f"{scenario.name}: PARTIAL report ({engine}, {doc['run']['state']})")
     for line in summary_lines(doc["metrics"]):
         echo(line)
-    for line in replay_lines(run.manifest, doc["metrics"]):
-        echo(line)
+    for label, text, _ in doc["replay_checks"]:
+        echo(f"  {label:<22}{text}")
     if verdicts:
         echo("thresholds:")
         for v in verdicts:
@@ -229,4 +245,9 @@ def finish_run(
     code = exit_code(verdicts)
     if code:
         echo(f"{sum(not v.passed for v in verdicts)} threshold(s) breached: exit code {code}")
-    return code
+    failed = [c for c in doc["replay_checks"] if c[2] == "fail"]
+    if failed:
+        echo(
+            f"{len(failed)} replay check(s) failed ({', '.join(c[0] for c in failed)}): exit code 1"
+        )
+    return max(code, 1 if failed else 0)

@@ -198,6 +198,13 @@ def write_run_report(
         )
     else:
         body.append("<p>The scenario sets no thresholds.</p>")
+    if doc.get("replay_checks"):
+        body.append("<h2>Replay checks</h2>")
+        checks = [
+            (escape(label), f'<span class="{level}">{escape(text)}</span>')
+            for label, text, level in doc["replay_checks"]
+        ]
+        body.append(html_table(["check", "what the replay observed"], checks, num_from=9))
     body.append("<h2>Key figures</h2>")
     rows = [
         (
