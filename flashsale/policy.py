@@ -5,7 +5,7 @@ its hot path as list lookups; the replay's journey (flashsale.replay.journey)
 calls :func:`decide` after each request. An answer is not an HTTP status but
 its *meaning* (:class:`Answer`): the simulated checkout produces meanings
 directly, the replay gets them from the target's answer map
-(flashsale.replay.reference for the bundled service's API). So a difference
+(flashsale/protocols/reference.toml for the bundled service's API). So a difference
 between a simulation and a replay of one scenario is the checkout's doing,
 never the harness's.
 

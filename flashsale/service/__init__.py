@@ -18,8 +18,9 @@ worker, within 5 s of the request's head (``BODY_TIMEOUT_S``; then 408
 ``body_timeout``): a client that sends part of a body holds a connection, never a
 worker.
 
-Public API (paths are the scenario's ``[target.paths]`` defaults; OpenAPI 3.1 at
-``GET /openapi.json``; ``GET /healthz`` -> ``{"ok": true}`` bypasses the queue).
+Public API (the replay's built-in target protocol, flashsale/protocols/reference.toml,
+speaks it; OpenAPI 3.1 at ``GET /openapi.json``; ``GET /healthz`` -> ``{"ok": true}``
+bypasses the queue).
 Every answer each step can give, and what it means. Any ``/v1`` request may also
 get 503 ``overloaded`` (Retry-After): no worker took it within ``queue_timeout_s``
 or the queue was full; it changed nothing, send it again. A request may say how
