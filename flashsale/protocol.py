@@ -674,7 +674,8 @@ class Target(_Model):
         known = set(VARIABLES) | captured
         for name, step in self.steps.items():
             for var in step_names(step, self.headers):
-                if "." not in var and var not in known:
+                # a python_class may capture any name (flashsale.replay.custom.Answered)
+                if "." not in var and var not in known and self.python_class is None:
                     raise _at(
                         f"steps.{name}",
                         f"{{{var}}} is neither a variable ({', '.join(VARIABLES)}) nor "
@@ -682,7 +683,7 @@ class Target(_Model):
                     )
         for hook_name, hook in (("reset", self.reset), ("audit", self.audit)):
             for var in hook.names() if hook else ():
-                if "." not in var and var not in HOOK_VARIABLES:
+                if not var.startswith("env.") and var not in HOOK_VARIABLES:
                     raise _at(
                         hook_name,
                         f"{{{var}}} is not a hook variable ({', '.join(HOOK_VARIABLES)}, env.NAME)",
@@ -727,11 +728,17 @@ def _reference_text() -> str:
     return (Path(__file__).parent / "protocols" / "reference.toml").read_text("utf-8")
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` merged into ``base``: tables key by key, anything else replaced."""
+_WHOLE = frozenset({"reset", "audit"})
+"""Tables a ``[target]`` replaces rather than merges (a command audit is not an HTTP one)."""
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+    """``over`` merged into ``base``: tables key by key (but :data:`_WHOLE` ones at the
+    top replaced), anything else replaced."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        deep = isinstance(v, dict) and isinstance(out.get(k), dict)
+        out[k] = _merge(out[k], v, depth + 1) if deep and not (depth == 0 and k in _WHOLE) else v
     return out
 
 

@@ -414,7 +414,7 @@ def test_a_deliberately_wrong_count_is_caught(tmp_path: Path) -> None:
         run_in_background(scaled) as url,
         open_run(scaled, "replay", out=tmp_path / "run", seed=0, replications=1) as run,
     ):
-        opening_epoch(str(url), scaled, url.admin_token, 0)
+        opening_epoch(str(url), scaled, url.admin_token, 0, "test")
         problems = record_results(run, outcome, {"journeys": 1}, SCALE, str(url), url.admin_token)
     assert problems and "bought 2 units" in problems[0] and "says 0 sold" in problems[0]
     assert conclude(RunFolder.load(tmp_path / "run"), problems) == 1

@@ -644,7 +644,7 @@ def _validate(*sets: str, path: str = SMOKE) -> tuple[int, list[str]]:
         (['target.headers={"X Shop"="1"}'], "target.headers.X Shop: 'X Shop' is not an HTTP"),
         (["target.python_class=myshop"], "target.python_class: a class is named"),
         (
-            ['target.reset.command=["{python}", "reset.py"]'],
+            ['target.reset={path="/reset", command=["{python}", "reset.py"]}'],
             "target.reset: a hook has a path (an HTTP request) or a command, exactly one",
         ),
         (
@@ -1048,22 +1048,12 @@ def test_a_missing_accounts_file_is_refused(tmp_path: Path) -> None:
     assert str(e.value) == f"target.accounts_file: {path}: no such file"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load_accounts numbers lines by rows read; csv.DictReader skips blank "
-    "lines, so a bad id after a blank line is reported one line early",
-)
 def test_a_bad_id_after_a_blank_line_is_reported_on_its_own_line(tmp_path: Path) -> None:
     path = _accounts(tmp_path, "account,user\n0,alice\n\nbob,bob\n")  # bob is on line 4
     with pytest.raises(TargetError, match="line 4: account 'bob' is not an id"):
         load_accounts(Target(accounts_file=str(path)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load_accounts reads the file as 'utf-8', so the byte-order mark a "
-    "spreadsheet writes at the start of a CSV hides the 'account' column",
-)
 def test_an_accounts_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     path = _accounts(tmp_path, "\ufeffaccount,user\n0,alice\n")
     assert load_accounts(Target(accounts_file=str(path))) == {0: {"user": "alice"}}
@@ -1289,11 +1279,6 @@ def test_a_python_step_that_fails_is_a_protocol_error_never_a_success(
     assert (books["units_sold"], books["units_reserved"]) == (0, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Target._complete refuses a table step's {name} that only a python_class "
-    "method captures (Answered(..., {captures})), so a Python cart cannot feed a table pay",
-)
 def test_a_python_carts_captures_feed_a_table_pay(tmp_path: Path) -> None:
     sc = scenario(
         {
@@ -1340,12 +1325,6 @@ def cookie_shop(db: Path, units: int) -> Iterator[str]:
         proc.stdout.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Journey.custom_exchange renders the target's headers from the values taken "
-    "before the method ran: a cookie set by the method's first request is in the Cookie "
-    "header of the next one but not in {cookie.NAME} of the target's headers",
-)
 def test_a_python_steps_second_request_reads_the_cookie_its_first_one_set(
     tmp_path: Path,
 ) -> None:

@@ -26,6 +26,7 @@ import typer
 from flashsale._cli_utils import RUN_FAILED, SetOption, fail, load_or_exit, run_note
 from flashsale.children import die_with_parent
 from flashsale.replay.audit import AuditError
+from flashsale.replay.preflight import Unreachable
 from flashsale.replay.scale import ScaleError, scale_scenario
 from flashsale.replay.session import (
     DRAIN_S,
@@ -153,7 +154,7 @@ def _replay(
     run.update(scale=scale)
     try:
         t0 = opening_epoch(url, scaled, admin, 0, source, _STARTUP_S + 5.0)
-    except AuditError as e:
+    except (AuditError, Unreachable) as e:
         raise ReplayError(str(e)) from None
     except httpx.HTTPError as e:  # nothing listening, a timeout: no traceback
         raise ReplayError(f"{url}: cannot reach the target: {e}") from None

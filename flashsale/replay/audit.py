@@ -15,10 +15,12 @@ report says so.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -100,14 +102,16 @@ def run_hook(hook: Hook, base_url: str, values: Mapping[str, Any], what: str) ->
 
 
 def _run_command(argv: list[str], cwd: str | None, timeout_s: float, what: str) -> Any:
+    if cwd is not None and not Path(cwd).is_dir():
+        raise AuditError(f"{what}: cwd {cwd}: no such folder")
     try:
         done = subprocess.run(argv, cwd=cwd, capture_output=True, timeout=timeout_s, check=False)
     except FileNotFoundError:
         raise AuditError(f"{what}: command {argv[0]!r} not found") from None
-    except NotADirectoryError:
-        raise AuditError(f"{what}: cwd {cwd} is not a folder") from None
     except subprocess.TimeoutExpired:
         raise AuditError(f"{what}: command {argv[0]!r} gave no answer in {timeout_s:g} s") from None
+    except OSError as e:  # not executable, not a program
+        raise AuditError(f"{what}: command {argv[0]!r}: {e.strerror or e}") from None
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace").strip().splitlines()
         raise AuditError(
@@ -159,7 +163,8 @@ def audit_record(hook: Audit, answer: Any, units: int, base_url: str) -> dict[st
     out: dict[str, Any] = {}
     for name, path in hook.fields.items():
         found, v = json_at(answer, path)
-        if not found or isinstance(v, bool) or not isinstance(v, int | float) or v != int(v):
+        whole = isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v == int(v))
+        if not found or isinstance(v, bool) or not whole:
             raise AuditError(
                 f"target.audit: the answer's {path!r} (fields.{name}) is "
                 + (f"not a whole number: {v!r}"[:200] if found else "missing")

@@ -335,7 +335,8 @@ class Journey:
         replies: list[Reply] = []
 
         def sender(method: str, path: str, **kw: Any) -> Reply:
-            req = Request(method, path, self.headers(values, kw.pop("headers")), **kw)
+            # the values now: a cookie an earlier request of this method set counts
+            req = Request(method, path, self.headers(self.values(), kw.pop("headers")), **kw)
             reply = self.send(step, req, _no_answer)
             replies.append(reply)
             if self.trace is not None:

@@ -54,6 +54,7 @@ from flashsale.outcome import Outcome
 from flashsale.protocol import Reply
 from flashsale.replay.audit import AuditError
 from flashsale.replay.journey import Buyer, Halt, Journey, Judge, Request, parse_cookies
+from flashsale.replay.preflight import Unreachable
 from flashsale.replay.recorder import MergeError, Recorder, decode_part, encode_part
 from flashsale.replay.scale import ScaleError, scale_scenario
 from flashsale.replay.session import (
@@ -276,9 +277,9 @@ class _Controller:
                 env.host or self.base_url or "", self.full, self.allow_remote, self.source
             )
             self.plan = self._make_plan()
-        except (TargetError, AuditError) as e:
+        except (TargetError, AuditError, Unreachable) as e:
             self.failed = str(e)
-            env.process_exit_code = 2
+            env.process_exit_code = 1 if isinstance(e, Unreachable) else 2
             sys.stderr.write(f"error: {e}\n")
             return
         if self.staging is None:

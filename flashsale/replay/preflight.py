@@ -28,7 +28,12 @@ from flashsale.replay.journey import Buyer, Ended, Halt, Journey, Judge, Request
 from flashsale.replay.target import TargetError, load_accounts, load_custom
 from flashsale.scenario import Scenario
 
-__all__ = ["Exchange", "HttpClient", "SaleState", "preflight", "probe_buyer"]
+__all__ = ["Exchange", "HttpClient", "SaleState", "Unreachable", "preflight", "probe_buyer"]
+
+
+class Unreachable(RuntimeError):
+    """The target gave no answer at all (nothing listening, a timeout): the replay
+    fails (exit 1), as when the target stops answering mid-run."""
 
 
 @dataclass
@@ -54,6 +59,7 @@ class HttpClient:
     deadline: float
     max_requests: int = 100
     exchanges: list[Exchange] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # why answers were lost
 
     def now(self) -> float:
         return time.time() - self.t0
@@ -85,7 +91,8 @@ class HttpClient:
                 timeout=self.timeout_s,
             )
             reply = _reply(r)
-        except httpx.HTTPError:
+        except httpx.HTTPError as e:
+            self.failures.append(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
             reply = Reply(0)
         self.exchanges.append(Exchange(step, request, reply, judge(reply)))
         return reply
@@ -150,11 +157,9 @@ def preflight(base_url: str, scenario: Scenario, source: str) -> SaleState | Non
         step, what = log.protocol_errors[-1]
         raise TargetError(f"{source}: target.steps.{step}: protocol error: {what}") from e
     if answer is Answer.AMBIGUOUS:
-        raise TargetError(
-            f"{source}: target.base_url: {base_url} gave no answer to "
-            f"{client.exchanges[-1].request.method} {client.exchanges[-1].request.path} "
-            f"within {t.request_timeout_s:g} s"
-        )
+        req = client.exchanges[-1].request
+        why = client.failures[-1] if client.failures else "no answer"
+        raise Unreachable(f"{base_url}{req.path}: cannot reach the target: {why}")
     if answer is Answer.SOLD_OUT and not t.expect_sold_out:
         raise TargetError(
             f"{source}: the sale is already closed or sold out (target.steps.view answered "

@@ -89,7 +89,7 @@ def load_accounts(target: Target) -> dict[int, dict[str, str]]:
     try:
         if path.stat().st_size > MAX_ACCOUNTS_BYTES:
             raise TargetError(f"{where}: larger than {MAX_ACCOUNTS_BYTES >> 20} MiB")
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark
     except FileNotFoundError:
         raise TargetError(f"{where}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -98,7 +98,8 @@ def load_accounts(target: Target) -> dict[int, dict[str, str]]:
     if rows.fieldnames is None or "account" not in rows.fieldnames:
         raise TargetError(f"{where}: needs a header row with an 'account' column")
     out: dict[int, dict[str, str]] = {}
-    for line, row in enumerate(rows, start=2):
+    for row in rows:
+        line = rows.line_num
         raw = (row.get("account") or "").strip()
         if not re.fullmatch(r"[0-9]{1,12}", raw):
             raise TargetError(f"{where}: line {line}: account {raw[:40]!r} is not an id (0, 1 ...)")
