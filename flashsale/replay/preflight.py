@@ -159,7 +159,7 @@ def preflight(base_url: str, scenario: Scenario, source: str) -> SaleState | Non
     if answer is Answer.AMBIGUOUS:
         req = client.exchanges[-1].request
         why = client.failures[-1] if client.failures else "no answer"
-        raise Unreachable(f"{base_url}{req.path}: cannot reach the target: {why}")
+        raise Unreachable(f"{base_url}: cannot reach the target: {why} ({req.method} {req.path})")
     if answer is Answer.SOLD_OUT and not t.expect_sold_out:
         raise TargetError(
             f"{source}: the sale is already closed or sold out (target.steps.view answered "
