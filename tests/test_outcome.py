@@ -13,6 +13,7 @@ from flashsale.outcome import (
     OUTCOME_SCHEMA,
     REQUESTS,
     RESULT,
+    STEP,
     TIMELINE,
     Outcome,
     OutcomeError,
@@ -130,3 +131,26 @@ def test_builder_grows_and_matches_the_rows_appended() -> None:
     assert cols["stock_left"][:100].tolist() == [100 - i for i in range(100)]
     assert cols["stock_left"].dtype == np.int64
     assert cols["t"][100:].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_requests_table_written_before_login_was_a_step_reads_back(tmp_path: Path) -> None:
+    """Step labels are only appended: a table whose dictionary stops at ``order`` (written
+    before the ``login`` step existed) keeps its codes; a relabelled one is refused."""
+    import pyarrow as pa
+
+    out = _outcome()
+    out.requests["step"] %= STEP.index("order") + 1  # no login requests in an old table
+    save_outcome(out, tmp_path)
+    path = tmp_path / "requests.parquet"
+    table = pq.read_table(path)
+    i = table.column_names.index("step")
+    codes = table.column("step").combine_chunks().indices
+    old = pa.DictionaryArray.from_arrays(codes, pa.array(list(STEP[: STEP.index("login")])))
+    pq.write_table(table.set_column(i, "step", old), path)
+    _equal(out, load_outcome(tmp_path))
+    swapped = ["cart", "view", *STEP[2 : STEP.index("login")]]
+    pq.write_table(
+        table.set_column(i, "step", pa.DictionaryArray.from_arrays(codes, swapped)), path
+    )
+    with pytest.raises(OutcomeError, match="step labels"):
+        load_outcome(tmp_path)
