@@ -375,12 +375,6 @@ def test_an_accounts_file_lacking_an_account_replayed_is_refused(
     assert books("audit", coded_shop.db) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --set target.* is applied to the scenario's [target] before "
-    "--target-config replaces that table, so the overrides are silently dropped "
-    "(or, as here, fail against the reference protocol: target.steps.login.path missing)",
-)
 def test_set_target_fields_apply_over_a_target_config(coded_shop: Shop, tmp_path: Path) -> None:
     """The accounts file and the login form given with --set over coded_shop.toml: a
     file lacking an account replayed is refused naming the file and the account."""
@@ -700,12 +694,6 @@ def test_a_sale_page_that_is_not_json_is_a_protocol_error(html_shop: Shop, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: flashsale/protocols/reference.toml's last view rule "
-    "({status = 200, meaning = 'not_open'}) matches any 200, a text/html page too: the "
-    "preflight reads a non-JSON sale page as 'not open yet' and the replay runs",
-)
 def test_reference_protocol_reads_a_sale_page_that_is_not_json_as_a_protocol_error(
     html_shop: Shop, tmp_path: Path
 ) -> None:

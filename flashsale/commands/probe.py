@@ -30,9 +30,7 @@ from flashsale.arrivals import BOT, HUMAN
 from flashsale.outcome import KIND
 from flashsale.policy import Answer
 from flashsale.protocol import AnswerRule, Reply
-from flashsale.replay.audit import AuditError, reset_target
 from flashsale.replay.journey import Journey, Request
-from flashsale.replay.preflight import HttpClient, probe_buyer
 from flashsale.replay.target import (
     TargetError,
     apply_target_config,
@@ -40,6 +38,7 @@ from flashsale.replay.target import (
     check_target,
     load_accounts,
     load_custom,
+    scenario_overrides,
 )
 from flashsale.scenario import Scenario
 
@@ -65,13 +64,15 @@ def probe(
     set_: SetOption = None,
 ) -> None:
     """Run one human and one bot journey against the target and print every exchange."""
-    sc = load_or_exit(scenario, set_)
+    from flashsale.replay.preflight import probe_buyer  # httpx: not at the CLI's start
+
+    sc = load_or_exit(scenario, scenario_overrides(set_, target_config))
     source = str(scenario)
     if not (0 < timeout <= 3600) or not (0 < max_requests <= 10_000):
         fail("--timeout: 0 < seconds <= 3600; --max-requests: 1 to 10,000")
     try:
         if target_config is not None:
-            sc = apply_target_config(sc, target_config)
+            sc = apply_target_config(sc, target_config, set_)
             source = str(target_config)
         url = target or sc.target.base_url
         if url is not None:
@@ -101,6 +102,9 @@ def _probe(
     max_requests: int,
 ) -> int:
     """Reset (if the protocol can), play each buyer's journey; the protocol errors met."""
+    from flashsale.replay.audit import AuditError, reset_target
+    from flashsale.replay.preflight import HttpClient
+
     try:
         if reset_target(url, sc, 0.0, 0, admin):
             typer.echo(f"reset: {url}: the sale opens now ({sc.sale.units:,} units)")

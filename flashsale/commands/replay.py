@@ -20,28 +20,18 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 
 from flashsale._cli_utils import RUN_FAILED, SetOption, fail, load_or_exit, run_note
 from flashsale.children import die_with_parent
-from flashsale.replay.audit import AuditError
-from flashsale.replay.preflight import Unreachable
 from flashsale.replay.scale import ScaleError, scale_scenario
-from flashsale.replay.session import (
-    DRAIN_S,
-    ReplayError,
-    conclude,
-    load_staging,
-    opening_epoch,
-    record_results,
-)
 from flashsale.replay.target import (
     TargetError,
     apply_target_config,
     check_protocol,
     check_target,
     replayed_accounts,
+    scenario_overrides,
 )
 from flashsale.runs import RunError, RunFolder, open_run
 from flashsale.scenario import Scenario, ScenarioError
@@ -82,11 +72,13 @@ def replay(
     Exit 0 ok, 1 a threshold breached / the audit disagrees / the replay failed,
     2 bad input or a refused target.
     """
-    sc = load_or_exit(scenario, set_)
+    from flashsale.replay.session import ReplayError  # httpx: not at the CLI's start
+
+    sc = load_or_exit(scenario, scenario_overrides(set_, target_config))
     source = str(scenario)
     try:
         if target_config is not None:
-            sc = apply_target_config(sc, target_config)
+            sc = apply_target_config(sc, target_config, set_)
             source = str(target_config)
         scaled = _scaled(sc, scale)
         url = target or sc.target.base_url
@@ -131,6 +123,14 @@ def replay(
     raise typer.Exit(code)
 
 
+def conclude(run: RunFolder, problems: list[str]) -> int:
+    """:func:`flashsale.replay.session.conclude`, imported when a replay concludes (that
+    module loads httpx, which ``flashsale --help`` has no use for)."""
+    from flashsale.replay.session import conclude
+
+    return conclude(run, problems)
+
+
 def _replay(
     run: RunFolder,
     stack: contextlib.ExitStack,
@@ -145,6 +145,18 @@ def _replay(
 ) -> list[str]:
     """Start the service (unless there is a target), run Locust, write the tables, the
     counts and the audit into ``run``; return the audit's disagreements."""
+    import httpx
+
+    from flashsale.replay.audit import AuditError
+    from flashsale.replay.preflight import Unreachable
+    from flashsale.replay.session import (
+        DRAIN_S,
+        ReplayError,
+        load_staging,
+        opening_epoch,
+        record_results,
+    )
+
     admin = os.environ.get("FLASHSALE_ADMIN_TOKEN")
     if url is None:
         from flashsale.service.server import run_in_background
@@ -231,6 +243,8 @@ def _smallest_scale(full: Scenario) -> float:
 
 def _run_locust(cmd: list[str], timeout_s: float) -> int:
     """Run Locust to its end; on Ctrl-C stop it first (SIGINT, then kill), then re-raise."""
+    from flashsale.replay.session import ReplayError
+
     proc = subprocess.Popen(cmd, preexec_fn=die_with_parent)
     try:
         return proc.wait(timeout=timeout_s)

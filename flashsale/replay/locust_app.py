@@ -75,6 +75,7 @@ from flashsale.replay.target import (
     load_accounts,
     load_custom,
     replayed_accounts,
+    scenario_overrides,
 )
 from flashsale.replay.watchdog import Tally, problem
 from flashsale.runs import RunError, RunFolder, open_run
@@ -226,10 +227,11 @@ class _Controller:
         opts = env.parsed_options
         if opts is None or not opts.scenario:
             raise ScenarioError("--scenario: required (the scenario TOML file to replay)")
-        sc = load_scenario(Path(opts.scenario), list(opts.flashsale_set))
+        config = Path(opts.target_config) if opts.target_config else None
+        sc = load_scenario(Path(opts.scenario), scenario_overrides(opts.flashsale_set, config))
         source = opts.scenario
         if opts.target_config:
-            sc = apply_target_config(sc, Path(opts.target_config))
+            sc = apply_target_config(sc, Path(opts.target_config), list(opts.flashsale_set))
             source = opts.target_config
         self.full = sc
         self.scale = float(opts.scale)

@@ -31,7 +31,13 @@ from urllib.parse import urlsplit
 
 from flashsale.protocol import Target, step_names
 from flashsale.replay.custom import Steps, handles, load_steps
-from flashsale.scenario import Scenario, ScenarioError, files_from, parse_scenario
+from flashsale.scenario import (
+    Scenario,
+    ScenarioError,
+    apply_overrides,
+    files_from,
+    parse_scenario,
+)
 
 __all__ = [
     "TargetError",
@@ -43,6 +49,7 @@ __all__ = [
     "load_custom",
     "refuse_command_line_url",
     "replayed_accounts",
+    "scenario_overrides",
 ]
 
 MAX_ACCOUNTS_BYTES = 64 << 20
@@ -53,8 +60,21 @@ class TargetError(ValueError):
     """A target the replay refuses to use (a user error: exit 2)."""
 
 
-def apply_target_config(scenario: Scenario, path: Path) -> Scenario:
-    """The scenario with its ``[target]`` replaced by the one in ``path``, validated alike."""
+def scenario_overrides(overrides: list[str] | None, target_config: Path | None) -> list[str]:
+    """The ``--set`` overrides for the scenario file itself: with a target config, its
+    ``target.*`` ones are left for :func:`apply_target_config` (they change the config's
+    table, not the scenario's, which the config replaces)."""
+    if target_config is None:
+        return list(overrides or [])
+    return [o for o in overrides or [] if not o.strip().startswith("target.")]
+
+
+def apply_target_config(
+    scenario: Scenario, path: Path, overrides: list[str] | None = None
+) -> Scenario:
+    """The scenario with its ``[target]`` replaced by the one in ``path``, validated alike;
+    the command line's ``--set target.*`` ``overrides`` then apply over it (the file does
+    not silently undo them)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -69,7 +89,10 @@ def apply_target_config(scenario: Scenario, path: Path) -> Scenario:
         )
     merged = scenario.to_toml_dict()
     merged["target"] = data["target"]
+    ours = [o for o in overrides or [] if o.strip().startswith("target.")]
     try:
+        if ours:
+            merged = apply_overrides(merged, ours, str(path))
         return files_from(parse_scenario(merged, str(path)), path.parent)
     except ScenarioError as e:
         raise TargetError(str(e)) from None
