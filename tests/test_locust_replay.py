@@ -24,9 +24,16 @@ import pytest
 
 from flashsale.outcome import RESULT, load_outcome
 from flashsale.replay.journey import Buyer, JourneyLog
-from flashsale.replay.recorder import Recorder, decode_part, encode_part
+from flashsale.replay.recorder import MergeError, Recorder, decode_part, encode_part, merge_parts
 from flashsale.replay.scale import replay_schedule, scale_scenario
-from flashsale.replay.session import Plan, assemble, conclude, opening_epoch, record_results
+from flashsale.replay.session import (
+    Plan,
+    assemble,
+    conclude,
+    opening_epoch,
+    record_results,
+    replay_counts,
+)
 from flashsale.replay.target import apply_target_config
 from flashsale.runs import RunFolder, open_run
 from flashsale.scenario import load_scenario
@@ -41,14 +48,22 @@ SHORT = [
     "--set", "humans.arrivals.decay_s=2",
     "--set", "target.max_requests=5000",
 ]  # fmt: skip
+LONG = [
+    "--set", "sale.window_s=30",
+    "--set", "humans.arrivals.early_window_s=2",
+    "--set", "humans.arrivals.decay_s=10",
+    "--set", "target.max_requests=5000",
+]  # fmt: skip
+"""A sale still under way when a test stops it a few seconds after the opening:
+people keep arriving for 30 s (the opening comes 7 s after Locust starts)."""
 SCALE = 0.2
 FLASHSALE = str(Path(sys.executable).parent / "flashsale")
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "flashsale.py")]
 pytestmark = pytest.mark.slow
 
 
-def _short_scenario() -> Any:
-    return load_scenario(SMOKE, [SHORT[i + 1] for i in range(0, len(SHORT), 2)])
+def _short_scenario(sets: list[str] = SHORT) -> Any:
+    return load_scenario(SMOKE, [sets[i + 1] for i in range(0, len(sets), 2)])
 
 
 def _check_run(out: Path, processes: int) -> dict[str, Any]:
@@ -84,12 +99,14 @@ def test_flashsale_replay_smoke_end_to_end(tmp_path: Path) -> None:
     assert "units sold" in proc.stdout
 
 
-def _plain_locust(out: Path, url: Any, extra: list[str]) -> list[str]:
+def _plain_locust(
+    out: Path, url: Any, extra: list[str], sets: list[str] = SHORT, run_time: str = "90s"
+) -> list[str]:
     return [
         *LOCUST, "--headless", "--only-summary", "--loglevel", "WARNING",
-        "--scenario", str(SMOKE), "--scale", str(SCALE), *SHORT,
+        "--scenario", str(SMOKE), "--scale", str(SCALE), *sets,
         "--host", str(url), "--admin-token", url.admin_token,
-        "--out", str(out), "--run-time", "90s", *extra,
+        "--out", str(out), "--run-time", run_time, *extra,
     ]  # fmt: skip
 
 
@@ -312,7 +329,8 @@ out = []
 for allow_remote, plan in json.loads(sys.argv[1]):
     app._proc.plan = AsyncResult()
     env = SimpleNamespace(
-        runner=Worker(), events=SimpleNamespace(request=hook), process_exit_code=None,
+        runner=Worker(), events=SimpleNamespace(request=hook, quitting=hook),
+        process_exit_code=None,
         parsed_options=SimpleNamespace(allow_remote=allow_remote),
     )
     app._on_init(env)
@@ -562,3 +580,231 @@ def test_generated_admin_tokens_pass_as_a_command_line_option_value() -> None:
     for token in (new_admin_token() for _ in range(500)):
         assert len(token) >= 32
         assert parser.parse_args(["--admin-token", token]).admin_token == token
+
+
+# ------------------------------------------------------------------- stopped early
+
+
+def _check_stopped_run(out: Path, sets: list[str], processes: int, reason: str) -> dict[str, Any]:
+    """The invariants of a replay stopped before every journey ended: what was recorded
+    is in the tables, the never-started journeys are counted in the manifest and not
+    in the tables, the run is incomplete with ``reason``, its report is partial;
+    `flashsale report --partial` reports on it again, `flashsale report` refuses it.
+    Returns the manifest."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete", manifest
+    assert manifest["error"].startswith(f"{reason}: "), manifest["error"]
+    outcome = load_outcome(out / "rep-000")
+    jr, rq = outcome.journeys, outcome.requests
+    _, sched = replay_schedule(_short_scenario(sets), SCALE, 0)
+    ids = jr["journey"]
+    assert np.all(np.diff(ids) > 0) and ids.size and ids.max() < len(sched)
+    assert np.array_equal(jr["arrived"], sched.t[ids])
+    assert np.isfinite(jr["started"]).all() and np.isfinite(jr["finished"]).all()
+    counts = manifest["replay"]
+    assert counts["processes"] == processes and counts["scheduled"] == len(sched)
+    assert counts["journeys"] == ids.size and counts["requests"] == rq["journey"].size
+    assert counts["journeys"] + counts["unstarted"] + counts["lost"] == len(sched)
+    assert np.isin(rq["journey"], ids).all()
+    # a journey ended at a request it was about to send counted it: never sent, no row
+    assert 0 <= int(jr["requests"].sum()) - rq["journey"].size <= counts["cut_short"]
+    if not counts["parts_missing"]:  # requests in flight were answered: the audit agrees
+        sold = int(jr["units"][jr["result"] == RESULT.index("purchased")].sum())
+        assert manifest["audit"][0]["units_sold"] == sold
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["partial"] is True and metrics["run"]["status"] == "incomplete"
+    assert (out / "report.html").exists()
+    again = subprocess.run(
+        [FLASHSALE, "report", "--partial", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "PARTIAL report" in again.stdout and reason in again.stdout
+    whole = subprocess.run(
+        [FLASHSALE, "report", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert whole.returncode == 1, whole.stderr[-2000:]
+    assert "not a whole run" in whole.stderr and "--partial" in whole.stderr
+    assert json.loads((out / "manifest.json").read_text())["status"] == "incomplete"
+    return manifest
+
+
+def test_plain_locust_stopped_by_run_time_keeps_what_it_recorded(tmp_path: Path) -> None:
+    """--run-time stops the replay a few seconds after the opening, while people are
+    still arriving: the journeys that ran are written, the run is incomplete with
+    the reason, reported on as partial, and Locust exits 1."""
+    out = tmp_path / "run"
+    scaled = scale_scenario(_short_scenario(LONG), SCALE)
+    with run_in_background(scaled) as url:
+        proc = subprocess.run(
+            _plain_locust(out, url, [], sets=LONG, run_time="9s"),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    reason = "stopped by --run-time 9s before every journey ended"
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors[0].startswith(f"error: replay {reason}: "), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert "PARTIAL report" in proc.stdout and f"report:  {out / 'report.html'}" in proc.stdout
+    counts = _check_stopped_run(out, LONG, processes=1, reason=reason)["replay"]
+    # the sale was under way: some journeys ran, the later ones never started
+    assert counts["journeys"] > 0 and counts["unstarted"] > 0
+    assert counts["lost"] == 0 and counts["parts_missing"] == []
+
+
+def test_two_processes_stopped_by_run_time_each_send_what_they_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    scaled = scale_scenario(_short_scenario(LONG), SCALE)
+    with run_in_background(scaled) as url:
+        proc = subprocess.run(
+            _plain_locust(out, url, ["--processes", "2"], sets=LONG, run_time="9s"),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    reason = "stopped by --run-time 9s before every journey ended"
+    counts = _check_stopped_run(out, LONG, processes=2, reason=reason)["replay"]
+    assert counts["parts_missing"] == [] and counts["lost"] == 0  # both workers' shares
+    ids = load_outcome(out / "rep-000").journeys["journey"]
+    assert set((ids % 2).tolist()) == {0, 1}
+    assert counts["unstarted"] > 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_plain_locust_interrupted_keeps_what_it_recorded(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C or SIGTERM (a cancelled CI job) once the sale has opened: the same as
+    --run-time, the reason naming the signal."""
+    out = tmp_path / "run"
+    scaled = scale_scenario(_short_scenario(LONG), SCALE)
+    with run_in_background(scaled) as url:
+        proc = subprocess.Popen(
+            _plain_locust(out, url, [], sets=LONG),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_default_sigint,
+        )
+        try:
+            # the run folder appears once the target is reset to open in 7 s; wait
+            # for the opening, then for a first cart (the replay is under way)
+            deadline = time.monotonic() + 60
+            while not (out / "manifest.json").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            while time.monotonic() < deadline:
+                status = httpx.get(f"{url}/v1/sale", timeout=5, trust_env=False).json()
+                if status["opens_in_s"] <= 0 and status["stock_left"] < status["units"]:
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail("the replay never sold anything")
+        except BaseException:
+            proc.kill()
+            proc.communicate()
+            raise
+        err = _stop(proc, sig)
+    assert proc.returncode == 1, err[-3000:]
+    name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    reason = f"interrupted ({name}) before every journey ended"
+    assert "Traceback" not in err, err[-3000:]
+    counts = _check_stopped_run(out, LONG, processes=1, reason=reason)["replay"]
+    assert counts["journeys"] > 0 and counts["unstarted"] > 0
+
+
+_GRACE_0 = (
+    "import sys\n"
+    "import locust.main as entry\n"  # Locust: gevent's patching first
+    "import flashsale.replay.locust_app as app\n"
+    "app._GRACE_S = 0.0  # the deadline: the sale window and two request timeouts\n"
+    "sys.argv[0] = 'locust'\n"
+    "entry.main()\n"
+)
+
+
+def test_a_worker_that_misses_the_deadline_leaves_its_part_missing(tmp_path: Path) -> None:
+    """Master and two workers; one worker hangs (SIGSTOP) once the plans are out. At
+    the deadline the master writes the share it has, names the missing part, marks
+    the run incomplete and exits 1. (The deadline's grace is set to 0 so the test
+    does not wait 30 s more; the hung worker is killed afterwards.)"""
+    sets = [*SHORT, "--set", "target.request_timeout_s=3"]
+    scaled = scale_scenario(_short_scenario(sets), SCALE)
+    out, port = tmp_path / "run", str(_free_port())
+    procs: list[subprocess.Popen[str]] = []
+    with run_in_background(scaled) as url:
+        args = _plain_locust(
+            out,
+            url,
+            [
+                "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+                "--expect-workers", "2",
+            ],
+            sets=sets,
+        )  # fmt: skip
+        assert args[:3] == [sys.executable, "-m", "locust"]
+        try:
+            master = subprocess.Popen(
+                [sys.executable, "-c", _GRACE_0, *args[3:]],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            procs.append(master)
+            for _ in range(2):
+                procs.append(
+                    subprocess.Popen(
+                        [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", port],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        text=True,
+                    )
+                )
+            deadline = time.monotonic() + 60  # the folder appears as the plans go out
+            while not (out / "manifest.json").exists() and time.monotonic() < deadline:
+                assert master.poll() is None, master.communicate()[1][-3000:]
+                time.sleep(0.1)
+            procs[2].send_signal(signal.SIGSTOP)  # hung: no heartbeat, no results
+            _, err = master.communicate(timeout=180)
+        finally:  # nothing outlives the test, even a failed one
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+    assert master.returncode == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    reason = "stopped at the replay's deadline before every part sent its results"
+    manifest = _check_stopped_run(out, sets, processes=2, reason=reason)
+    counts = manifest["replay"]
+    [part] = counts["parts_missing"]
+    assert f"parts [{part}] sent no results" in manifest["error"]
+    _, sched = replay_schedule(_short_scenario(sets), SCALE, 0)
+    assert counts["lost"] == len(range(part, len(sched), 2))
+    ids = load_outcome(out / "rep-000").journeys["journey"]
+    assert ids.size and not (ids % 2 == part).any()  # the other part's journeys only
+
+
+def test_a_partial_merge_accepts_gaps_and_still_refuses_duplicates() -> None:
+    def share(ids: list[int]) -> list[tuple[str, dict[str, np.ndarray]]]:
+        rec = Recorder(0.0)
+        for j in ids:
+            rec.journey(
+                Buyer(journey=j, kind=0, account=j, person=j, channel=0, arrived=0.0),
+                JourneyLog(started=0.0, finished=1.0, result="timed_out"),
+            )
+        return [decode_part(p) for p in encode_part(rec)]
+
+    jr, _ = merge_parts([*share([0, 4]), *share([3])], 6, partial=True)
+    assert jr["journey"].tolist() == [0, 3, 4]
+    with pytest.raises(MergeError, match="2 journeys recorded, 6 scheduled"):
+        merge_parts(share([0, 4]), 6)  # a whole run still refuses a gap
+    with pytest.raises(MergeError, match=r"recorded twice: \[4\]"):
+        merge_parts([*share([0, 4]), *share([4])], 6, partial=True)
+    with pytest.raises(MergeError, match=r"journeys \[7\] recorded, 6 scheduled"):
+        merge_parts(share([0, 7]), 6, partial=True)
+    # part 0 of 2 (ids 0, 2, 4) reported 0 and 4; part 1 (ids 1, 3, 5) sent nothing
+    scaled = scale_scenario(_short_scenario(), SCALE)
+    outcome = assemble(scaled, share([0, 4]), 6, partial=True)
+    counts = replay_counts(outcome, 2, False, scheduled=6, parts_missing=[1], cut_short=1)
+    assert (counts["journeys"], counts["unstarted"], counts["lost"]) == (2, 1, 3)
+    assert counts["parts_missing"] == [1] and counts["cut_short"] == 1
+    assert "scheduled" not in replay_counts(outcome, 2, False)  # a whole run: as before

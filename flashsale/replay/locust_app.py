@@ -25,6 +25,32 @@ journeys and requests (``events.request``) and sends them back in
 ``flashsale:part`` messages, then ``flashsale:done``. The shape ends the test
 when every part is done (or at the hard deadline); the master merges the parts
 into one Outcome, refusing duplicates and gaps.
+
+Stopped early. When the test stops before every journey has ended (``--run-time``,
+Ctrl-C, SIGTERM, the web UI's stop, or a part that sent nothing by the hard
+deadline), what was recorded is kept. Before Locust stops its users
+(``test_stopping``), each part's share is *cut*: a process's own at once, a
+worker's on ``flashsale:cut`` from the master (which waits, up to one request
+timeout and ``_FLUSH_S``, for the workers still answering heartbeats; a worker
+stopped by other means, its own Ctrl-C or the master's ``quit``, cuts its share
+before it goes). Cutting a share starts no further journey and sends no further
+request; a request in flight gets its answer first (what the target did is
+recorded, so its audit agrees), then every journey in progress ends where it
+is and is recorded as far as it got (result ``timed_out``, or ``cart_failed``
+holding a cart; ``finished`` at the stop); the rows go with ``flashsale:done``
+marked ``cut``. The master then merges the parts that reported (a partial merge:
+gaps accepted, duplicates still refused), writes them, leaves the run
+``incomplete`` with the reason, writes a report marked partial and exits 1.
+
+The contract for what is not in the tables: journeys never started (scheduled
+after the stop) have no row, so no metric counts them as buyers who failed; the
+manifest's ``replay`` entry counts them (``scheduled = journeys + unstarted +
+lost``, with ``cut_short`` and the ``parts_missing`` that sent nothing, whose
+``lost`` journeys' fate is unknown: :func:`flashsale.replay.session.replay_counts`).
+A journey ended at a request it was about to send counts that request in
+``requests`` (as when the request budget runs out), without a row. ``flashsale
+replay`` takes only a whole replay from its Locust: there a stopped Locust writes
+no tables (the command marks its run).
 """
 
 from __future__ import annotations
@@ -33,6 +59,7 @@ import contextlib
 import dataclasses
 import json
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -42,12 +69,19 @@ from urllib.parse import urlencode
 
 import gevent
 import numpy as np
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 from gevent.pool import Group
 from locust import LoadTestShape, User, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import (
+    STATE_CLEANUP,
+    STATE_MISSING,
+    STATE_STOPPED,
+    STATE_STOPPING,
+    MasterRunner,
+    WorkerRunner,
+)
 
 from flashsale.arrivals import HUMAN
 from flashsale.outcome import Outcome
@@ -78,14 +112,18 @@ from flashsale.replay.target import (
     scenario_overrides,
 )
 from flashsale.replay.watchdog import Tally, problem
-from flashsale.runs import RunError, RunFolder, open_run
+from flashsale.runs import RunError, RunFolder, Terminated, interruption, open_run
 from flashsale.scenario import Scenario, ScenarioError, load_scenario
 
 __all__ = ["HumanBuyer", "SalePacer", "ScalperBot", "ScenarioReplay"]
 
 _PLAN, _PART, _DONE = "flashsale:plan", "flashsale:part", "flashsale:done"
 _REFUSED = "flashsale:refused"  # a worker refused the plan's target (it sends nothing)
+_CUT = "flashsale:cut"  # master to worker: the test stops, send what your share recorded
 _GRACE_S = 30.0  # after the last request may be sent, before the master gives up on a part
+_FLUSH_S = 30.0  # a stopping master waits this, and one request timeout, for cut shares
+_KILL_S = 10.0  # how long ending a share's journeys in progress may take
+_STOPPING = (STATE_STOPPING, STATE_CLEANUP, STATE_STOPPED)
 
 
 # ----------------------------------------------------------------------------- options
@@ -135,11 +173,13 @@ class _Process:
         self.env: Environment | None = None
         self.plan: AsyncResult = AsyncResult()
         self.recorder: Recorder | None = None
+        self.share: _Share | None = None  # this process's journeys, once its plan came
         self.controller: _Controller | None = None
         self.share_started = False
         self.journeys: list[Journey] = []  # this process's, started (the watchdog reads them)
         self.stopped: str | None = None  # why the watchdog stopped this share early
         self.allow_remote = False  # a worker's own --allow-remote, read before the master speaks
+        self.interrupted: str | None = None  # "interrupted (Ctrl-C)" or "... (SIGTERM)"
 
 
 _proc = _Process()
@@ -154,6 +194,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
         # target check below must use what this worker was started with.
         _proc.allow_remote = bool(getattr(environment.parsed_options, "allow_remote", False))
         runner.register_message(_PLAN, _on_plan)
+        runner.register_message(_CUT, _on_cut)
+        # Registered after the runner's own listener, so it runs first (quitting fires in
+        # reverse): the share reaches the master before the worker's "quit" does.
+        _listen(environment.events.quitting, _on_worker_quitting)
         return
     try:
         _proc.controller = _Controller(environment)
@@ -165,6 +209,31 @@ def _on_init(environment: Environment, **_: Any) -> None:
         runner.register_message(_PART, _proc.controller.on_part)
         runner.register_message(_DONE, _proc.controller.on_done)
         runner.register_message(_REFUSED, _proc.controller.on_refused)
+    if _proc.controller.staging is None:
+        _name_interruptions(environment)
+
+
+def _name_interruptions(environment: Environment) -> None:
+    """Ctrl-C (and, headless, SIGTERM) stop the test, and the run's reason names which.
+
+    Headless, Locust installs its SIGTERM handler only once the test has ended, so a
+    SIGTERM (``kill``, a cancelled CI job) during the test would kill the process on
+    the spot, the run folder left ``running``: until then it stops the test as
+    Ctrl-C does. Not in ``flashsale replay``'s Locust, which that command stops with
+    SIGINT and whose run it keeps itself."""
+    main = gevent.getcurrent()
+    runner = environment.runner
+
+    def stop(kind: type[KeyboardInterrupt]) -> None:
+        if kind is Terminated and runner is not None and runner.state in _STOPPING:
+            return  # the test has ended: Locust's own handler shuts down
+        e = kind()
+        _proc.interrupted = _proc.interrupted or interruption(e)
+        gevent.kill(main, e)  # where Ctrl-C lands: Locust stops the test and quits
+
+    gevent.signal_handler(signal.SIGINT, stop, KeyboardInterrupt)
+    if environment.parsed_options is not None and environment.parsed_options.headless:
+        gevent.signal_handler(signal.SIGTERM, stop, Terminated)
 
 
 def _on_plan(environment: Environment, msg: Any, **_: Any) -> None:
@@ -192,6 +261,17 @@ def _refuse(environment: Environment, why: str) -> None:
     # quit() kills the runner's greenlets, among them the one delivering this message:
     # from a greenlet of its own, so it runs to the end. Locust's main then shuts down.
     gevent.spawn(runner.quit)
+
+
+def _on_cut(environment: Environment, msg: Any, **_: Any) -> None:
+    """The master stops the replay early: send what this worker's share recorded (from
+    a greenlet of its own: ending the journeys in progress must not hold up messages)."""
+    gevent.spawn(_cut_share, environment)
+
+
+def _on_worker_quitting(environment: Environment, **_: Any) -> None:
+    """A worker stopped by its own Ctrl-C or SIGTERM sends its share before it goes."""
+    _cut_share(environment)
 
 
 def _on_request(
@@ -258,9 +338,11 @@ class _Controller:
             )
         self.plan: Plan | None = None
         self.parts: dict[str, int] = {}
-        self.chunks: list[tuple[str, dict[str, np.ndarray]]] = []
-        self.done: dict[str, bool] = {}
-        self.tally = Tally()  # the parts' tallies, added up
+        self.chunks: dict[str, list[tuple[str, dict[str, np.ndarray]]]] = {}
+        self.done: dict[str, bool] = {}  # whole parts: budget spent
+        self.cut: dict[str, tuple[bool, int]] = {}  # parts cut short: budget spent, cut short
+        self.tally = Tally()  # the reported parts' tallies, added up
+        self.gathered = False
         self.finalized = False
         self.failed: str | None = None
         self.refused: str | None = None
@@ -333,7 +415,9 @@ class _Controller:
         self.add_part(msg.node_id, msg.data)
 
     def on_done(self, environment: Environment, msg: Any, **_: Any) -> None:
-        self.mark_done(msg.node_id, bool(msg.data.get("budget_spent")), msg.data.get("tally"))
+        data = msg.data
+        cut_short = int(data.get("cut_short", 0)) if data.get("cut") else None
+        self.mark_done(msg.node_id, bool(data.get("budget_spent")), data.get("tally"), cut_short)
 
     def on_refused(self, environment: Environment, msg: Any, **_: Any) -> None:
         """A worker refused its plan's target: the replay cannot be whole; stop it."""
@@ -341,20 +425,66 @@ class _Controller:
             self.refused = f"worker {msg.node_id} refused the target: {msg.data.get('error')}"
 
     def add_part(self, who: str, payload: dict[str, Any]) -> None:
-        if who not in self.parts:
+        if who not in self.parts or who in self.reported():
             return
-        self.chunks.append(decode_part(payload))
+        self.chunks.setdefault(who, []).append(decode_part(payload))
 
-    def mark_done(self, who: str, budget_spent: bool, tally: dict[str, Any] | None) -> None:
-        if who in self.parts and who not in self.done:
+    def mark_done(
+        self,
+        who: str,
+        budget_spent: bool,
+        tally: dict[str, Any] | None,
+        cut_short: int | None = None,
+    ) -> None:
+        """``who`` has sent its whole share, or (``cut_short`` given) what it recorded
+        before the test stopped, ``cut_short`` of those journeys ended by the stop."""
+        if who not in self.parts or who in self.reported():
+            return
+        if cut_short is None:
             self.done[who] = budget_spent
-            self.tally.merge(tally or {})
+        else:
+            self.cut[who] = (budget_spent, cut_short)
+        self.tally.merge(tally or {})
+
+    def reported(self) -> set[str]:
+        """Parts that sent their share, whole or cut short."""
+        return set(self.done) | set(self.cut)
 
     def missing(self) -> list[int]:
-        return sorted(i for cid, i in self.parts.items() if cid not in self.done)
+        """Parts that sent nothing (yet)."""
+        reported = self.reported()
+        return sorted(i for cid, i in self.parts.items() if cid not in reported)
 
     def all_done(self) -> bool:
         return bool(self.parts) and set(self.done) == set(self.parts)
+
+    def gather(self) -> None:
+        """Before the test stops early: have every part that has not reported send what
+        it recorded so far (:meth:`_Share.send`). This process's own share is cut at
+        once; each worker is sent ``flashsale:cut`` and waited for, up to ``_FLUSH_S``,
+        as long as it still answers heartbeats. Once; not for a whole or refused replay,
+        nor for ``flashsale replay``'s Locust (which writes only a whole replay)."""
+        if self.gathered or self.plan is None or self.staging is not None:
+            return
+        if self.refused is not None or self.all_done():
+            return
+        self.gathered = True
+        runner = self.env.runner
+        if not isinstance(runner, MasterRunner):
+            _cut_share(self.env)
+            return
+        waiting = [cid for cid in self.parts if cid not in self.reported()]
+        for cid in waiting:
+            with contextlib.suppress(Exception):  # a worker gone: nothing to ask
+                runner.send_message(_CUT, None, cid)
+
+        def answering(cid: str) -> bool:
+            node = runner.clients.get(cid)
+            return cid not in self.reported() and node is not None and node.state != STATE_MISSING
+
+        until = time.monotonic() + self.scaled.target.request_timeout_s + _FLUSH_S
+        while time.monotonic() < until and any(answering(cid) for cid in waiting):
+            gevent.sleep(0.1)
 
     def deadline(self) -> float:
         if self.plan is None:
@@ -366,6 +496,7 @@ class _Controller:
     def finalize(self) -> None:
         if self.finalized or self.plan is None:
             return
+        self.gather()  # a stop that did not pass test_stopping first (SIGTERM)
         self.finalized = True
         env = self.env
         if self.refused is not None:  # bad input on a worker's side: exit 2
@@ -373,12 +504,13 @@ class _Controller:
             env.process_exit_code = 2
             return
         if not self.all_done():
-            self._abandon(self.stop_reason or "interrupted (Ctrl-C)")
             env.process_exit_code = 1
+            self._finalize_stopped()
             return
         try:
             _, sched, _ = self.plan.for_part(0, 1).schedule()
-            outcome = assemble(self.scaled, self.chunks, len(sched))
+            chunks = [c for cid in self.parts for c in self.chunks.get(cid, [])]
+            outcome = assemble(self.scaled, chunks, len(sched))
         except MergeError as e:
             self._abandon(f"merge failed: {e}", failed=True)
             env.process_exit_code = 1
@@ -390,10 +522,44 @@ class _Controller:
             return
         env.process_exit_code = self._write_run(outcome, counts)
 
-    def _write_run(self, outcome: Outcome, counts: dict[str, Any]) -> int:
+    def _finalize_stopped(self) -> None:
+        """The test stopped before every journey ended: write what the parts that
+        reported recorded, the run left ``incomplete`` with why (exit 1 either way)."""
+        assert self.plan is not None
+        why = self.stop_reason or f"{_proc.interrupted or 'stopped'} before every journey ended"
+        reported = [cid for cid in self.parts if cid in self.reported()]
+        if self.staging is not None or not reported:
+            self._abandon(why if reported else f"{why}; no part sent results")
+            return
+        _, sched, _ = self.plan.for_part(0, 1).schedule()
+        try:
+            chunks = [c for cid in reported for c in self.chunks.get(cid, [])]
+            outcome = assemble(self.scaled, chunks, len(sched), partial=True)
+        except MergeError as e:
+            self._abandon(f"merge failed: {e}", failed=True)
+            return
+        budget_spent = any(self.done.values()) or any(b for b, _ in self.cut.values())
+        counts = replay_counts(
+            outcome,
+            len(self.parts),
+            budget_spent,
+            scheduled=len(sched),
+            parts_missing=self.missing(),
+            cut_short=sum(n for _, n in self.cut.values()),
+        )
+        counts["protocol"] = self.tally.to_json()
+        self._write_run(outcome, counts, stopped=_stopped(why, counts))
+
+    def _write_run(
+        self, outcome: Outcome, counts: dict[str, Any], stopped: str | None = None
+    ) -> int:
         """Tables, counts and audit; then the report. Closing the run only puts it in
         phase ``report``: it is ``complete`` once :func:`conclude` has written the
-        report, so a process killed in between leaves a run `flashsale report` finishes."""
+        report, so a process killed in between leaves a run `flashsale report` finishes.
+
+        A replay ``stopped`` early (the reason) is left ``incomplete`` instead, as
+        an interrupted run is, and reported on as partial (``flashsale report
+        --partial`` does the same again; without ``--partial`` it refuses): 1."""
         assert self.run is not None and self.base_url is not None
         try:
             problems = record_results(
@@ -402,8 +568,16 @@ class _Controller:
         except BaseException as e:
             self._run_cm.__exit__(type(e), e, e.__traceback__)
             raise
-        self._run_cm.__exit__(None, None, None)
-        return conclude(self.run, problems)
+        if stopped is None:
+            self._run_cm.__exit__(None, None, None)
+            return conclude(self.run, problems)
+        from flashsale.postrun import finish_run  # as conclude(): the chart stack only here
+
+        self._abandon(stopped)
+        finish_run(self.run, partial=True)
+        for p in problems:  # as conclude() prints them
+            sys.stderr.write(f"error: {self.run.path}: {p}\n")
+        return 1
 
     def _abandon(self, why: str, failed: bool = False) -> None:
         """Leave the results folder marked incomplete (cut short) or failed (bad merge)."""
@@ -417,9 +591,29 @@ class _Controller:
             self.run.update(error=why)
 
 
+def _stopped(why: str, counts: dict[str, Any]) -> str:
+    """The manifest's error for a replay stopped early: why, and what its tables hold."""
+    text = (
+        f"{why}: {counts['journeys']} of {counts['scheduled']} journeys recorded "
+        f"({counts['cut_short']} cut short), {counts['unstarted']} never started"
+    )
+    if counts["parts_missing"]:
+        text += (
+            f"; parts {counts['parts_missing']} sent no results "
+            f"({counts['lost']} journeys unaccounted for)"
+        )
+    return text
+
+
 def _on_test_start(environment: Environment, **_: Any) -> None:
     if _proc.controller is not None:
         _proc.controller.start()
+
+
+def _on_test_stopping(environment: Environment, **_: Any) -> None:
+    """Locust is about to stop its users: parts cut short send what they recorded."""
+    if _proc.controller is not None:
+        _proc.controller.gather()
 
 
 def _on_test_stop(environment: Environment, **_: Any) -> None:
@@ -450,7 +644,7 @@ class ScenarioReplay(LoadTestShape):
         if ctl is None or ctl.failed or ctl.refused or ctl.all_done():
             return None
         if time.time() > ctl.deadline():
-            ctl.stop_reason = f"parts {ctl.missing()} sent no results by the deadline"
+            ctl.stop_reason = "stopped at the replay's deadline before every part sent its results"
             return None
         run_time = getattr(ctl.env.parsed_options, "run_time", None)
         if run_time and time.perf_counter() - self.start_time > run_time:
@@ -464,13 +658,17 @@ class ScenarioReplay(LoadTestShape):
 
 
 class _Budget:
-    """This process's share of ``target.max_requests``."""
+    """This process's share of ``target.max_requests``; none at all once the test stops
+    (a journey then ends at its next request, which is not sent)."""
 
     def __init__(self, limit: int) -> None:
         self.left = limit
         self.spent = False
+        self.stopped = False
 
     def take(self) -> None:
+        if self.stopped:
+            raise Halt("timed_out", "the replay was stopped")
         if self.left <= 0:
             self.spent = True
             raise Halt("error", "target.max_requests reached")
@@ -574,7 +772,11 @@ def _reply(resp: Any) -> Reply:
 
 
 class SalePacer(User):
-    """Starts every journey of this process's share at its scheduled time (the open model)."""
+    """Starts every journey of this process's share at its scheduled time (the open model).
+
+    Stopped before the share has ended (Locust kills its users: ``--run-time``,
+    Ctrl-C, the master's stop), it cuts the share: what was recorded is sent.
+    """
 
     @task
     def replay_share(self) -> None:
@@ -582,24 +784,92 @@ class SalePacer(User):
             gevent.sleep(3600)
             return
         _proc.share_started = True
-        plan: Plan = _proc.plan.get()
-        budget_spent = _run_share(self.environment, plan)
-        _send_share(self.environment, plan, budget_spent)
+        try:
+            plan: Plan = _proc.plan.get()
+            share = _run_share(self.environment, plan)
+        except gevent.GreenletExit:
+            _cut_share(self.environment)
+            raise
+        share.send(self.environment, cut=False)
         while True:
             gevent.sleep(3600)
 
 
-def _run_share(env: Environment, plan: Plan) -> bool:
-    """Run this process's journeys; returns whether the request budget ran out."""
+class _Share:
+    """This process's share while it runs: its plan, recorder, request budget and the
+    greenlets of its journeys. It is sent once (:meth:`send`): whole once every
+    journey has ended, or cut short when the test stops first."""
+
+    def __init__(self, plan: Plan, recorder: Recorder, budget: _Budget, timeout: float) -> None:
+        self.plan, self.recorder, self.budget = plan, recorder, budget
+        self.group = Group()
+        self.answer_s = timeout + 1.0  # a request in flight is answered within this
+        self.stopping = False  # set: no further journey starts
+        self.all_started = False  # every journey of the share has been started
+        self._sent: Event | None = None
+
+    def send(self, env: Environment, *, cut: bool) -> None:
+        """Send the share, once. ``cut``: the test stops; unless every journey has
+        already ended, end those in progress (:meth:`_end_journeys`) and send what was
+        recorded, marked cut short (the journeys not started never will be). A second
+        caller waits for the first, so a worker does not quit before its share is out."""
+        if self._sent is not None:
+            self._sent.wait(timeout=self.answer_s + 2 * _KILL_S)
+            return
+        self._sent = Event()
+        self.stopping = True
+        try:
+            cut_short = None
+            if cut and not (self.all_started and not self.group):
+                before = len(self.recorder.journeys)
+                self._end_journeys()
+                cut_short = len(self.recorder.journeys) - before
+            _send_share(env, self, cut_short)
+        finally:
+            self._sent.set()
+
+    def _end_journeys(self) -> None:
+        """End the journeys in progress without losing an answer. No request is sent
+        any more (the budget refuses it: the journey ends ``timed_out``, or
+        ``cart_failed`` holding a cart). A journey with a request in flight gets its
+        answer first, so what the target did is recorded (and its audit agrees);
+        the others wait for their next request: they end at once (``timed_out``,
+        finished now). Journeys spawned but not running yet never start."""
+        self.budget.stopped = True
+        plan, started = self.plan, {j.who.journey: j for j in _proc.journeys}
+        answered = np.bincount(  # requests answered, by journey id
+            self.recorder.requests.columns()["journey"], minlength=max(started, default=0) + 1
+        )
+        in_flight = []
+        for g in list(self.group):
+            j = started.get(plan.part + int(g.args[0]) * plan.parts)
+            if j is not None and j.log.requests > answered[j.who.journey]:
+                in_flight.append(g)
+            else:
+                g.kill(block=False)
+        gevent.joinall(in_flight, timeout=self.answer_s)
+        self.group.kill(block=True, timeout=_KILL_S)
+
+
+def _cut_share(env: Environment) -> None:
+    """The test stops: send this process's share as far as it got (if it has one)."""
+    if _proc.share is not None:
+        _proc.share.send(env, cut=True)
+
+
+def _run_share(env: Environment, plan: Plan) -> _Share:
+    """Run this process's journeys until each has ended or the share is cut short
+    (:meth:`_Share.send`); returns the share, to be sent."""
     scaled, sched, seeds = plan.schedule()
     rec = Recorder(plan.t0)
     _proc.recorder = rec
     end_s = plan.end_s(scaled)
     budget = _Budget(plan.max_requests(scaled))
+    share = _proc.share = _Share(plan, rec, budget, scaled.target.request_timeout_s)
     accounts = load_accounts(scaled.target)
     custom = load_custom(scaled.target)
     timeout = scaled.target.request_timeout_s
-    group = Group()
+    group = share.group
 
     def one(i: int) -> None:
         who = Buyer(
@@ -631,19 +901,24 @@ def _run_share(env: Environment, plan: Plan) -> bool:
             rec.journey(who, journey.log)
 
     watchdog = gevent.spawn(_watch, plan, scaled, group)
-    for i in range(len(sched)):
-        delay = plan.t0 + float(sched.t[i]) - time.time()
-        if _proc.stopped is not None:
-            pass  # record the rest as never started, at once
-        elif delay > 0:
-            gevent.sleep(delay)
-        elif i % 64 == 0:
-            gevent.sleep(0)  # let started journeys run during a burst
-        group.spawn(one, i)
-    group.join(timeout=max(0.0, plan.t0 + end_s + timeout + 5.0 - time.time()))
-    group.kill(block=True, timeout=10)
-    watchdog.kill()
-    return budget.spent
+    try:
+        for i in range(len(sched)):
+            delay = plan.t0 + float(sched.t[i]) - time.time()
+            if _proc.stopped is not None:
+                pass  # record the rest as never started, at once
+            elif delay > 0:
+                gevent.sleep(delay)
+            elif i % 64 == 0:
+                gevent.sleep(0)  # let started journeys run during a burst
+            if share.stopping:  # cut short meanwhile: this journey and the rest never start
+                return share
+            group.spawn(one, i)
+        share.all_started = True
+        group.join(timeout=max(0.0, plan.t0 + end_s + timeout + 5.0 - time.time()))
+        group.kill(block=True, timeout=_KILL_S)
+    finally:
+        watchdog.kill()
+    return share
 
 
 def _watch(plan: Plan, scaled: Scenario, group: Group) -> None:
@@ -666,22 +941,24 @@ def _tally() -> dict[str, Any]:
     return tally.to_json()
 
 
-def _send_share(env: Environment, plan: Plan, budget_spent: bool) -> None:
-    rec = _proc.recorder
-    assert rec is not None
+def _send_share(env: Environment, share: _Share, cut_short: int | None) -> None:
+    """The share's rows and tally to the master (a worker) or to this process's
+    controller, then ``flashsale:done``: whole (``cut_short`` None) or cut short by a stop."""
+    rec, budget_spent = share.recorder, share.budget.spent
     runner = env.runner
     if isinstance(runner, WorkerRunner):
         for payload in encode_part(rec):
             runner.send_message(_PART, payload)
-        runner.send_message(
-            _DONE, {"part": plan.part, "budget_spent": budget_spent, "tally": _tally()}
-        )
+        done = {"part": share.plan.part, "budget_spent": budget_spent, "tally": _tally()}
+        if cut_short is not None:
+            done |= {"cut": True, "cut_short": cut_short}
+        runner.send_message(_DONE, done)
         return
     ctl = _proc.controller
     assert ctl is not None
     for payload in encode_part(rec):
         ctl.add_part("local", payload)
-    ctl.mark_done("local", budget_spent, _tally())
+    ctl.mark_done("local", budget_spent, _tally(), cut_short)
 
 
 def _listen(hook: Any, listener: Callable[..., None]) -> None:
@@ -692,5 +969,6 @@ def _listen(hook: Any, listener: Callable[..., None]) -> None:
 _listen(events.init_command_line_parser, _options)
 _listen(events.init, _on_init)
 _listen(events.test_start, _on_test_start)
+_listen(events.test_stopping, _on_test_stopping)
 _listen(events.test_stop, _on_test_stop)
 _listen(events.quitting, _on_quitting)

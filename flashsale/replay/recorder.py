@@ -5,7 +5,9 @@ save bandwidth between workers and master); percentiles from those buckets are
 approximate. Metrics here are computed from raw rows instead: every request event
 becomes one row of the Outcome ``requests`` table, every finished journey one row
 of ``journeys``. Each Locust process records its own share; the master merges
-the shares with :func:`merge_parts`, which refuses a journey recorded twice.
+the shares with :func:`merge_parts`, which refuses a journey recorded twice, and
+a journey missing unless the merge is explicitly partial (a replay stopped before
+every journey ended: the journeys never started have no row).
 """
 
 from __future__ import annotations
@@ -122,13 +124,19 @@ def _concat(schema: TableSchema, chunks: list[dict[str, np.ndarray]]) -> dict[st
 
 
 def merge_parts(
-    chunks: Iterable[tuple[str, dict[str, np.ndarray]]], expected_journeys: int
+    chunks: Iterable[tuple[str, dict[str, np.ndarray]]],
+    expected_journeys: int,
+    *,
+    partial: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One journeys table and one requests table from every process's chunks.
 
     Journeys are sorted by id and requests by (send time, journey). Nothing may be
-    counted twice and nothing lost: a journey id seen twice, a count different
-    from ``expected_journeys``, or a request of an unknown journey is an error.
+    counted twice and nothing lost: a journey id seen twice, an id outside the
+    ``expected_journeys`` scheduled (0 to ``expected_journeys - 1``), a count
+    different from ``expected_journeys``, or a request of an unknown journey is an
+    error. With ``partial`` (asked for explicitly: a replay stopped before every
+    journey ended), fewer journeys than scheduled are accepted; the rest still holds.
     """
     by_table: dict[str, list[dict[str, np.ndarray]]] = {"journeys": [], "requests": []}
     for name, cols in chunks:
@@ -142,7 +150,13 @@ def merge_parts(
     if ids.size and np.any(ids[1:] == ids[:-1]):
         dup = ids[1:][ids[1:] == ids[:-1]]
         raise MergeError(f"journeys recorded twice: {dup[:5].tolist()}")
-    if ids.size != expected_journeys:
+    stray = ids[(ids < 0) | (ids >= expected_journeys)]
+    if stray.size:
+        raise MergeError(
+            f"journeys {stray[:5].tolist()} recorded, {expected_journeys} scheduled "
+            f"(ids 0 to {expected_journeys - 1})"
+        )
+    if ids.size != expected_journeys and not partial:
         raise MergeError(f"{ids.size} journeys recorded, {expected_journeys} scheduled")
     known = np.isin(rq["journey"], ids)
     if not known.all():

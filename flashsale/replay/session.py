@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -190,23 +190,55 @@ def assemble(
     scaled: Scenario,
     chunks: Iterable[tuple[str, dict[str, np.ndarray]]],
     expected_journeys: int,
+    *,
+    partial: bool = False,
 ) -> Outcome:
-    """One Outcome from every process's shares (raises MergeError if they do not add up)."""
-    journeys, requests = merge_parts(chunks, expected_journeys)
+    """One Outcome from every process's shares (raises MergeError if they do not add up;
+    with ``partial``, journeys missing are accepted: see :func:`merge_parts`)."""
+    journeys, requests = merge_parts(chunks, expected_journeys, partial=partial)
     timeline = build_timeline(scaled, journeys, requests)
     return Outcome.from_columns(
         journeys, requests, timeline, tuple(c.name for c in scaled.sale.channels)
     )
 
 
-def replay_counts(outcome: Outcome, parts: int, budget_spent: bool) -> dict[str, Any]:
-    """The replay's own facts for the manifest: lateness, requests, processes."""
-    return {
+def replay_counts(
+    outcome: Outcome,
+    parts: int,
+    budget_spent: bool,
+    *,
+    scheduled: int | None = None,
+    parts_missing: Sequence[int] = (),
+    cut_short: int = 0,
+) -> dict[str, Any]:
+    """The replay's own facts for the manifest: lateness, requests, processes.
+
+    For a replay stopped before every journey ended (``scheduled`` given: how many
+    journeys the plan had), also what its tables do not hold, so the scheduled
+    journeys add up: ``scheduled = journeys + unstarted + lost``. ``unstarted``:
+    journeys of the parts that reported, scheduled after the stop; they never
+    started and have no row (they are not buyers who failed). ``lost``: the
+    journeys of ``parts_missing``, parts that sent no results (whether those ran
+    is unknown). ``cut_short``: journeys in progress at the stop, recorded as far
+    as they got (result ``timed_out``, finished at the stop).
+    """
+    counts: dict[str, Any] = {
         **lateness(outcome.journeys),
         "requests": int(outcome.requests["journey"].size),
         "processes": parts,
         "request_budget_spent": budget_spent,
     }
+    if scheduled is not None:
+        ids = np.arange(scheduled)
+        lost = int(np.isin(ids % parts, list(parts_missing)).sum())
+        counts |= {
+            "scheduled": scheduled,
+            "unstarted": scheduled - int(outcome.journeys["journey"].size) - lost,
+            "cut_short": cut_short,
+            "parts_missing": sorted(parts_missing),
+            "lost": lost,
+        }
+    return counts
 
 
 def write_staging(folder: Path, outcome: Outcome, counts: Mapping[str, Any]) -> None:
