@@ -7,7 +7,8 @@ becomes an exit code and a line on stderr, never a traceback:
   one line per problem, exit 2;
 - a run that failed (the stock books did not balance, a full disk) or a run folder
   that is not whole where a whole one is needed: ``error:``, exit 1;
-- Ctrl-C or SIGTERM: ``interrupted (...)``, exit 130.
+- Ctrl-C or SIGTERM: ``interrupted (...)``, exit 130 (:func:`terminate` makes
+  SIGTERM an exception, as Ctrl-C is).
 
 Lines after the first (indented) say what the command left behind and what to
 run next, e.g. that the run folder is marked incomplete and how to report on it.
@@ -18,11 +19,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, NoReturn, ParamSpec
 
 import typer
 
-from flashsale.runs import IncompleteRun, RunError, RunFolder, interruption
+from flashsale.runs import IncompleteRun, RunError, RunFolder, Terminated, interruption
 from flashsale.scenario import Scenario, ScenarioError, load_scenario
 from flashsale.sim.stock import OversellError
 
@@ -35,6 +37,7 @@ __all__ = [
     "guarded",
     "load_or_exit",
     "run_note",
+    "terminate",
 ]
 
 USER_ERROR = 2
@@ -66,6 +69,12 @@ def fail(message: str, code: int = USER_ERROR, notes: list[str] | None = None) -
     for note in notes or []:
         typer.echo(f"  {note}", err=True)
     raise typer.Exit(code=code)
+
+
+def terminate(signum: int, frame: FrameType | None) -> NoReturn:
+    """The SIGTERM handler: raise :class:`~flashsale.runs.Terminated` where Ctrl-C would
+    raise KeyboardInterrupt, so that cleanups run (Python's default is to die on the spot)."""
+    raise Terminated
 
 
 def _os_error(e: OSError) -> str:

@@ -1,5 +1,9 @@
 """The ``flashsale`` command line. Each command is a thin shell over a library call.
 
+Importing this module (``flashsale --help``, ``validate``, ``show``) loads the scenario
+schema and typer, not the engines: each command imports the charts, the simulator,
+the service or the replay when it runs (tests/test_cli_startup.py checks which).
+
 Exit codes: 0 ok, 1 thresholds breached or the run failed, 2 bad input, 130
 interrupted (Ctrl-C, SIGTERM). Every command runs inside ``guarded``: the one
 place where an exception becomes an exit code and a line on stderr.
@@ -10,12 +14,11 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
-from flashsale._cli_utils import USER_ERROR, SetOption, guarded, load_or_exit
+from flashsale._cli_utils import USER_ERROR, SetOption, guarded, load_or_exit, terminate
 from flashsale.commands.compare import compare
 from flashsale.commands.probe import probe
 from flashsale.commands.replay import replay
@@ -23,7 +26,6 @@ from flashsale.commands.report import report
 from flashsale.commands.serve import serve_command
 from flashsale.commands.simulate import simulate
 from flashsale.commands.sweep import sweep
-from flashsale.runs import Terminated
 from flashsale.scenario import ScenarioError, load_scenario
 
 __all__ = ["app", "main"]
@@ -41,7 +43,10 @@ app = typer.Typer(
 @app.command()
 @guarded
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Scenario TOML files to check.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Scenario files to check: TOML, or JSON as `show --json` prints."),
+    ],
     set_: SetOption = None,
 ) -> None:
     """Check scenario files against the schema; exit 2 naming file and field if any is bad."""
@@ -66,7 +71,7 @@ def validate(
 @app.command()
 @guarded
 def show(
-    file: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    file: Annotated[Path, typer.Argument(help="Scenario file (TOML or JSON).")],
     set_: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
 ) -> None:
@@ -84,12 +89,8 @@ app.command()(guarded(simulate))
 app.command()(guarded(sweep))
 
 
-def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
-    raise Terminated
-
-
 def main() -> None:
     """Console-script entry point. SIGTERM stops a command the way Ctrl-C does, so
     its run folder is marked incomplete (and a replay stops Locust and the service)."""
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     app()

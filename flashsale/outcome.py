@@ -23,11 +23,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "JOURNEYS",
@@ -261,6 +262,8 @@ class TableBuilder:
 def _to_arrow(
     schema: TableSchema, cols: Mapping[str, np.ndarray], channels: tuple[str, ...]
 ) -> pa.Table:
+    import pyarrow as pa
+
     arrays = []
     for c in schema.columns:
         arr = cols[c.name]
@@ -286,6 +289,8 @@ def _to_arrow(
 
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
     tmp = path.with_name(f".{path.name}.partial")
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
@@ -305,6 +310,8 @@ def save_outcome(outcome: Outcome, folder: str | Path) -> None:
 def _from_arrow(
     schema: TableSchema, table: pa.Table, path: Path
 ) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    import pyarrow as pa
+
     meta = table.schema.metadata or {}
     version = meta.get(b"flashsale.schema", b"").decode()
     if version != OUTCOME_SCHEMA:
@@ -330,6 +337,8 @@ def _from_arrow(
 
 def load_outcome(folder: str | Path) -> Outcome:
     """Read the three tables back from ``folder``; dtypes and codes are as written."""
+    import pyarrow.parquet as pq
+
     d = Path(folder)
     loaded: dict[str, dict[str, np.ndarray]] = {}
     channels: tuple[str, ...] = ()

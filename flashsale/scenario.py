@@ -1000,16 +1000,45 @@ def _read_text(p: Path) -> str:
         ) from None
 
 
+def _read_json(p: Path, text: str) -> dict[str, Any]:
+    """A scenario written as JSON (what ``flashsale show --json`` prints): one object,
+    no key twice in an object (as in TOML: else the last would win silently)."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in obj:
+                raise ValueError(f"the key {key!r} appears twice in one object")
+            obj[key] = value
+        return obj
+
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as e:
+        raise ScenarioError(f"{p}: invalid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # an integer of 5,000 digits, [[[[...]]]]
+        raise ScenarioError(f"{p}: invalid JSON: {_reason(e)}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(
+            f"{p}: invalid JSON: the top level is {type(data).__name__}, not an object"
+        )
+    return data
+
+
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Read, override and validate one scenario file. Raises ScenarioError on any problem."""
+    """Read, override and validate one scenario file: TOML, or the same tables as JSON
+    (``flashsale show --json``), with the same limits. Raises ScenarioError on any problem."""
     p = Path(path)
     text = _read_text(p)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{p}: invalid TOML: {e}") from None
-    except (ValueError, RecursionError) as e:  # an integer of 5,000 digits, [[[[...]]]]
-        raise ScenarioError(f"{p}: invalid TOML: {_reason(e)}") from None
+    if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):  # never TOML
+        data = _read_json(p, text)
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ScenarioError(f"{p}: invalid TOML: {e}") from None
+        except (ValueError, RecursionError) as e:  # an integer of 5,000 digits, [[[[...]]]]
+            raise ScenarioError(f"{p}: invalid TOML: {_reason(e)}") from None
     _check_depth(data, str(p))
     data = _jsonable_toml(data)
     if overrides:

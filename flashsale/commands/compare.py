@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from flashsale.compare import compare_runs, compare_summary
-
 __all__ = ["compare"]
 
 
@@ -29,6 +27,8 @@ def compare(
     Exit 0 when the comparison was written, 2 for a bad run folder or output folder
     (``flashsale.runs.prepare_output_dir``: refused before any metric is computed).
     """
+    from flashsale.compare import compare_runs, compare_summary
+
     path = compare_runs(run_dirs, out)  # RunError: `guarded` prints it, exit 2
     doc = json.loads((path.parent / "compare.json").read_text())
     for line in compare_summary(doc):

@@ -9,9 +9,7 @@ from typing import Annotated
 import typer
 
 from flashsale._cli_utils import run_note
-from flashsale.postrun import finish_run
 from flashsale.runs import RunFolder
-from flashsale.sweep import is_sweep_folder, report_sweep
 
 __all__ = ["report"]
 
@@ -35,6 +33,9 @@ def report(
     threshold held, 1 when any was breached or the run is not whole (missing
     replications: add --partial to report on what it holds), 2 for a bad folder.
     """
+    from flashsale.postrun import finish_run
+    from flashsale.sweep import is_sweep_folder, report_sweep
+
     if is_sweep_folder(run_dir):
         raise typer.Exit(code=report_sweep(run_dir, partial=partial))
     run = RunFolder.load(run_dir)

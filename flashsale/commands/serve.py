@@ -1,39 +1,56 @@
-"""``flashsale serve``: run the reference checkout service in the foreground."""
+"""``flashsale serve``: run the reference checkout service in the foreground.
+
+The service (uvicorn, Starlette, the database drivers) is imported when the command
+runs, not when the command line starts (``flashsale --help``).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
+import contextlib
 import os
-import sqlite3
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import psycopg
 import typer
 
-from flashsale._cli_utils import SetOption, fail, load_or_exit
-from flashsale.scenario import Scenario, ScenarioError, parse_scenario
-from flashsale.service.backends import describe_db, open_store
-from flashsale.service.runtime import Runtime
-from flashsale.service.server import ADMIN_TOKEN_ENV, bind, is_loopback, new_admin_token, serve
-from flashsale.service.sqlite_store import SqliteStore
-from flashsale.service.store import SaleRecord, unstorable_channel
+from flashsale._cli_utils import SetOption, fail, load_or_exit, terminate
+
+if TYPE_CHECKING:
+    from flashsale.service.store import SaleRecord
 
 __all__ = ["serve_command"]
 
+ADMIN_TOKEN_ENV = "FLASHSALE_ADMIN_TOKEN"
+"""``flashsale.service.server.ADMIN_TOKEN_ENV``, named here without importing that
+module, which loads uvicorn (tests/test_cli_startup.py checks that they agree)."""
 
-def _scenario(path: Path, overrides: list[str] | None) -> Scenario:
-    """A TOML scenario, or a resolved one as JSON (``flashsale show --json``)."""
-    if path.suffix != ".json":
-        return load_or_exit(path, overrides)
-    if overrides:
-        fail(f"{path}: --set works on TOML scenarios only")
+
+@contextlib.contextmanager
+def _temporary_database() -> Iterator[str]:
+    """A new SQLite file in a temporary folder, removed with the folder however the
+    service stops: normally, on Ctrl-C or on SIGTERM.
+
+    uvicorn stops gracefully on SIGTERM, then raises it again; Python's default for
+    SIGTERM is to die on the spot, before any cleanup. So while the folder exists,
+    SIGTERM raises ``Terminated`` (as under ``flashsale``'s entry point) unless the
+    process has a handler of its own.
+    """
+    own = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    )
+    if own:
+        signal.signal(signal.SIGTERM, terminate)
     try:
-        return parse_scenario(json.loads(path.read_text()), str(path))
-    except (OSError, ValueError) as e:  # ScenarioError is a ValueError
-        fail(str(e) if isinstance(e, ScenarioError) else f"{path}: cannot read: {e}")
+        with tempfile.TemporaryDirectory(prefix="flashsale-", ignore_cleanup_errors=True) as d:
+            yield str(Path(d) / "sale.db")
+    finally:
+        if own:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _check_sqlite_path(path: Path) -> None:
@@ -54,6 +71,13 @@ def _check_sqlite_path(path: Path) -> None:
 def _sale_in(database: str) -> SaleRecord | None:
     """The sale ``database`` holds, if any (exit 2 if it cannot be opened): looked at
     before the port is taken, so a refusal is one line, not a failed start-up."""
+    import asyncio
+    import sqlite3
+
+    import psycopg
+
+    from flashsale.service.backends import describe_db, open_store
+
     store = open_store(database, pool_size=1)
 
     async def peek() -> SaleRecord | None:
@@ -132,50 +156,58 @@ def serve_command(
     ] = None,
 ) -> None:
     """Run the reference checkout service (HTTP API, SQLite or PostgreSQL, defenses)."""
-    sc = _scenario(scenario, set_)
+    from flashsale.service.backends import describe_db, open_store
+    from flashsale.service.runtime import Runtime
+    from flashsale.service.server import bind, is_loopback, new_admin_token, serve
+    from flashsale.service.sqlite_store import SqliteStore
+    from flashsale.service.store import unstorable_channel
+
+    sc = load_or_exit(scenario, set_)
     if (bad := unstorable_channel(c.name for c in sc.sale.channels)) is not None:
         fail(
             f"{scenario}: sale.channels: name {bad!r} holds a NUL character (no database keeps it)"
         )
     if not is_loopback(host) and not allow_remote_bind:
         fail(f"--host {host}: not a loopback address; add --allow-remote-bind to expose it")
-    database = db or str(Path(tempfile.mkdtemp(prefix="flashsale-")) / "sale.db")
-    try:
-        store = open_store(database)
-    except ValueError as e:
-        fail(str(e))
-    if isinstance(store, SqliteStore):
-        _check_sqlite_path(store.path)
-    if db is not None and fresh is None and (held := _sale_in(database)) is not None:
-        fail(
-            f"--db: {describe_db(store)} holds the sale {_named(held.scenario)}, not "
-            f"{_named(sc.to_toml_dict())} from {scenario}; add --resume to continue the "
-            f"sale in the database, or --fresh to replace it (its orders are deleted)"
-        )
-    try:
-        sock = bind(host, port)
-    except OSError as e:
-        fail(f"--host {host} --port {port}: cannot listen: {e}")
-    token = admin_token or new_admin_token()
-    bound_host, bound_port = sock.getsockname()[:2]
-    url = f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}"
-    # fresh None: the database held no sale a moment ago; should one have appeared
-    # since, it is resumed (and the banner says so), never wiped unasked
-    runtime = Runtime(store, sc, token, fresh=bool(fresh) or db is None, opens_in_s=opens_in)
+    with contextlib.ExitStack() as stack:
+        # no --db: a temporary folder, removed when the service stops (never a --db)
+        database = db or stack.enter_context(_temporary_database())
+        try:
+            store = open_store(database)
+        except ValueError as e:
+            fail(str(e))
+        if isinstance(store, SqliteStore):
+            _check_sqlite_path(store.path)
+        if db is not None and fresh is None and (held := _sale_in(database)) is not None:
+            fail(
+                f"--db: {describe_db(store)} holds the sale {_named(held.scenario)}, not "
+                f"{_named(sc.to_toml_dict())} from {scenario}; add --resume to continue the "
+                f"sale in the database, or --fresh to replace it (its orders are deleted)"
+            )
+        try:
+            sock = bind(host, port)
+        except OSError as e:
+            fail(f"--host {host} --port {port}: cannot listen: {e}")
+        token = admin_token or new_admin_token()
+        bound_host, bound_port = sock.getsockname()[:2]
+        url = f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}"
+        # fresh None: the database held no sale a moment ago; should one have appeared
+        # since, it is resumed (and the banner says so), never wiped unasked
+        runtime = Runtime(store, sc, token, fresh=bool(fresh) or db is None, opens_in_s=opens_in)
 
-    def started() -> None:
-        state = "resumed the sale in" if runtime.resumed else "new sale in"
-        live = runtime.scenario  # what /v1/sale serves: the database's sale when resumed
-        typer.echo(f"flashsale service listening on {url} ({state} {describe_db(store)})")
-        typer.echo(f"  scenario {live.name}: {live.sale.units:,} units of {live.sale.sku}")
-        if runtime.resumed and live.to_toml_dict() != sc.to_toml_dict():
-            typer.echo(f"  (the sale in the database; {scenario} is not used)")
-        if admin_token is None:
-            typer.echo(f"  admin token: {token}")
-        typer.echo(f"  API: {url}/openapi.json   stop: Ctrl-C")
-        if ready_file is not None:
-            tmp = ready_file.with_name(ready_file.name + ".tmp")
-            tmp.write_text(url)
-            os.replace(tmp, ready_file)
+        def started() -> None:
+            state = "resumed the sale in" if runtime.resumed else "new sale in"
+            live = runtime.scenario  # what /v1/sale serves: the database's sale when resumed
+            typer.echo(f"flashsale service listening on {url} ({state} {describe_db(store)})")
+            typer.echo(f"  scenario {live.name}: {live.sale.units:,} units of {live.sale.sku}")
+            if runtime.resumed and live.to_toml_dict() != sc.to_toml_dict():
+                typer.echo(f"  (the sale in the database; {scenario} is not used)")
+            if admin_token is None:
+                typer.echo(f"  admin token: {token}")
+            typer.echo(f"  API: {url}/openapi.json   stop: Ctrl-C")
+            if ready_file is not None:
+                tmp = ready_file.with_name(ready_file.name + ".tmp")
+                tmp.write_text(url)
+                os.replace(tmp, ready_file)
 
-    serve(runtime, sock, started)
+        serve(runtime, sock, started)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flashsale._cli_utils import SetOption, fail, load_or_exit, run_note
-from flashsale.outcome import Outcome
-from flashsale.postrun import finish_run
 from flashsale.runs import open_run
 from flashsale.scenario import Scenario, run_size
-from flashsale.sim.engine import UnsupportedScenario, check_supported
-from flashsale.sim.runner import run_replications
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from flashsale.outcome import Outcome
 
 __all__ = ["MAX_REPLICATIONS", "simulate"]
 
@@ -49,6 +49,10 @@ def simulate(
     Exit 0 ok, 1 a threshold breached or the run failed (e.g. the stock books did not
     balance), 2 bad input (including a defense the simulator does not model).
     """
+    from flashsale.postrun import finish_run
+    from flashsale.sim.engine import UnsupportedScenario, check_supported
+    from flashsale.sim.runner import run_replications
+
     sc = load_or_exit(scenario, set_)
     try:
         check_supported(sc)
@@ -104,6 +108,14 @@ def _memory_bytes() -> int | None:
 
 
 def _progress() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),

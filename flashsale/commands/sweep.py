@@ -7,23 +7,17 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flashsale._cli_utils import SetOption, fail
 from flashsale.runs import new_results_dir, prepare_output_dir
 from flashsale.scenario import ScenarioError
 from flashsale.sim.stock import OversellError
-from flashsale.sweep import (
-    is_sweep_folder,
-    parse_vary,
-    plan_sweep,
-    run_sweep,
-    summary_lines,
-    sweep_note,
-)
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["sweep"]
 
@@ -66,6 +60,15 @@ def sweep(
     comparison of all points. Exit 0 ok, 1 a point breached its thresholds or a
     run failed, 2 bad input (nothing runs then).
     """
+    from flashsale.sweep import (
+        is_sweep_folder,
+        parse_vary,
+        plan_sweep,
+        run_sweep,
+        summary_lines,
+        sweep_note,
+    )
+
     try:
         axes = parse_vary(vary, str(scenario))
         points = plan_sweep(scenario, axes, set_ or [], seed)
@@ -135,6 +138,14 @@ def _executor(address: str | None) -> Iterator[Executor | None]:
 
 
 def _progress() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
