@@ -90,8 +90,8 @@ _BAD_PROTOCOL: dict[str, list[Any]] = {
         {"cart": {**_STEP, "headers": {"bad name": "x"}}, "pay": _STEP},
     ],
     "target.answers": [3, [{"meaning": "great"}], [{"status": [], "meaning": "ok"}]],
-    "target.reset": [3, {"method": "FETCH"}, {"command": ["x"]}, {"path": "/r?u={nope}"}],
-    "target.audit": [3, {"command": ["x"]}, {"path": "/a", "fields": {"sold": "s"}}],
+    "target.reset": [3, {"method": "FETCH"}, {"command": []}, {"path": "/r?u={nope}"}],
+    "target.audit": [3, {"command": ["x"], "fields": {}}, {"path": "/a", "fields": {"sold": "s"}}],
 }
 
 
