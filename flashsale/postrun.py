@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ from flashsale.charts import draw_run_charts
 from flashsale.metrics import compute_metrics, fmt_interval, fmt_metric
 from flashsale.outcome import Outcome, OutcomeError
 from flashsale.protocol import Target
-from flashsale.replay.watchdog import Tally, verdict
+from flashsale.replay.watchdog import Tally, progress_problem, protocol_problem
 from flashsale.report import write_run_report
 from flashsale.runs import (
     IncompleteRun,
@@ -55,10 +56,12 @@ SUMMARY: tuple[tuple[str, str], ...] = (
 
 
 def _audits(run: RunFolder, reps: Sequence[int]) -> list[Mapping[str, Any]] | None:
-    """The replay audit entries matching ``reps``, or None when the run has none."""
+    """The replay audit entries matching ``reps``; None for a simulation. A replay whose
+    manifest holds no audit (it failed, or the run stopped before it) has unknown books:
+    one ``{"source": None}`` entry per replication, as a replay without an audit."""
     audit = run.manifest.get("audit")
     if audit is None:
-        return None
+        return [{"source": None} for _ in reps] if run.manifest.get("engine") == "replay" else None
     if not isinstance(audit, list) or not all(isinstance(a, dict) for a in audit):
         raise RunError(f"{run.path / 'manifest.json'}: audit: must be a list of objects")
     if len(audit) == len(reps):
@@ -140,13 +143,15 @@ def replay_checks(manifest: Mapping[str, Any], metrics: Mapping[str, Any]) -> li
         t = Tally()
         t.merge(tally)
         text = f"{t.errors():,} of {t.requests:,} requests"
-        failed = verdict(tally, scenario_target(manifest))
+        target = scenario_target(manifest)
+        failed = protocol_problem(t, target, final=True)
         level = "fail" if failed else "warn" if t.errors() else "pass"
         checks.append(
             ["protocol errors", text + (f": {t.describe()}" if t.errors() else ""), level]
         )
-        if failed and not t.errors():
-            checks.append(["progress", failed, "fail"])
+        stalled = progress_problem(t, target, math.inf)
+        if stalled:
+            checks.append(["progress", stalled, "fail"])
     lost = {
         k.split(".", 1)[1]: v["mean"]
         for k, v in metrics.items()

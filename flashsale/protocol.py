@@ -90,6 +90,7 @@ __all__ = [
     "render",
     "render_body",
     "step_names",
+    "url_problem",
 ]
 
 STEPS = (
@@ -651,10 +652,9 @@ class Target(_Model):
     @field_validator("base_url")
     @classmethod
     def _http(cls, v: str | None) -> str | None:
-        if v is not None and not (
-            re.fullmatch(r"https?://[^/\s\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*", v) and _host(v)
-        ):
-            raise ValueError("must be an http(s) URL like 'http://127.0.0.1:8000'")
+        problem = None if v is None else url_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
@@ -714,6 +714,24 @@ def step_names(step: Step, common: Mapping[str, str]) -> set[str]:
     texts = [step.path, *step.headers.values(), *common.values()]
     texts += list((step.form or {}).values()) + _strings(step.json_)
     return {n for t in texts for n, _ in placeholders(t)}
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not a base URL a replay can use, or None: an http(s) URL with a
+    host, a valid port, an optional path prefix, and no spaces, query or fragment."""
+    usage = "expected an http(s) URL like http://127.0.0.1:8000 (optionally with a path)"
+    if not url.startswith(("http://", "https://")) or not _host(url):
+        return usage
+    if re.search(r"[\s\x00-\x1f\x7f]", url):
+        return f"{usage}; no spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as e:
+        return f"{usage}; {e}"
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return f"{usage}; no query or fragment"
+    return None
 
 
 def _host(url: str) -> str | None:

@@ -992,7 +992,8 @@ def test_an_unset_secret_is_refused_naming_the_variable(monkeypatch: pytest.Monk
         check_protocol(sc, range(3), "shop.toml")
     assert str(e.value) == (
         "shop.toml: target: {env.FLASHSALE_TEST_SHOP_KEY}: environment variable "
-        "FLASHSALE_TEST_SHOP_KEY not set (a secret the protocol sends)"
+        "FLASHSALE_TEST_SHOP_KEY not set or empty (a value the protocol reads from the "
+        "environment: a secret, a path)"
     )
     monkeypatch.setenv("FLASHSALE_TEST_SHOP_KEY", "k")
     check_protocol(sc, range(3), "shop.toml")
@@ -1578,9 +1579,8 @@ def test_the_verdict_on_a_whole_replay() -> None:
     never_sent = [jlog(0, {}, (("cart", "{cookie.csrftoken} has no value here"),))] * 5
     why = verdict(Tally.of(never_sent).to_json(), Target())
     assert why == (
-        "no journey reached a successful cart or a sold-out answer in the 60 s after the "
-        "opening (target.progress_timeout_s): cart: 5 protocol error(s), e.g. "
-        "{cookie.csrftoken} has no value here"
+        "no journey reached a successful cart or a sold-out answer during the whole replay: "
+        "cart: 5 protocol error(s), e.g. {cookie.csrftoken} has no value here"
     )
     fine = [jlog(3, {"view:ok": 1, "cart:ok": 1, "pay:ok": 1}, carted=2.0)]
     assert verdict(Tally.of(fine).to_json(), Target()) is None
@@ -1622,3 +1622,71 @@ def test_a_stall_names_the_step_with_protocol_errors() -> None:
 def test_a_cart_or_a_sold_out_answer_is_progress(progress: JourneyLog) -> None:
     logs = [jlog(4, {"view:not_open": 4}) for _ in range(3)] + [progress]
     assert problem(Tally.of(logs), Target(progress_timeout_s=5), 600.0, final=True) is None
+
+
+@pytest.mark.parametrize("value", ["", "abc\r\nX-Evil: 1"])
+def test_an_empty_or_broken_secret_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Set but empty would send ``Bearer `` silently; a line break would split the header
+    (and the old replay printed the secret in its error). Both: exit 2, value unshown."""
+    monkeypatch.setenv("FLASHSALE_TEST_SHOP_KEY", value)
+    sc = scenario({"headers": {"Authorization": "Bearer {env.FLASHSALE_TEST_SHOP_KEY}"}})
+    with pytest.raises(TargetError) as e:
+        check_protocol(sc, range(3), "shop.toml")
+    assert "FLASHSALE_TEST_SHOP_KEY" in str(e.value)
+    assert "abc" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:99999", "Port out of range"),
+        ("http://127.0.0.1:8000/a b", "no spaces"),
+        ("http://127.0.0.1:8000/x?x=1", "no query or fragment"),
+        ("http://127.0.0.1:8000/#top", "no query or fragment"),
+        ("http://[::1", "expected an http(s) URL"),
+        ("ftp://127.0.0.1", "expected an http(s) URL"),
+    ],
+)
+def test_a_malformed_target_url_is_one_error_line_and_exit_2(url: str, why: str) -> None:
+    """On the command line and in the [target] table alike, before anything is sent."""
+    res = CliRunner().invoke(
+        app, ["replay", str(SCENARIOS / "smoke.toml"), "--target", url, "--scale", "0.2"]
+    )
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and why in lines[0], lines
+    res = CliRunner().invoke(
+        app, ["validate", str(SCENARIOS / "smoke.toml"), "--set", f"target.base_url={url!r}"]
+    )
+    assert res.exit_code == 2 and "target.base_url" in res.stderr, res.output
+
+
+def test_a_probe_of_a_target_nobody_answers_on_fails(tmp_path: Path) -> None:
+    """No answer at all is nothing to debug in a mapping: an error line and exit 1, not
+    'protocol errors: 0' and exit 0."""
+    from ._shopserver import closed_port
+
+    url = f"http://127.0.0.1:{closed_port()}"
+    flashsale = str(Path(sys.executable).parent / "flashsale")
+    proc = subprocess.run(
+        [flashsale, "probe", str(SCENARIOS / "smoke.toml"), "--target", url, "--timeout", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"error: {url}: no answer to" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_replay_whose_audit_is_missing_has_unknown_books() -> None:
+    """A replay's manifest without an audit (it failed, or the run stopped first) is
+    read as a replay without one: oversold units unknown, never the client's 0."""
+    from flashsale.postrun import _audits
+    from flashsale.runs import RunFolder
+
+    assert _audits(RunFolder(Path("r"), {"engine": "replay"}), [0]) == [{"source": None}]
+    assert _audits(RunFolder(Path("s"), {"engine": "simulate"}), [0]) is None

@@ -60,7 +60,7 @@ def test_bad_target_configs(tmp_path: Path) -> None:
         apply_target_config(sc, extra)
     bad = tmp_path / "bad.toml"
     bad.write_text('[target]\nbase_url = "ftp://x"\n')
-    with pytest.raises(TargetError, match=r"bad.toml: target.base_url: must be an http\(s\) URL"):
+    with pytest.raises(TargetError, match=r"bad.toml: target.base_url: expected an http\(s\) URL"):
         apply_target_config(sc, bad)
 
 

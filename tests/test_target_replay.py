@@ -712,7 +712,8 @@ def test_a_malformed_target_url_is_one_error_line_and_exit_2(tmp_path: Path) -> 
     proc = _replay("--target", "http://[::1", "--out", str(out))
     assert proc.returncode == 2, _show(proc)
     assert _errors(proc.stderr) == [
-        "error: target 'http://[::1': expected an http(s) URL like http://127.0.0.1:8000"
+        "error: target 'http://[::1': expected an http(s) URL like http://127.0.0.1:8000 "
+        "(optionally with a path)"
     ]
     assert "Traceback" not in proc.stderr and not out.exists()
 

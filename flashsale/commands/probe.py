@@ -115,7 +115,7 @@ def _probe(
     secrets = {os.environ[n] for n in sc.target.env_names() if os.environ.get(n)}
     accounts = load_accounts(sc.target)
     custom = load_custom(sc.target)
-    errors = 0
+    errors = unanswered = 0
     for buyer in buyers:
         t0 = time.time()
         client = HttpClient(url, t0, sc.target.request_timeout_s, t0 + timeout, max_requests)
@@ -132,6 +132,16 @@ def _probe(
         typer.echo(f"\n{KIND[buyer.kind]} journey (account {buyer.account})")
         log = journey.run()
         errors += len(log.protocol_errors)
+        lost = [e for e in client.exchanges if e.reply.status == 0]
+        if lost:  # nothing to debug in a mapping: the target did not answer
+            why = client.failures[-1] if client.failures else "no answer"
+            first = lost[0].request
+            typer.echo(
+                f"error: {url}: no answer to {len(lost)} request(s), first {first.method} "
+                f"{first.path}: {why}",
+                err=True,
+            )
+            unanswered += len(lost)
         typer.echo(
             f"  => {log.result}: {log.requests} requests, {log.units} units bought"
             + (f"; {'; '.join(log.notes)}" if log.notes else "")
@@ -139,27 +149,33 @@ def _probe(
     typer.echo(
         f"\nprotocol errors: {errors}"
         + ("" if errors else " (every answer matched a rule of the answer maps)")
+        + (f"; requests with no answer: {unanswered}" if unanswered else "")
     )
-    return errors
+    return errors + unanswered
 
 
 def _printer(secrets: set[str]) -> Any:
     def show(
         step: str,
-        req: Request,
-        reply: Reply,
-        got: tuple[Answer, dict[str, Any]] | str,
+        req: Request | None,
+        reply: Reply | None,
+        got: tuple[Answer, dict[str, Any]] | str | None,
         rule: AnswerRule | None,
     ) -> None:
-        headers = ", ".join(f"{k}: {_hide(v, secrets)}" for k, v in req.headers.items())
-        body = req.json if req.json is not None else req.form
-        typer.echo(f"  {step}: {req.method} {_hide(req.path, secrets)}")
-        if headers:
-            typer.echo(f"    headers  {headers}")
-        if body is not None:
-            typer.echo(f"    body     {_short(_hide(json.dumps(body), secrets))}")
-        answer = " ".join(reply.text.split())
-        typer.echo(f"    answer   {reply.status or 'none (no answer)'} {_short(answer)}")
+        if req is not None and reply is not None:
+            headers = ", ".join(f"{k}: {_hide(v, secrets)}" for k, v in req.headers.items())
+            body = req.json if req.json is not None else req.form
+            typer.echo(f"  {step}: {req.method} {_hide(req.path, secrets)}")
+            if headers:
+                typer.echo(f"    headers  {headers}")
+            if body is not None:
+                typer.echo(f"    body     {_short(_hide(json.dumps(body), secrets))}")
+            answer = " ".join(reply.text.split())
+            typer.echo(f"    answer   {reply.status or 'none (no answer)'} {_short(answer)}")
+        elif got is not None:
+            typer.echo(f"  {step}: read by target.python_class")
+        if got is None:
+            return
         if isinstance(got, str):
             typer.echo(f"    PROTOCOL ERROR: {got}")
             return

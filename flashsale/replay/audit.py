@@ -104,25 +104,25 @@ def run_hook(hook: Hook, base_url: str, values: Mapping[str, Any], what: str) ->
 def _run_command(argv: list[str], cwd: str | None, timeout_s: float, what: str) -> Any:
     if cwd is not None and not Path(cwd).is_dir():
         raise AuditError(f"{what}: cwd {cwd}: no such folder")
+    command = f"{what}: command {' '.join(argv)[:200]}"
     try:
         done = subprocess.run(argv, cwd=cwd, capture_output=True, timeout=timeout_s, check=False)
     except FileNotFoundError:
-        raise AuditError(f"{what}: command {argv[0]!r} not found") from None
+        raise AuditError(f"{command}: {argv[0]} not found") from None
     except subprocess.TimeoutExpired:
-        raise AuditError(f"{what}: command {argv[0]!r} gave no answer in {timeout_s:g} s") from None
+        raise AuditError(f"{command}: no answer in {timeout_s:g} s") from None
     except OSError as e:  # not executable, not a program
-        raise AuditError(f"{what}: command {argv[0]!r}: {e.strerror or e}") from None
+        raise AuditError(f"{command}: {e.strerror or e}") from None
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace").strip().splitlines()
         raise AuditError(
-            f"{what}: command {' '.join(argv)[:200]} exited {done.returncode}"
-            + (f": {err[-1][:300]}" if err else "")
+            f"{command} exited {done.returncode}" + (f": {err[-1][:300]}" if err else "")
         )
     out = done.stdout[:_MAX_OUTPUT].decode(errors="replace").strip()
     try:
         return json.loads(out) if out else {}
     except ValueError:
-        raise AuditError(f"{what}: command {argv[0]!r} printed no JSON object") from None
+        raise AuditError(f"{command} printed no JSON object") from None
 
 
 def reset_target(

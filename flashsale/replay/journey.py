@@ -85,9 +85,14 @@ Judge = Callable[["Reply"], "str | None"]
 error, no answer, an overloaded target), or None."""
 
 
-Trace = Callable[["str", "Request", "Reply", "tuple[Answer, dict[str, Any]] | str", Any], None]
+Trace = Callable[
+    ["str", "Request | None", "Reply | None", "tuple[Answer, dict[str, Any]] | str | None", Any],
+    None,
+]
 """Sees each exchange: protocol step, request, answer, what it was read as (meaning and
-captures, or the protocol error) and the answer rule that matched (or None)."""
+captures, or the protocol error) and the answer rule that matched (or None). A
+python_class step's requests come with no reading (None); its reading comes after
+them, with no request."""
 
 
 class Client(Protocol):
@@ -147,6 +152,7 @@ def client_ip(kind: int, person: int) -> str:
     return f"{base}.{(person >> 16) & 255}.{(person >> 8) & 255}.{person & 255}"
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _SUM = re.compile(r"(-?\d+)\s*([+\-x*])\s*(-?\d+)")
 
 
@@ -278,6 +284,9 @@ class Journey:
         not sent), X-Forwarded-For if the protocol says so, and the journey's cookies."""
         rendered = {k: render(v, values) for k, v in {**self.target.headers, **own}.items()}
         headers = {k: v for k, v in rendered.items() if v}
+        for k, v in headers.items():
+            if _CONTROL.search(v):  # a captured value would split the header
+                raise ProtocolError(f"header {k}: its value holds a line break (not shown)")
         if self.target.forwarded_for:
             headers.setdefault("X-Forwarded-For", client_ip(self.who.kind, self.who.person))
         if self.cookies and not any(k.lower() == "cookie" for k in headers):
@@ -340,7 +349,7 @@ class Journey:
             reply = self.send(step, req, _no_answer)
             replies.append(reply)
             if self.trace is not None:
-                self.trace(step, req, reply, "(read by the python_class)", None)
+                self.trace(step, req, reply, None, None)  # read by the class, below
             return reply
 
         try:
@@ -349,6 +358,8 @@ class Journey:
             raise
         except Exception as e:
             got = f"{type(self.custom).__name__}.{step} raised {type(e).__name__}: {e}"
+        if self.trace is not None:
+            self.trace(step, None, None, got, None)
         return self.answered(step, got), replies[-1] if replies else Reply(0)
 
     def answered(self, step: str, got: tuple[Answer, dict[str, Any]] | str) -> Answer:

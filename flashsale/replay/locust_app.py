@@ -900,7 +900,7 @@ def _run_share(env: Environment, plan: Plan) -> _Share:
         finally:
             rec.journey(who, journey.log)
 
-    watchdog = gevent.spawn(_watch, plan, scaled, group)
+    watchdog = gevent.spawn(_watch, plan, scaled, budget)
     try:
         for i in range(len(sched)):
             delay = plan.t0 + float(sched.t[i]) - time.time()
@@ -921,17 +921,19 @@ def _run_share(env: Environment, plan: Plan) -> _Share:
     return share
 
 
-def _watch(plan: Plan, scaled: Scenario, group: Group) -> None:
+def _watch(plan: Plan, scaled: Scenario, budget: _Budget) -> None:
     """Stop this share when the target does not speak the protocol (too many protocol
-    errors) or nothing progresses (flashsale.replay.watchdog): checked every second."""
+    errors) or nothing progresses (flashsale.replay.watchdog): checked every second.
+    No further request is sent (each journey ends at its next one, a request in
+    flight gets its answer and is recorded) and no further journey starts."""
     while _proc.stopped is None:
         gevent.sleep(1.0)
         tally = Tally.of(j.log for j in _proc.journeys)
         why = problem(tally, scaled.target, time.time() - plan.t0, final=False)
         if why is not None:
             _proc.stopped = why
+            budget.stopped = True
             sys.stderr.write(f"error: stopping the replay: {why}\n")
-            group.kill(block=False)
 
 
 def _tally() -> dict[str, Any]:

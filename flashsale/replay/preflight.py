@@ -163,8 +163,9 @@ def preflight(base_url: str, scenario: Scenario, source: str) -> SaleState | Non
     if answer is Answer.SOLD_OUT and not t.expect_sold_out:
         raise TargetError(
             f"{source}: the sale is already closed or sold out (target.steps.view answered "
-            f"{client.exchanges[-1].reply.status}): reset it first (target.reset, "
-            "--admin-token), or set target.expect_sold_out = true to replay it as it is"
+            f"{client.exchanges[-1].reply.status}): reset it first (target.reset; the "
+            "reference service's needs its admin token in FLASHSALE_ADMIN_TOKEN), or set "
+            "target.expect_sold_out = true to replay it as it is"
         )
     opens = journey.last.get("opens_in_s")
     opens_in = (

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flashsale.protocol import Target, step_names
+from flashsale.protocol import Target, step_names, url_problem
 from flashsale.replay.custom import Steps, handles, load_steps
 from flashsale.scenario import (
     Scenario,
@@ -148,6 +148,9 @@ def replayed_accounts(scaled: Scenario) -> range:
     return range(scaled.humans.count + scaled.bots.accounts)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 _DEFENSE_STEPS = {
     "captcha": ("captcha", "captcha_answer"),
     "lottery": ("lottery", "lottery_poll"),
@@ -175,12 +178,18 @@ def check_protocol(scenario: Scenario, accounts: Iterable[int], source: str) -> 
             f"target.steps: the replay needs {', '.join(missing)} (the defenses it has on), "
             "which the protocol neither declares nor has a python_class method for"
         )
-    unset = sorted(n for n in t.env_names() if n not in os.environ)
+    unset = sorted(n for n in t.env_names() if not os.environ.get(n))
     if unset:
         problems.append(
             f"target: {', '.join('{env.' + n + '}' for n in unset)}: environment variable"
-            f"{'s' if len(unset) > 1 else ''} {', '.join(unset)} not set (a secret the "
-            "protocol sends)"
+            f"{'s' if len(unset) > 1 else ''} {', '.join(unset)} not set or empty (a value "
+            "the protocol reads from the environment: a secret, a path)"
+        )
+    broken = sorted(n for n in t.env_names() if _CONTROL.search(os.environ.get(n, "")))
+    if broken:
+        problems.append(
+            f"target: environment variable {broken[0]} holds a line break or a control "
+            "character (it would split a header); its value is not shown"
         )
     fields = {
         n.removeprefix("user.")
@@ -194,7 +203,10 @@ def check_protocol(scenario: Scenario, accounts: Iterable[int], source: str) -> 
             "but names no accounts file"
         )
     if t.accounts_file is not None and not problems:
-        rows = load_accounts(t)
+        try:
+            rows = load_accounts(t)
+        except TargetError as e:
+            raise TargetError(f"{source}: {e}") from None
         absent = [a for a in accounts if a not in rows]
         if absent:
             problems.append(
@@ -251,8 +263,8 @@ def check_target(url: str, scenario: Scenario, allow_remote: bool, source: str) 
 
     ``source`` names where the configuration came from, for the error message.
     """
-    if not url.startswith(("http://", "https://")) or not _hostname(url):
-        raise TargetError(f"target {url!r}: expected an http(s) URL like http://127.0.0.1:8000")
+    if url_problem(url) is not None:
+        raise TargetError(f"target {url[:200]!r}: {url_problem(url)}")
     if is_loopback(url):
         return url.rstrip("/")
     named = scenario.target.base_url

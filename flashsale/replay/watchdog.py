@@ -28,7 +28,15 @@ from typing import Any
 from flashsale.protocol import Target
 from flashsale.replay.journey import JourneyLog
 
-__all__ = ["EXAMPLES", "MIN_REQUESTS", "Tally", "problem", "verdict"]
+__all__ = [
+    "EXAMPLES",
+    "MIN_REQUESTS",
+    "Tally",
+    "problem",
+    "progress_problem",
+    "protocol_problem",
+    "verdict",
+]
 
 EXAMPLES = 3
 """Protocol errors kept as examples, per step."""
@@ -103,11 +111,9 @@ class Tally:
         return "; ".join(parts) or "no answer at all"
 
 
-def problem(tally: Tally, target: Target, since_open_s: float, final: bool) -> str | None:
-    """Why the replay fails, or None. ``since_open_s``: sale seconds elapsed; ``final``:
-    the replay has ended (the share is judged whatever the number of requests)."""
-    if tally.stopped:
-        return tally.stopped
+def protocol_problem(tally: Tally, target: Target, final: bool) -> str | None:
+    """Too many protocol errors, or None; ``final``: the replay has ended (the share is
+    judged whatever the number of requests; before, from :data:`MIN_REQUESTS`)."""
     errors = tally.errors()
     judged = final or tally.requests >= MIN_REQUESTS
     if judged and tally.requests and errors / tally.requests > target.max_protocol_error_share:
@@ -116,13 +122,31 @@ def problem(tally: Tally, target: Target, since_open_s: float, final: bool) -> s
             f"does not know (more than target.max_protocol_error_share = "
             f"{target.max_protocol_error_share:g}): {tally.describe()}"
         )
-    if not tally.progressed and since_open_s >= target.progress_timeout_s:
-        return (
-            f"no journey reached a successful cart or a sold-out answer in the "
-            f"{target.progress_timeout_s:g} s after the opening "
-            f"(target.progress_timeout_s): {tally.describe()}"
-        )
     return None
+
+
+def progress_problem(tally: Tally, target: Target, since_open_s: float) -> str | None:
+    """No journey carted or was told sold out ``target.progress_timeout_s`` after the
+    opening (``since_open_s`` infinite: during the whole replay), or None."""
+    if tally.progressed or since_open_s < target.progress_timeout_s:
+        return None
+    when = (
+        "during the whole replay"
+        if math.isinf(since_open_s)
+        else f"in the {target.progress_timeout_s:g} s after the opening (target.progress_timeout_s)"
+    )
+    return f"no journey reached a successful cart or a sold-out answer {when}: {tally.describe()}"
+
+
+def problem(tally: Tally, target: Target, since_open_s: float, final: bool) -> str | None:
+    """Why the replay fails, or None: a process stopped its share (``tally.stopped``),
+    :func:`protocol_problem` or :func:`progress_problem`. ``since_open_s``: sale seconds
+    elapsed; ``final``: the replay has ended."""
+    return (
+        tally.stopped
+        or protocol_problem(tally, target, final)
+        or progress_problem(tally, target, since_open_s)
+    )
 
 
 def verdict(tally: Mapping[str, Any] | None, target: Target) -> str | None:
