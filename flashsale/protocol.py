@@ -57,7 +57,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import quote, urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from flashsale._schema import _MAX_HEADERS, _MAX_TEXT, MAX_COUNT, _Model
@@ -363,6 +370,25 @@ def _same(v: Any, want: Any) -> bool:
     return isinstance(v, bool) == isinstance(want, bool) and v == want
 
 
+def _want(v: Any) -> Any:
+    """A JSON condition's value, with one error message for a bad one."""
+    if isinstance(v, dict):
+        unknown = sorted(set(v) - {"gt", "ge", "lt", "le", "ne", "in", "exists"})
+        if unknown:
+            raise ValueError(
+                f"unknown comparison {unknown[0]!r} (allowed: gt, ge, lt, le, ne, in, exists)"
+            )
+        try:
+            return Match.model_validate(v)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise ValueError(f"{where}: {first['msg']}") from None
+    if isinstance(v, str | int | float | bool):
+        return v
+    raise ValueError("a value to equal (text, number, true/false) or a comparison like {gt = 0}")
+
+
 def json_at(body: Any, path: str) -> tuple[bool, Any]:
     """(found, value) at a dotted ``path`` (``lines.0.id``) of a JSON body."""
     v = body
@@ -406,7 +432,7 @@ class AnswerRule(_Model):
     :class:`Match`), ``body`` (a regular expression searched in the body text)."""
 
     status: Annotated[int | list[int] | str | None, BeforeValidator(_status)] = None
-    json_: dict[str, str | int | float | bool | Match] = Field(
+    json_: dict[str, Annotated[str | int | float | bool | Match, BeforeValidator(_want)]] = Field(
         default_factory=dict, alias="json", max_length=_MAX_HEADERS
     )
     body: Annotated[str, Field(max_length=_MAX_TEXT)] | None = None

@@ -1690,3 +1690,21 @@ def test_a_replay_whose_audit_is_missing_has_unknown_books() -> None:
 
     assert _audits(RunFolder(Path("r"), {"engine": "replay"}), [0]) == [{"source": None}]
     assert _audits(RunFolder(Path("s"), {"engine": "simulate"}), [0]) is None
+
+
+@pytest.mark.parametrize(
+    ("want", "message"),
+    [
+        ("{gtt=0}", "unknown comparison 'gtt' (allowed: gt, ge, lt, le, ne, in, exists)"),
+        ('{gt="x"}', "gt: Input should be a valid number"),
+        ("[1]", "a value to equal (text, number, true/false) or a comparison like {gt = 0}"),
+    ],
+)
+def test_a_bad_json_condition_is_one_error_line(want: str, message: str) -> None:
+    rule = f'target.steps.view.answers=[{{status=200, json={{stock_left={want}}}, meaning="ok"}}]'
+    res = CliRunner().invoke(app, ["validate", str(SCENARIOS / "smoke.toml"), "--set", rule])
+    assert res.exit_code == 2
+    assert res.stderr.splitlines() == [
+        f"error: {SCENARIOS / 'smoke.toml'}: target.steps.view.answers[0].json.stock_left: "
+        + message
+    ]

@@ -173,6 +173,12 @@ def _replay(
     staging = run.path / ".locust"
     end = t0 + scaled.sale.window_s + 2 * scaled.target.request_timeout_s + DRAIN_S
     run_time = int(end - time.time() + 30)
+    clock = "%H:%M:%S UTC"
+    typer.echo(  # a sale that opens late must not look like a hang
+        f"replay: {url}: the sale opens in {max(0.0, t0 - time.time()):,.0f} s "
+        f"({time.strftime(clock, time.gmtime(t0))}); the replay ends by "
+        f"{time.strftime(clock, time.gmtime(end))}"
+    )
     cmd = [
         sys.executable,
         "-m",
