@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import PercentFormatter, StrMethodFormatter
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from flashsale.figures import (
     BOT_COLOR,
@@ -27,7 +28,11 @@ from flashsale.figures import (
     OKABE_ITO,
     RUN_COLORS,
     Chart,
+    draw_whiskers,
     finish_grid,
+    has_interval,
+    keep_tick_labels_apart,
+    label_bars,
     label_unit_axis,
     mean_and_whiskers,
     nan_array,
@@ -42,9 +47,21 @@ __all__ = ["draw_compare_charts", "draw_run_charts"]
 _PCT_COLORS = {50: OKABE_ITO["bluish_green"], 95: OKABE_ITO["orange"], 99: OKABE_ITO["vermillion"]}
 
 
-def _thousands() -> StrMethodFormatter:
-    """Counts on an axis with thousands separators: 50,000 reads faster than 50000."""
-    return StrMethodFormatter("{x:,.0f}")
+def _thousands() -> FuncFormatter:
+    """Counts on an axis with thousands separators: 50,000 reads faster than 50000;
+    fractions kept (a bin mean of 0.2 requests in flight is not "0")."""
+    return FuncFormatter(lambda x, _pos: format(float(x) + 0.0, ",.12g"))
+
+
+_NO_INTERVAL = "1 replication: no interval"
+"""Said wherever a run of one replication would otherwise look like a zero-width CI."""
+
+
+def _legend_below(fig: Figure, ax: Axes, handles: Sequence[Any], labels: Sequence[str]) -> None:
+    """The legend under the axes, never over the data it explains."""
+    if handles:
+        ncols = 1 if len(handles) <= 3 else 2
+        fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=ncols)
 
 
 def _band(
@@ -56,6 +73,7 @@ def _band(
     steps: bool = True,
     shade: bool = True,
     log: bool = False,
+    alpha: float = 0.25,
 ) -> None:
     """Mean line plus its CI band; as steps when the values are per time bin."""
     xs = np.asarray(x, dtype=float)
@@ -74,14 +92,14 @@ def _band(
         # A t interval can dip below zero; on a log axis that would swamp the chart.
         lo = np.maximum(lo, nan_array(b["mean"]) / 10)
     if np.isfinite(lo).any():
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.25, lw=0, step="post" if steps else None)
+        ax.fill_between(xs, lo, hi, color=color, alpha=alpha, lw=0, step="post" if steps else None)
 
 
 def _ci_note(n_reps: int) -> str:
     return (
         f"lines: mean of {n_reps} replications; shaded: 95% CI"
         if n_reps > 1
-        else "one replication: no confidence band"
+        else f"{_NO_INTERVAL} (no confidence band)"
     )
 
 
@@ -164,14 +182,11 @@ def _sales(doc: Mapping[str, Any], folder: Path) -> Chart | None:
 
 def _success(doc: Mapping[str, Any], folder: Path) -> Chart:
     sba = doc["metrics"]["success_by_arrival"]
+    n_reps = len(doc["replications"])
     x = np.asarray(sba["bin_start_s"], dtype=float)
     mean = nan_array(sba["mean"])
-    lo, hi = nan_array(sba["ci_low"]), nan_array(sba["ci_high"])
-    fig, axes = new_figure()
+    fig, axes = new_figure(height=5.0)
     ax = axes[0][0]
-    err = None
-    if np.isfinite(lo).any():
-        err = np.vstack([np.clip(mean - lo, 0, None), np.clip(hi - mean, 0, None)])
     ax.bar(
         x,
         np.nan_to_num(mean),
@@ -182,17 +197,17 @@ def _success(doc: Mapping[str, Any], folder: Path) -> Chart:
         edgecolor="white",
         label="humans who got a unit",
     )
-    if err is not None:
-        ax.errorbar(
-            x + sba["bin_s"] / 2,
-            mean,
-            yerr=np.nan_to_num(err),
-            fmt="none",
-            ecolor=OKABE_ITO["black"],
-            elinewidth=0.8,
-            capsize=2,
-            label="95% CI",
-        )
+    # Whiskers only on bins with an interval: none at all with one replication.
+    draw_whiskers(
+        ax,
+        x + sba["bin_s"] / 2,
+        [
+            {"mean": m, "ci_low": lo, "ci_high": hi}
+            for m, lo, hi in zip(sba["mean"], sba["ci_low"], sba["ci_high"], strict=True)
+        ],
+        capsize=2,
+        label="95% CI",
+    )
     ax.axvline(0, color=OKABE_ITO["black"], ls=":", lw=1, label="opening (t = 0)")
     # How many arrived in each bin: a 0% bar over 5 humans means less than over 5,000.
     ax2 = ax.twinx()
@@ -209,13 +224,14 @@ def _success(doc: Mapping[str, Any], folder: Path) -> Chart:
     ax2.set_ylim(bottom=0)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.set_title(f"Success chance by arrival time, humans (bins of {sba['bin_s']:g} s)")
+    reps = f"bars: mean of {n_reps} replications; whiskers: 95% CI" if n_reps > 1 else _NO_INTERVAL
+    ax.set_title(f"Success chance by arrival time, humans (bins of {sba['bin_s']:g} s)\n{reps}")
     ax.set_xlabel("arrival offset from the opening (s)")
     ax.set_ylabel("share of humans who got a unit")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(h1 + h2, l1 + l2, loc="upper right")
+    _legend_below(fig, ax, h1 + h2, l1 + l2)
     return save_chart(
         fig,
         folder,
@@ -271,16 +287,8 @@ def _outcomes(doc: Mapping[str, Any], folder: Path) -> Chart:
         blocks = [rates[kind][r] for r in results]
         m, whiskers = mean_and_whiskers(blocks)
         pos = y + (i - 0.5) * h
-        xerr = whiskers if any(b["ci_low"] is not None for b in blocks) else None
-        ax.barh(
-            pos,
-            np.nan_to_num(m),
-            height=h,
-            color=color,
-            label=f"{kind}s",
-            xerr=xerr,
-            error_kw={"elinewidth": 0.8, "capsize": 2},
-        )
+        ax.barh(pos, np.nan_to_num(m), height=h, color=color, label=f"{kind}s")
+        draw_whiskers(ax, pos, blocks, horizontal=True, capsize=2)
         ends = m + whiskers[1]  # the bar or its CI, whichever reaches further
         for yy, v, end in zip(pos, m, ends, strict=True):
             if np.isfinite(v) and v > 0:
@@ -290,7 +298,11 @@ def _outcomes(doc: Mapping[str, Any], folder: Path) -> Chart:
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlim(0, 1.12)
     ax.set_xlabel("share of journeys of that kind")
-    ax.set_title("How journeys ended, per kind")
+    n_reps = len(doc["replications"])
+    ax.set_title(
+        "How journeys ended, per kind"
+        + (f" ({_NO_INTERVAL})" if n_reps == 1 else " (whiskers: 95% CI)")
+    )
     ax.grid(alpha=0.3, axis="x")
     ax.legend(loc="lower right")
     return save_chart(
@@ -338,32 +350,46 @@ def _load(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     tc = doc["series"]["timeline"].get("main")
     if tc is None:
         return None
-    fig, axes = new_figure(3, 1, height=7.0, sharex=True)
-    panels = (
+    # A replay is the client's view: it cannot see the service's queue, and its
+    # timeline holds 0 there by design (README, "Lateness and coordinated omission").
+    # A flat zero would read as "no queue", so the panel is left out and said so.
+    replay = doc.get("run", {}).get("engine") == "replay"
+    panels = [
         ("queue", "queue length\n(requests)", OKABE_ITO["orange"], "waiting for a worker"),
         ("in_flight", "in flight\n(requests)", OKABE_ITO["blue"], "being served"),
         ("errors_per_s", "errors per s", OKABE_ITO["vermillion"], "status >= 500 or no response"),
-    )
+    ][1 if replay else 0 :]
+    fig, axes = new_figure(len(panels), 1, height=1.4 + 1.9 * len(panels), sharex=True)
     for ax, (col, ylabel, color, label) in zip(axes[:, 0], panels, strict=True):
         _band(ax, tc["t_s"], tc[col], color, label)
         ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
         if col != "errors_per_s":  # a rate: fractions matter
             ax.yaxis.set_major_formatter(_thousands())
-        ax.set_ylim(bottom=0)
+            # Counts: a series that stays at 0 gets an axis up to 1, not 0 to 0.05.
+            ax.set_ylim(top=max(ax.get_ylim()[1], 1.0))
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("time from the opening (s)")
+    n_reps = len(doc["replications"])
+    what = (
+        "Requests in flight and errors"
+        if replay
+        else "Checkout queue, requests in flight and errors"
+    )
+    unseen = "no queue panel: a replay sees the service from the client, which cannot see its queue"
     fig.suptitle(
-        f"Checkout queue, requests in flight and errors (bins of {tc['bin_s']:g} s)\n"
-        f"{_ci_note(len(doc['replications']))}",
+        f"{what} (bins of {tc['bin_s']:g} s)\n{_ci_note(n_reps)}"
+        + (f"\n{unseen}" if replay else ""),
         fontsize=11,
     )
     return save_chart(
         fig,
         folder,
         "load",
-        "Queue length and requests in flight",
-        f"Queue and in-flight are bin means. {_ci_note(len(doc['replications']))}.",
+        "Requests in flight and errors" if replay else "Queue length and requests in flight",
+        ("In-flight is a bin mean; " + unseen if replay else "Queue and in-flight are bin means")
+        + f". {_ci_note(n_reps)}.",
     )
 
 
@@ -394,48 +420,67 @@ def _bars(
     rows = -(-len(metrics) // cols)
     fig, axes = new_figure(rows, cols, height=1.2 + 2.6 * rows)
     x = np.arange(len(docs))
+    n_reps = [len(d["replications"]) for d in docs]
     for ax, (name, label) in zip(axes.flat, metrics, strict=False):
-        mean, err = mean_and_whiskers([d["metrics"][name] for d in docs])
-        ax.bar(x, np.nan_to_num(mean), color=RUN_COLORS[: len(docs)], yerr=err, capsize=3)
-        # The value in white at the foot of a bar tall enough to hold it; in black
-        # above a short (or missing) bar, where white text would spill onto the page.
+        blocks = [d["metrics"][name] for d in docs]
+        mean, err = mean_and_whiskers(blocks)
+        colors = [RUN_COLORS[i % len(RUN_COLORS)] for i in range(len(docs))]
+        bars = ax.bar(x, np.nan_to_num(mean), color=colors)
+        # No whisker (and no cap) for a run without an interval (one replication).
+        draw_whiskers(ax, x, blocks)
         ax.set_ylim(bottom=0)  # every key metric is >= 0 (metric_bounds)
-        tall = 0.12 * ax.get_ylim()[1]
-        for xx, v in zip(x, mean, strict=True):
-            inside = bool(np.isfinite(v) and v > tall)
-            ax.text(
-                xx,
-                0 if inside or not np.isfinite(v) else max(float(v), 0.0),
-                "n/a" if np.isnan(v) else fmt_metric(name, float(v)),
-                ha="center",
-                va="bottom",
-                fontsize=7,
-                color="white" if inside else "black",
-            )
+        # The value in white inside a bar that can hold it, else in black above it.
+        ends = [
+            float(m + e) if has_interval(b) else float(m)
+            for m, e, b in zip(mean, err[1], blocks, strict=True)
+        ]
+        lows = [
+            float(m - e) if has_interval(b) else None
+            for m, e, b in zip(mean, err[0], blocks, strict=True)
+        ]
+        label_bars(
+            ax,
+            list(bars),
+            ["n/a" if np.isnan(v) else fmt_metric(name, float(v)) for v in mean],
+            ends,
+            lows,
+        )
         ax.set_title(label, fontsize=9)
         label_unit_axis(ax, name)
         ax.set_xticks(x, [f"run {i + 1}" for i in x], fontsize=8)
+        keep_tick_labels_apart(ax)
         ax.grid(alpha=0.3, axis="y")
+    whiskers = (
+        "1 replication each: no interval"
+        if max(n_reps) == 1
+        else "whiskers: 95% CI across replications"
+        + ("; none for a run of 1 replication" if min(n_reps) == 1 else "")
+    )
     return finish_grid(
         fig,
         axes,
         len(metrics),
-        suptitle="Key metrics per run (bars: mean; whiskers: 95% CI across replications)",
+        suptitle=f"Key metrics per run (bars: mean; {whiskers})",
         folder=folder,
         name="compare_metrics",
         title="Key metrics side by side",
         caption="Overlapping whiskers do not prove two runs equal; see the paired differences.",
-        legend_handles=_run_patches(labels),
+        # Which runs have no interval, when only some (the title says so when none has).
+        legend_handles=_run_patches(labels, n_reps=n_reps if max(n_reps) > 1 else None),
     )
 
 
-def _run_patches(labels: Sequence[str], baseline: bool = False) -> list[Patch]:
-    """One legend entry per run; ``baseline`` marks run 1 as what the others are compared to."""
+def _run_patches(
+    labels: Sequence[str], baseline: bool = False, n_reps: Sequence[int] | None = None
+) -> list[Patch]:
+    """One legend entry per run; ``baseline`` marks run 1 as what the others are compared
+    to; a run of one replication says it has no interval."""
     return [
         Patch(
             color=RUN_COLORS[i % len(RUN_COLORS)],
             label=f"run {i + 1}{' (baseline)' if baseline and i == 0 else ''}: "
-            f"{wrap_label(lab, 70)}",
+            f"{wrap_label(lab, 70)}"
+            + (f" ({_NO_INTERVAL})" if n_reps is not None and n_reps[i] == 1 else ""),
         )
         for i, lab in enumerate(labels)
     ]
@@ -459,15 +504,26 @@ def _overlay(
     curves = [pick(d) for d in docs]
     if all(c is None for c in curves):
         return None
-    fig, axes = new_figure(height=5.0)
+    drawn = sum(c is not None for c in curves)
+    # Which runs have no band, when only some; the title says so when none has.
+    banded = any(len(d["replications"]) > 1 for d in docs)
+    # The legend goes under the axes (never over the curves): the figure grows with it.
+    fig, axes = new_figure(height=5.0 + (0.3 * drawn if drawn > 3 else 0.0))
     ax = axes[0][0]
-    for i, (c, lab) in enumerate(zip(curves, labels, strict=True)):
+    for i, (c, lab, d) in enumerate(zip(curves, labels, docs, strict=True)):
         if c is not None:
             x, b = c
+            one = f" ({_NO_INTERVAL})" if len(d["replications"]) == 1 and banded else ""
             _band(
-                ax, x, b, RUN_COLORS[i % len(RUN_COLORS)], f"run {i + 1}: {wrap_label(lab)}", steps
+                ax,
+                x,
+                b,
+                RUN_COLORS[i % len(RUN_COLORS)],
+                f"run {i + 1}: {wrap_label(lab)}{one}",
+                steps,
+                alpha=0.25 if drawn <= 3 else 0.12,  # many bands: lighter, to see through
             )
-    ax.set_title(title)
+    ax.set_title(title if banded else f"{title}\n1 replication each: no interval")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if percent_y:
@@ -478,7 +534,7 @@ def _overlay(
         ax.plot([0, 1], [0, 1], color=OKABE_ITO["black"], ls="--", lw=1, label="perfect equality")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    _legend_below(fig, ax, *ax.get_legend_handles_labels())
     return save_chart(fig, folder, name, title, caption)
 
 
@@ -497,17 +553,22 @@ def _paired(
     rows = -(-len(names) // cols)
     fig, axes = new_figure(rows, cols, height=1.2 + 2.6 * rows)
     for ax, name in zip(axes.flat, names, strict=False):
-        mean, err = mean_and_whiskers([p["metrics"][name] for p in pairs])
+        blocks = [p["metrics"][name] for p in pairs]
+        mean, _err = mean_and_whiskers(blocks)
         x = np.arange(len(pairs))
         colors = [RUN_COLORS[p["run"] % len(RUN_COLORS)] for p in pairs]
-        ax.bar(x, np.nan_to_num(mean), color=colors, yerr=err, capsize=3)
+        ax.bar(x, np.nan_to_num(mean), color=colors)
+        draw_whiskers(ax, x, blocks)
         ax.axhline(0, color=OKABE_ITO["black"], lw=0.8)
         ax.set_title(titles[name], fontsize=9)
         label_unit_axis(ax, name)
         ax.set_ylabel(f"difference ({ax.get_ylabel()})", fontsize=8)
         diffs = [fmt_signed(name, None if np.isnan(m) else float(m)) for m in mean]
-        ticks = [f"run {p['run'] + 1} - run 1\n{d}" for p, d in zip(pairs, diffs, strict=True)]
+        # "run N" and its difference from run 1 (the figure's title says "vs run 1");
+        # turned upright (or thinned) if even so they would run into each other.
+        ticks = [f"run {p['run'] + 1}\n{d}" for p, d in zip(pairs, diffs, strict=True)]
         ax.set_xticks(x, ticks, fontsize=8)
+        keep_tick_labels_apart(ax)
         ax.grid(alpha=0.3, axis="y")
     return finish_grid(
         fig,

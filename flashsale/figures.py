@@ -10,17 +10,23 @@ needed); value axes labelled with the metric's unit; PNGs written atomically.
 from __future__ import annotations
 
 import textwrap
+import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.backend_bases import RendererBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.text import Annotation
 from matplotlib.ticker import PercentFormatter
+from matplotlib.transforms import Bbox
 
 from flashsale.metrics import metric_unit
 
@@ -30,12 +36,19 @@ __all__ = [
     "OKABE_ITO",
     "RUN_COLORS",
     "Chart",
+    "boxes_overlap",
+    "draw_whiskers",
     "finish_grid",
+    "has_interval",
+    "is_dark",
+    "keep_tick_labels_apart",
+    "label_bars",
     "label_unit_axis",
     "mean_and_whiskers",
     "nan_array",
     "new_figure",
     "save_chart",
+    "tick_label_boxes",
     "wrap_label",
 ]
 
@@ -89,6 +102,38 @@ def mean_and_whiskers(blocks: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, 
     return mean, np.nan_to_num(np.vstack([mean - lo, hi - mean]).clip(0))
 
 
+def has_interval(block: Mapping[str, Any]) -> bool:
+    """Whether a metric block has a confidence interval to draw (not with one
+    replication, nor where fewer than two replications had a value)."""
+    return block.get("ci_low") is not None and block.get("ci_high") is not None
+
+
+def draw_whiskers(
+    ax: Axes,
+    x: Sequence[float] | np.ndarray,
+    blocks: Sequence[Mapping[str, Any]],
+    *,
+    horizontal: bool = False,
+    **kw: Any,
+) -> bool:
+    """95% CI whiskers at ``x`` for the blocks that have an interval, and nothing for
+    those that have none: a zero-length whisker with its cap would read as an interval
+    of width zero, i.e. certainty, where there is only one replication. True when any
+    whisker was drawn."""
+    mean, err = mean_and_whiskers(blocks)
+    keep = np.array([has_interval(b) for b in blocks], dtype=bool) & np.isfinite(mean)
+    if not keep.any():
+        return False
+    xs = np.asarray(x, dtype=float)[keep]
+    style: dict[str, Any] = {"fmt": "none", "ecolor": "#000000", "elinewidth": 0.8, "capsize": 3}
+    style.update(kw)
+    if horizontal:
+        ax.errorbar(mean[keep], xs, xerr=err[:, keep], **style)
+    else:
+        ax.errorbar(xs, mean[keep], yerr=err[:, keep], **style)
+    return True
+
+
 def new_figure(rows: int = 1, cols: int = 1, height: float = 4.6, **kw: Any) -> tuple[Figure, Any]:
     """A 9-inch-wide figure on its own Agg canvas, so drawing needs neither pyplot's
     global state nor a display; the axes always come as a rows x cols array."""
@@ -99,7 +144,10 @@ def new_figure(rows: int = 1, cols: int = 1, height: float = 4.6, **kw: Any) -> 
 
 def save_chart(fig: Figure, folder: Path, name: str, title: str, caption: str) -> Chart:
     """Write ``folder/name.png`` under a temporary name, then rename: a report never
-    embeds half a PNG."""
+    embeds half a PNG. Tick labels and value labels asked to stay readable
+    (:func:`keep_tick_labels_apart`, :func:`label_bars`) are placed first, on the
+    figure's final layout."""
+    _settle(fig)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     tmp = folder / f".{name}.partial.png"
@@ -152,3 +200,202 @@ def finish_grid(
     else:
         fig.suptitle(suptitle, fontsize=suptitle_size)
     return save_chart(fig, folder, name, title, caption)
+
+
+# ---------------------------------------------------------------- readability
+#
+# Whether a label fits can only be told on the figure's final layout (constrained
+# layout moves and shrinks the axes once titles, legends and tick labels are
+# known), so the charts ask for it while drawing and :func:`save_chart` settles it
+# with the renderer just before writing the PNG.
+
+_PAD_PX = 2.0
+"""Pixels kept free between a value label and the edge of its bar."""
+
+
+@dataclass
+class _ValueLabel:
+    ax: Axes
+    bar: Rectangle
+    text: Annotation
+    top: float  # data y the label sits on when outside: the bar's top or its whisker's
+    low: float | None  # data y of the whisker's lower end; None without a whisker
+    place: str = "centre"  # "centre" or "left" of the bar (clear of its whisker), "above"
+
+
+@dataclass
+class _Pending:
+    tick_axes: list[Axes] = field(default_factory=list)
+    values: list[_ValueLabel] = field(default_factory=list)
+
+
+_PENDING: weakref.WeakKeyDictionary[Figure, _Pending] = weakref.WeakKeyDictionary()
+
+
+def _pending(fig: Figure) -> _Pending:
+    return _PENDING.setdefault(fig, _Pending())
+
+
+def _draw(fig: Figure) -> RendererBase:
+    """Lay the figure out as it will be saved (a draw that paints no pixels); the
+    renderer measures where everything went."""
+    fig.draw_without_rendering()
+    return fig.canvas.get_renderer()  # type: ignore[attr-defined,no-any-return]
+
+
+def is_dark(color: Any) -> bool:
+    """Whether a colour reads on a white page (relative luminance below 0.5)."""
+    r, g, b = to_rgb(color)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5
+
+
+def boxes_overlap(boxes: Sequence[Bbox]) -> bool:
+    """Whether any two of the (display-space) boxes overlap."""
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+def tick_label_boxes(ax: Axes, renderer: RendererBase, axis: str = "x") -> list[Bbox]:
+    """Display-space boxes of an axes' visible, non-empty major tick labels."""
+    labels = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
+    return [
+        t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text().strip()
+    ]
+
+
+def keep_tick_labels_apart(ax: Axes) -> None:
+    """Ask that the x tick labels of ``ax`` never run into each other: when they
+    would (long labels, many runs, crowded values), they are turned upright, and
+    if even then they touch, only every second (third, ...) one is kept."""
+    _pending(ax.figure).tick_axes.append(ax)  # type: ignore[arg-type]
+
+
+def label_bars(
+    ax: Axes,
+    bars: Sequence[Rectangle],
+    texts: Sequence[str],
+    tops: Sequence[float],
+    lows: Sequence[float | None] | None = None,
+    fontsize: float = 7,
+) -> None:
+    """Ask for a value label per bar: in white at the foot of the bar when the bar
+    can hold it (upright when the bars are too narrow for it lying down; beside the
+    bar's whisker, whose lower end is ``lows``, rather than under it), otherwise in
+    black just above the bar or its whisker (``tops``), with headroom made for it;
+    never white text spilling over the edge of its bar onto the white page."""
+    pending = _pending(ax.figure)  # type: ignore[arg-type]
+    lows = lows if lows is not None else [None] * len(bars)
+    for bar, text, top, low in zip(bars, texts, tops, lows, strict=True):
+        x = bar.get_x() + bar.get_width() / 2
+        ann = ax.annotate(
+            text,
+            (x, 0.0),
+            xytext=(0, _PAD_PX),
+            textcoords="offset pixels",
+            ha="center",
+            va="bottom",
+            fontsize=fontsize,
+            color="white",
+            annotation_clip=False,
+        )
+        ann.set_in_layout(False)  # the headroom made for it keeps it inside the axes
+        top = float(top) if np.isfinite(top) else 0.0
+        low = None if low is None or not np.isfinite(low) else float(low)
+        pending.values.append(_ValueLabel(ax, bar, ann, max(top, 0.0), low))
+
+
+def _spread_ticks(fig: Figure, axes: Sequence[Axes], renderer: RendererBase) -> RendererBase:
+    """Spread the crowded axes' tick labels; the renderer of the figure as it is now."""
+    crowded = [ax for ax in axes if boxes_overlap(tick_label_boxes(ax, renderer))]
+    if not crowded:
+        return renderer
+    for ax in crowded:
+        ax.tick_params(axis="x", labelrotation=90)
+    renderer = _draw(fig)
+    for ax in crowded:
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        step = 2
+        while boxes_overlap(tick_label_boxes(ax, renderer)) and step < len(labels):
+            ax.set_xticks(
+                ax.get_xticks(), [lab if i % step == 0 else "" for i, lab in enumerate(labels)]
+            )
+            renderer = _draw(fig)
+            step += 1
+    return renderer
+
+
+def _inside_place(lab: _ValueLabel, renderer: RendererBase) -> str:
+    """Where in its bar a label fits: "centre" (clear of the whisker, if any),
+    "left" (beside the whisker, which runs up the middle), or "above" (it does not)."""
+    t, b = lab.text.get_window_extent(renderer), lab.bar.get_window_extent(renderer)
+    if t.height + 2 * _PAD_PX > b.height:
+        return "above"
+    if lab.low is not None:
+        x = lab.bar.get_x() + lab.bar.get_width() / 2
+        low_px = lab.ax.transData.transform((x, lab.low))[1]
+        clear = low_px >= b.y0 + t.height + 2 * _PAD_PX
+    else:
+        clear = True
+    if clear and t.width + 2 * _PAD_PX <= b.width:
+        return "centre"
+    if t.width + 2 * _PAD_PX <= b.width / 2 - 1:
+        return "left"
+    return "above"
+
+
+def _place_values(fig: Figure, labels: Sequence[_ValueLabel], renderer: RendererBase) -> None:
+    by_ax: dict[Axes, list[_ValueLabel]] = {}
+    for lab in labels:
+        by_ax.setdefault(lab.ax, []).append(lab)
+    # Lying down only if every label of the panel fits its bar's width: one
+    # orientation per panel, read at a glance.
+    rotated = False
+    for group in by_ax.values():
+        too_wide = any(
+            lab.text.get_window_extent(renderer).width + 2 * _PAD_PX
+            > lab.bar.get_window_extent(renderer).width
+            for lab in group
+        )
+        if too_wide:
+            rotated = True
+            for lab in group:
+                lab.text.set_rotation(90)
+    for i in range(5):  # moving labels out makes headroom, which shrinks the bars
+        if i > 0 or rotated:
+            renderer = _draw(fig)
+        changed = False
+        for ax, group in by_ax.items():
+            bottom, top = ax.get_ylim()
+            height_px = ax.get_window_extent(renderer).height
+            need = top
+            for lab in group:
+                # Bars only shrink from one pass to the next: centre -> left -> above.
+                order = ("centre", "left", "above")
+                place = _inside_place(lab, renderer) if lab.place != "above" else "above"
+                if order.index(place) > order.index(lab.place):
+                    lab.place = place
+                    x = lab.bar.get_x() + lab.bar.get_width() / (4 if place == "left" else 2)
+                    lab.text.xy = (x, lab.top if place == "above" else 0.0)
+                    if place == "above":
+                        lab.text.set_color("#000000")
+                    changed = True
+                if lab.place == "above":
+                    k = (lab.text.get_window_extent(renderer).height + 2 * _PAD_PX) / height_px
+                    if k < 0.9:
+                        need = max(need, (lab.top - k * bottom) / (1 - k))
+            if need > top * (1 + 1e-9) + 1e-12:
+                ax.set_ylim(bottom, need)
+                changed = True
+        if not changed:
+            return
+
+
+def _settle(fig: Figure) -> None:
+    pending = _PENDING.pop(fig, None)
+    if pending is None:
+        return
+    renderer = _draw(fig)
+    if pending.tick_axes:
+        axes = [ax for ax in pending.tick_axes if ax.get_visible()]
+        renderer = _spread_ticks(fig, axes, renderer)
+    if pending.values:
+        _place_values(fig, pending.values, renderer)

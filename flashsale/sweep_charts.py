@@ -9,17 +9,22 @@ HTML, not new copies of them.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import NullLocator
 
 from flashsale.figures import (
     RUN_COLORS,
     Chart,
+    draw_whiskers,
     finish_grid,
+    keep_tick_labels_apart,
     label_unit_axis,
     mean_and_whiskers,
     new_figure,
@@ -61,6 +66,35 @@ def _show(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def _tick(value: Any) -> str:
+    """A grid value as a tick label: a table one key per line (``mean=1``), so two
+    tables side by side stay apart; anything else as in the report."""
+    if isinstance(value, Mapping):
+        return "\n".join(f"{k}={_show(v)}" for k, v in value.items()) or "{}"
+    return _show(value)
+
+
+def _geometric_base(values: Sequence[Any]) -> float | None:
+    """The log base to draw a geometric grid with (2 for a doubling grid such as 64,
+    128, 256; 10 for 1, 10, 100; the ratio itself otherwise), or None when the grid
+    is not geometric: fewer than three values, not all positive numbers, or unequal
+    ratios between neighbours."""
+    if len(values) < 3 or not _numeric(values):
+        return None
+    xs = sorted({float(v) for v in values})
+    if len(xs) < 3 or xs[0] <= 0:
+        return None
+    ratios = [b / a for a, b in itertools.pairwise(xs)]
+    r = ratios[0]
+    if r <= 1 or any(not math.isclose(q, r, rel_tol=1e-6) for q in ratios):
+        return None
+    for base in (2.0, 10.0):
+        k = math.log(r, base)
+        if math.isclose(k, round(k), abs_tol=1e-9):
+            return base
+    return r
+
+
 def _lines(sweep: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     """Rows grouped into lines: one per combination of the axes after the first,
     each ordered along the first axis."""
@@ -83,41 +117,60 @@ def draw_sweep_charts(
     first = sweep["grid"][0]["path"]
     xs_all = sweep["grid"][0]["values"]
     numeric = _numeric(xs_all)
+    # A geometric grid (64, 128, 256) on a log axis: evenly spaced, as it was meant;
+    # on a linear one its small values crowd together and their labels merge.
+    base = _geometric_base(xs_all)
     pos = {json.dumps(v): (float(v) if numeric else float(i)) for i, v in enumerate(xs_all)}
-    span = (max(pos.values()) - min(pos.values())) or 1.0
+
+    def scaled(v: np.ndarray | float) -> Any:  # where the axis spaces values evenly
+        return np.log(v) / math.log(base) if base is not None else v
+
+    span = float(scaled(max(pos.values())) - scaled(min(pos.values()))) or 1.0
     lines = _lines(sweep, rows)
+    n = sweep["replications"]
     cols = 3
     nrows = -(-len(SWEEP_METRICS) // cols)
     fig, axes = new_figure(nrows, cols, height=1.6 + 3.0 * nrows)
     for ax, (name, label) in zip(axes.flat, SWEEP_METRICS, strict=False):
+        if base is not None:
+            ax.set_xscale("log", base=base)
         for j, (key, group) in enumerate(lines.items()):
-            # A small sideways nudge per line so the error bars of equal x do not overlap.
+            # A small sideways nudge per line so the error bars of equal x do not overlap
+            # (in the axis' own spacing: a factor on a log axis).
             nudge = (j - (len(lines) - 1) / 2) * 0.012 * span
-            x = np.array([pos[json.dumps(r["settings"][first])] for r in group]) + nudge
-            mean, err = mean_and_whiskers([r["metrics"][name] for r in group])
+            x0 = np.array([pos[json.dumps(r["settings"][first])] for r in group])
+            x = x0 * base**nudge if base is not None else x0 + nudge
+            blocks = [r["metrics"][name] for r in group]
+            mean, _err = mean_and_whiskers(blocks)
             color = RUN_COLORS[j % len(RUN_COLORS)]
-            ax.errorbar(
+            ax.plot(
                 x,
                 mean,
-                yerr=err,
                 color=color,
                 marker="o",
                 ms=4,
                 lw=1.4,
-                capsize=3,
                 label=wrap_label(key, 40) if key else None,
             )
+            # Whiskers only where there is an interval: none with one replication.
+            draw_whiskers(ax, x, blocks, ecolor=color, elinewidth=1.4)
             for xx, m in zip(x, mean, strict=True):
                 if np.isnan(m):  # undefined at this point (e.g. nothing sold): say so
                     ax.text(xx, 0, "n/a", ha="center", va="bottom", fontsize=7, color=color)
         ax.set_title(label, fontsize=9)
         label_unit_axis(ax, name)
-        ax.set_xlabel(first, fontsize=8)
-        ax.set_xticks([pos[json.dumps(v)] for v in xs_all], [_show(v) for v in xs_all], fontsize=8)
+        ax.set_xlabel(first + (f" (log{base:g} scale)" if base is not None else ""), fontsize=8)
+        ax.set_xticks([pos[json.dumps(v)] for v in xs_all], [_tick(v) for v in xs_all], fontsize=8)
+        ax.xaxis.set_minor_locator(NullLocator())  # only the grid's own values are labelled
+        if not numeric:  # categories: room for the first and last label
+            ax.set_xlim(-0.5, len(xs_all) - 0.5)
+        keep_tick_labels_apart(ax)
         top = ax.get_ylim()[1]  # headroom: a flat line must not sit on the frame
         ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)
         ax.grid(alpha=0.3)
-    n = sweep["replications"]
+    points = (
+        f"mean of {n} replications; whiskers: 95% CI" if n > 1 else "1 replication: no interval"
+    )
     # One line per value of the other varied parameters: a legend only when there are several.
     handles = axes.flat[0].get_legend_handles_labels()[0] if len(lines) > 1 else None
     return [
@@ -126,8 +179,7 @@ def draw_sweep_charts(
             axes,
             len(SWEEP_METRICS),
             suptitle=f"{sweep['scenario_name']}: key metrics against {first} "
-            f"(points: mean of {n} replications; whiskers: 95% CI; "
-            f"seed {sweep['seed']} at every point)",
+            f"(points: {points}; seed {sweep['seed']} at every point)",
             folder=folder,
             name="sweep_metrics",
             title=f"Key metrics against {first}",
