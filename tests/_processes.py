@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["FLASHSALE", "LINUX", "children", "dead", "start", "wait_until"]
+__all__ = ["FLASHSALE", "LINUX", "children", "cpu_s", "dead", "start", "wait_until"]
 
 LINUX = sys.platform.startswith("linux")
 FLASHSALE = Path(sys.executable).parent / "flashsale"
@@ -33,6 +33,18 @@ def dead(pid: int) -> bool:
     """Gone, or a zombie waiting to be reaped: running nothing, holding no memory."""
     stat = _stat(pid)
     return stat is None or stat[0] in ("Z", "X")
+
+
+def cpu_s(pid: int) -> float | None:
+    """The CPU time ``pid`` has used (user + system), in seconds; None once it is gone.
+
+    How far a process has got in its own work, whatever the machine's load: a test
+    that waits for it, not for wall-clock time, lands at the same point when loaded.
+    """
+    stat = _stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return None
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def children(pid: int) -> list[int]:

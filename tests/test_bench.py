@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "sim_bench.py"
+BOUND_S = 280
+"""A safety bound on one bench run (about 15 s at load 6 on 2 CPUs), under pytest's 300 s."""
 
 
 def _bench(scenario: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -19,7 +21,7 @@ def _bench(scenario: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, str(BENCH), str(scenario), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=BOUND_S,
         check=False,
     )
 

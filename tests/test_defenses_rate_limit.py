@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flashsale.defenses.rate_limit import TokenBuckets
@@ -45,6 +45,7 @@ def test_clock_stepping_back_refills_nothing() -> None:
     assert tb.retry_after("a", 1.0) == pytest.approx(1.0)
 
 
+@settings(deadline=None)  # no wall-clock limit per example: a loaded machine is slow
 @given(
     rate=st.floats(0.1, 50.0),
     burst=st.integers(1, 20),

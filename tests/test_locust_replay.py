@@ -449,11 +449,11 @@ def _stop(proc: subprocess.Popen[str], sig: int) -> str:
     ignores it is killed (nothing outlives the test) and the test fails."""
     proc.send_signal(sig)
     try:
-        return proc.communicate(timeout=60)[1]
+        return proc.communicate(timeout=180)[1]  # a safety bound: a report follows the stop
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        pytest.fail(f"{proc.args[:4]}: still running 60 s after signal {sig}; killed")
+        pytest.fail(f"{proc.args[:4]}: still running 180 s after signal {sig}; killed")
 
 
 def test_ctrl_c_stops_locust_and_marks_the_run_incomplete(tmp_path: Path) -> None:
@@ -471,7 +471,7 @@ def test_ctrl_c_stops_locust_and_marks_the_run_incomplete(tmp_path: Path) -> Non
         # SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
         preexec_fn=_default_sigint,
     )
-    deadline = time.time() + 60
+    deadline = time.time() + 180  # a safety bound on the wait, not an assertion
     while time.time() < deadline and not (out / "manifest.json").exists():
         time.sleep(0.2)
     time.sleep(4)  # the service is up and Locust is starting
@@ -511,7 +511,7 @@ def test_a_killed_replay_takes_its_service_and_locust_with_it(tmp_path: Path) ->
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a safety bound on the wait, not an assertion
     children: list[int] = []
     while len(children) < 2 and time.monotonic() < deadline:  # the service, then Locust
         time.sleep(0.2)
@@ -519,7 +519,7 @@ def test_a_killed_replay_takes_its_service_and_locust_with_it(tmp_path: Path) ->
     assert len(children) == 2, "the replay should be running its service and Locust"
     proc.kill()  # SIGKILL: no chance to clean up
     proc.wait(timeout=10)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a safety bound on the wait, not an assertion
     while any(_alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [c for c in children if _alive(c)]
@@ -546,7 +546,7 @@ def test_web_ui_start_runs_the_replay_to_a_complete_folder(tmp_path: Path) -> No
         err: str | None = None
         try:
             with httpx.Client(base_url=ui, timeout=5, trust_env=False) as web:
-                deadline = time.monotonic() + 60
+                deadline = time.monotonic() + 180  # a safety bound, not an assertion
                 while True:
                     try:
                         assert web.get("/").status_code == 200
@@ -559,7 +559,7 @@ def test_web_ui_start_runs_the_replay_to_a_complete_folder(tmp_path: Path) -> No
                 started = web.post("/swarm", data={"user_count": 1, "spawn_rate": 1})
                 assert started.json()["success"], started.text
                 # report.html is the last file a finished replay writes (then the summary)
-                deadline = time.monotonic() + 120
+                deadline = time.monotonic() + 240  # a safety bound, not an assertion
                 while time.monotonic() < deadline and not (out / "report.html").exists():
                     time.sleep(0.5)
                 time.sleep(0.5)
@@ -689,7 +689,7 @@ def test_plain_locust_interrupted_keeps_what_it_recorded(tmp_path: Path, sig: in
         try:
             # the run folder appears once the target is reset to open in 7 s; wait
             # for the opening, then for a first cart (the replay is under way)
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180  # a safety bound on both waits
             while not (out / "manifest.json").exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
             while time.monotonic() < deadline:
@@ -759,7 +759,7 @@ def test_a_worker_that_misses_the_deadline_leaves_its_part_missing(tmp_path: Pat
                         text=True,
                     )
                 )
-            deadline = time.monotonic() + 60  # the folder appears as the plans go out
+            deadline = time.monotonic() + 180  # the folder appears as the plans go out
             while not (out / "manifest.json").exists() and time.monotonic() < deadline:
                 assert master.poll() is None, master.communicate()[1][-3000:]
                 time.sleep(0.1)

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from flashsale.runs import (
 )
 from flashsale.scenario import load_scenario, scenario_hash
 
+from ._processes import LINUX, cpu_s, wait_until
 from .test_metrics_data import synthetic_outcome
 from .test_outcome import _outcome
 
@@ -115,10 +115,13 @@ def test_sigterm_marks_a_simulation_incomplete_and_exits_nonzero(tmp_path: Path)
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not (out / "manifest.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)  # inside the replication (a full one takes several seconds)
+    wait_until(
+        "the run folder's manifest",
+        lambda: (out / "manifest.json").exists() or proc.poll() is not None,
+    )
+    if LINUX:  # inside the replication: one of its ~6 CPU seconds, whatever the load
+        after = (cpu_s(proc.pid) or 0.0) + 1.0
+        wait_until("a CPU second into the replication", lambda: (cpu_s(proc.pid) or 1e9) > after)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert proc.returncode == 130

@@ -32,6 +32,9 @@ from .conftest import SCENARIOS
 pytestmark = pytest.mark.skipif(not LINUX, reason="process groups and signals as on Linux")
 
 SMOKE = str(SCENARIOS / "smoke.toml")
+START_S = 180.0
+"""A safety bound on run_in_background's start (its own default, 30 s, is short for a
+loaded machine); not a speed claim."""
 
 
 @pytest.fixture
@@ -128,13 +131,13 @@ def test_serve_refused_after_making_its_folder_removes_it(tmp: Path) -> None:
 
 def test_run_in_background_removes_its_folder_on_every_way_out(tmp: Path, tmp_path: Path) -> None:
     sc = load_scenario(SMOKE)
-    with run_in_background(sc) as url:
+    with run_in_background(sc, ready_timeout_s=START_S) as url:
         (folder,) = _folders(tmp)
         assert Path(url.db).parent == folder
         assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
     assert _folders(tmp) == []
 
-    with pytest.raises(KeyboardInterrupt), run_in_background(sc):
+    with pytest.raises(KeyboardInterrupt), run_in_background(sc, ready_timeout_s=START_S):
         raise KeyboardInterrupt
     assert _folders(tmp) == []
 
@@ -148,6 +151,6 @@ def test_run_in_background_removes_its_folder_on_every_way_out(tmp: Path, tmp_pa
     assert _folders(tmp) == []
 
     db = tmp_path / "mine.db"
-    with run_in_background(sc, db=db) as url:
+    with run_in_background(sc, db=db, ready_timeout_s=START_S) as url:
         assert url.db == str(db)
     assert db.is_file() and _folders(tmp) == []

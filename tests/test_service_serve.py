@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,9 +21,12 @@ from flashsale.service.backends import open_store
 from flashsale.service.runtime import Runtime
 from flashsale.service.server import ADMIN_TOKEN_ENV
 
+from ._processes import wait_until
 from .conftest import SCENARIOS
 
 SMOKE = str(SCENARIOS / "smoke.toml")
+SAFETY_S = 120.0
+"""A safety bound on each wait for the server (a hang fails, not hangs); no speed claim."""
 
 
 def _hold_old_sale(db: str) -> None:
@@ -54,15 +56,16 @@ def _serve(db: str, *flags: str, tmp: Path) -> tuple[str, dict[str, object]]:
         env={**os.environ, ADMIN_TOKEN_ENV: "t0ken"},
     )
     try:
-        for _ in range(600):  # 60 s at most: a safety bound
-            if ready.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert ready.exists(), proc.communicate(timeout=30)[0]
-        sale = httpx.get(f"{ready.read_text()}/v1/sale", timeout=30).json()
+        wait_until(
+            "the server is ready or gone",
+            lambda: ready.exists() or proc.poll() is not None,
+            bound_s=SAFETY_S,
+        )
+        assert ready.exists(), proc.communicate(timeout=SAFETY_S)[0]
+        sale = httpx.get(f"{ready.read_text()}/v1/sale", timeout=SAFETY_S).json()
     finally:
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0]
+        out = proc.communicate(timeout=SAFETY_S)[0]
     return out, sale
 
 
