@@ -238,7 +238,7 @@ def run_in_background(
     admin_token: str | None = None,
     fresh: bool = True,
     opens_in_s: float = 0.0,
-    ready_timeout_s: float = 30.0,
+    ready_timeout_s: float = 300.0,
     env: Mapping[str, str] | None = None,
 ) -> Iterator[ServiceURL]:
     """Start the service in a child process; yield its base URL; stop it.
@@ -247,6 +247,12 @@ def run_in_background(
     the sale already in ``db`` (a restart). The yielded URL carries
     ``.admin_token`` (random unless given), ``.db`` and ``.process``.
     ``env`` adds environment variables for the server (e.g. ``PROFILE_ENV``).
+
+    Waiting for the start is event-based: the server writes its ready file once it
+    listens, and a server that exits is noticed at once. ``ready_timeout_s`` is only
+    a safety bound for a server that hangs (it starts in about a second; on a machine
+    loaded by other work, many times that), so it is generous. Raises RuntimeError
+    with the tail of the server's log when it exits or hangs before it is ready.
     """
     if not is_loopback(host):
         raise ValueError(f"host {host!r}: run_in_background binds loopback only")
@@ -287,10 +293,12 @@ def run_in_background(
             deadline = time.monotonic() + ready_timeout_s
             while not ready.exists():
                 if proc.poll() is not None or time.monotonic() > deadline:
+                    hung = proc.poll() is None
                     proc.kill()
                     proc.wait()
                     tail = (Path(tmp) / "server.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"the service did not start:\n{tail}")
+                    why = f"not ready within {ready_timeout_s:g} s" if hung else "it exited"
+                    raise RuntimeError(f"the service did not start ({why}):\n{tail}")
                 time.sleep(0.05)
             url = ServiceURL(ready.read_text().strip())
             url.admin_token, url.db, url.process = token, database, proc
