@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +37,7 @@ from flashsale.runs import RunFolder, open_run
 from flashsale.scenario import load_scenario
 from flashsale.service.server import new_admin_token, run_in_background
 
+from ._shopserver import free_port
 from .conftest import ROOT, SCENARIOS
 
 SMOKE = SCENARIOS / "smoke.toml"
@@ -123,27 +122,9 @@ def test_plain_locust_with_two_processes_merges_without_loss(tmp_path: Path) -> 
     _check_run(tmp_path / "run", processes=2)
 
 
-def _free_port() -> int:
-    """A free loopback port for a server a test starts, below the kernel's ephemeral
-    range: a port from that range (what binding port 0 gives) can be taken by any
-    outgoing connection between this check and the server's own bind."""
-    try:
-        first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except OSError:  # not Linux: IANA's dynamic range starts at 49152
-        first_ephemeral = 49_152
-    for port in random.Random().sample(range(20_000, first_ephemeral), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free loopback port in 20000-{first_ephemeral - 1}")
-
-
 def test_master_and_worker_merge_without_loss(tmp_path: Path) -> None:
     scaled = scale_scenario(_short_scenario(), SCALE)
-    port = str(_free_port())
+    port = str(free_port())
     with run_in_background(scaled) as url:
         master = subprocess.Popen(
             _plain_locust(
@@ -266,7 +247,7 @@ def test_a_replay_whose_locust_fails_is_one_error_line_and_exit_1(tmp_path: Path
 
 
 def test_a_target_nobody_listens_on_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
-    out, port = tmp_path / "run", _free_port()  # free: nothing listens there
+    out, port = tmp_path / "run", free_port()  # free: nothing listens there
     cmd = [FLASHSALE, "replay", str(SMOKE), "--target", f"http://127.0.0.1:{port}"]
     proc = subprocess.run(
         [*cmd, "--out", str(out), *SHORT], capture_output=True, text=True, timeout=60
@@ -380,7 +361,7 @@ def test_a_worker_without_allow_remote_stops_a_remote_replay(tmp_path: Path) -> 
     never calls the target itself (no reset, no status)."""
     cfg = tmp_path / "staging.toml"
     cfg.write_text('[target]\nbase_url = "https://staging.shop.invalid"\n')
-    out, port = tmp_path / "run", str(_free_port())
+    out, port = tmp_path / "run", str(free_port())
     master_cmd = [
         *LOCUST, "--headless", "--only-summary", "--loglevel", "WARNING",
         "--scenario", str(SMOKE), "--scale", str(SCALE), *SHORT,
@@ -529,7 +510,7 @@ def test_web_ui_start_runs_the_replay_to_a_complete_folder(tmp_path: Path) -> No
     """Plain Locust with its web UI: what the Start button posts starts the shape,
     and the run folder is complete once every journey has ended."""
     scaled = scale_scenario(_short_scenario(), SCALE)
-    out, port = tmp_path / "run", _free_port()
+    out, port = tmp_path / "run", free_port()
     ui = f"http://127.0.0.1:{port}"
     with run_in_background(scaled) as url:
         cmd = [
@@ -729,7 +710,7 @@ def test_a_worker_that_misses_the_deadline_leaves_its_part_missing(tmp_path: Pat
     does not wait 30 s more; the hung worker is killed afterwards.)"""
     sets = [*SHORT, "--set", "target.request_timeout_s=3"]
     scaled = scale_scenario(_short_scenario(sets), SCALE)
-    out, port = tmp_path / "run", str(_free_port())
+    out, port = tmp_path / "run", str(free_port())
     procs: list[subprocess.Popen[str]] = []
     with run_in_background(scaled) as url:
         args = _plain_locust(

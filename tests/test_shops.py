@@ -11,23 +11,18 @@ import asyncio
 import contextlib
 import csv
 import json
-import select
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
 
-from flashsale.children import die_with_parent
+from . import _shopserver as shop_server
+from ._shopserver import ROOT, books
 
-ROOT = Path(__file__).resolve().parents[1]
-READY_TIMEOUT_S = 60.0
-"""Bound on a shop's start (generous: a loaded CI machine); not a wall-clock assertion."""
 HTTP_TIMEOUT = httpx.Timeout(30.0)
 CONCURRENCY = 16
 """Requests in flight at once in a burst (the buyers are many more)."""
@@ -49,48 +44,9 @@ def _python_m(module: str, *args: str) -> subprocess.CompletedProcess[str]:
 @contextlib.contextmanager
 def running(shop: str, db: Path, units: int, opens_in_s: float = 0.0, *extra: str) -> Iterator[str]:
     """Start ``examples.shops.<shop>`` on port 0; yield its base URL; stop it (SIGTERM)."""
-    log = (db.parent / f"{shop}.log").open("wb")
-    cmd = [sys.executable, "-m", f"examples.shops.{shop}", "--port", "0", "--db", str(db)]
-    cmd += ["--units", str(units), "--opens-in-s", str(opens_in_s), *extra]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, preexec_fn=die_with_parent
-    )
-    assert proc.stdout is not None
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
-            chunk = proc.stdout.readline() if ready else b""
-            if not chunk:  # EOF (it died) or no line in time
-                log.flush()
-                tail = (db.parent / f"{shop}.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{shop} did not start (rc={proc.poll()}):\n{tail}")
-            line += chunk
-        first = line.decode().strip()
-        assert first.startswith("serving http://127.0.0.1:"), first
-        yield first.removeprefix("serving ")
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stdout.close()
-        log.close()
-
-
-def books(command: str, db: Path, *args: str) -> dict[str, Any]:
-    """``python -m examples.shops.books <command> --db DB ...``: its one JSON line."""
-    done = _python_m("examples.shops.books", command, "--db", str(db), *args)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert len(lines) == 1, done.stdout
-    answer: dict[str, Any] = json.loads(lines[0])
-    return answer
+    args = ["--db", str(db), "--units", str(units), "--opens-in-s", str(opens_in_s), *extra]
+    with shop_server.running(f"examples.shops.{shop}", db.parent / f"{shop}.log", *args) as url:
+        yield url
 
 
 async def bounded(

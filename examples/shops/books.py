@@ -27,7 +27,7 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -262,6 +262,24 @@ def serve(make_app: Callable[[Callable[[], None]], Any], host: str, port: int) -
         make_app(on_started), access_log=False, log_level="warning", timeout_keep_alive=30
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def closing_lifespan(
+    con: sqlite3.Connection, on_started: Callable[[], None] | None
+) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """A Starlette lifespan that calls ``on_started`` once the app serves and closes the
+    shop's books connection ``con`` when it stops."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        if on_started is not None:
+            on_started()
+        try:
+            yield
+        finally:
+            con.close()
+
+    return lifespan
 
 
 def shop_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:

@@ -47,8 +47,7 @@ import secrets
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -58,7 +57,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from examples.shops.books import connect, immediate, read_sale, run_shop, shop_arguments
+from examples.shops.books import (
+    closing_lifespan,
+    connect,
+    immediate,
+    read_sale,
+    run_shop,
+    shop_arguments,
+)
 
 __all__ = [
     "DECLINED_CARD",
@@ -224,15 +230,6 @@ def create_app(db: str | Path, on_started: Callable[[], None] | None = None) -> 
     async def crash(_: Request, exc: Exception) -> Response:
         return _code("ERROR")
 
-    @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if on_started is not None:
-            on_started()
-        try:
-            yield
-        finally:
-            con.close()
-
     return Starlette(
         routes=[
             Route("/api/login", login, methods=["POST"]),
@@ -245,7 +242,7 @@ def create_app(db: str | Path, on_started: Callable[[], None] | None = None) -> 
             HTTPException: http_error,
             Exception: crash,
         },
-        lifespan=lifespan,
+        lifespan=closing_lifespan(con, on_started),
     )
 
 

@@ -52,8 +52,7 @@ import secrets
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from examples.shops.books import connect, immediate, read_sale, run_shop, shop_arguments
+from examples.shops.books import (
+    closing_lifespan,
+    connect,
+    immediate,
+    read_sale,
+    run_shop,
+    shop_arguments,
+)
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_PRODUCT_ID", "PRICE_CENTS", "create_app", "main"]
 
@@ -269,15 +275,6 @@ def create_app(db: str | Path, on_started: Callable[[], None] | None = None) -> 
         detail = "Not found." if exc.status_code == 404 else str(exc.detail)
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
-    @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if on_started is not None:
-            on_started()
-        try:
-            yield
-        finally:
-            con.close()
-
     return Starlette(
         routes=[
             Route("/shop/products/{product_id:int}/", product, methods=["GET"]),
@@ -286,7 +283,7 @@ def create_app(db: str | Path, on_started: Callable[[], None] | None = None) -> 
             Route("/shop/checkout/", checkout, methods=["POST"]),
         ],
         exception_handlers={_Refused: refused, HTTPException: http_error},
-        lifespan=lifespan,
+        lifespan=closing_lifespan(con, on_started),
     )
 
 
