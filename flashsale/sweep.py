@@ -80,11 +80,14 @@ __all__ = [
     "Axis",
     "Point",
     "SweepResult",
+    "finish_points",
     "is_sweep_folder",
+    "keep_honest",
     "literal",
     "parse_vary",
     "plan_sweep",
     "report_sweep",
+    "run_points",
     "run_sweep",
     "summary_lines",
     "sweep_note",
@@ -243,8 +246,8 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _sweep_json(folder: Path) -> Path:
-    return folder / "sweep.json"
+def _sweep_json(folder: Path, ledger: str = "sweep.json") -> Path:
+    return folder / ledger
 
 
 def _set_point(entry: dict[str, Any], run: RunFolder) -> None:
@@ -277,11 +280,14 @@ def _close_points(folder: Path, doc: dict[str, Any], e: BaseException) -> None:
 
 
 @contextlib.contextmanager
-def _keep_honest(folder: Path, doc: dict[str, Any], *, whole: bool = True) -> Iterator[None]:
-    """Write sweep.json as ``running``; on exit ``complete``, ``failed`` or ``incomplete``,
-    with each point's status re-read from its own manifest. ``whole=False`` (a partial
-    report of a sweep that did not finish) leaves the sweep's status as it was."""
-    path = _sweep_json(folder)
+def keep_honest(
+    folder: Path, doc: dict[str, Any], *, whole: bool = True, ledger: str = "sweep.json"
+) -> Iterator[None]:
+    """Write ``ledger`` (sweep.json; a search's search.json) as ``running``; on exit
+    ``complete``, ``failed`` or ``incomplete``, with each point's status re-read from its
+    own manifest. ``whole=False`` (a partial report of a sweep that did not finish)
+    leaves the sweep's status as it was."""
+    path = _sweep_json(folder, ledger)
 
     def close(**fields: Any) -> None:
         _refresh_points(folder, doc)
@@ -313,7 +319,7 @@ def _finish_quietly(path: Path) -> int:
     return finish_run(RunFolder.load(path), echo=lambda _: None)
 
 
-def _run_points(
+def run_points(
     points: Sequence[Point],
     folder: Path,
     doc: dict[str, Any],
@@ -323,10 +329,11 @@ def _run_points(
     executor: Executor | None,
     on_job: Callable[[], None],
     argv: list[str],
+    ledger: str = "sweep.json",
 ) -> None:
     """Every (point, replication) through one pool; a point's run folder has its tables
-    closed as soon as its last replication lands (sweep.json says so at once), the rest
-    follow the error."""
+    closed as soon as its last replication lands (``ledger``, whose ``points`` entry
+    ``point.index`` is the point's, says so at once), the rest follow the error."""
     stacks = [contextlib.ExitStack() for _ in points]
     runs = [
         stack.enter_context(
@@ -338,7 +345,11 @@ def _run_points(
                 replications=replications,
                 argv=argv,
                 extra={
-                    "sweep": {"folder": str(folder), "point": p.index, "overrides": p.overrides}
+                    Path(ledger).stem: {
+                        "folder": str(folder),
+                        "point": p.index,
+                        "overrides": p.overrides,
+                    }
                 },
                 report_follows=True,
             )
@@ -353,8 +364,8 @@ def _run_points(
         left[i] -= 1
         if not left[i]:
             stacks[i].close()
-        _set_point(doc["points"][i], runs[i])
-        write_json_atomic(_sweep_json(folder), doc)
+        _set_point(doc["points"][points[i].index], runs[i])
+        write_json_atomic(_sweep_json(folder, ledger), doc)
         on_job()
 
     jobs = [(p.scenario, seed, r) for p in points for r in range(replications)]
@@ -366,12 +377,13 @@ def _run_points(
         raise
 
 
-def _finish_points(
+def finish_points(
     folder: Path,
     doc: dict[str, Any],
     indices: Sequence[int],
     workers: int,
     on_point: Callable[[], None],
+    ledger: str = "sweep.json",
 ) -> list[int]:
     """metrics.json, charts and report of the points at ``indices``, quietly, on local
     processes (the files land in this machine's sweep folder whatever executor ran the
@@ -381,7 +393,7 @@ def _finish_points(
     def landed(i: int, path: Path) -> None:
         with contextlib.suppress(RunError):
             _set_point(doc["points"][i], RunFolder.load(path))
-        write_json_atomic(_sweep_json(folder), doc)
+        write_json_atomic(_sweep_json(folder, ledger), doc)
         on_point()
 
     codes = []
@@ -476,9 +488,9 @@ def run_sweep(
         "status": "running",
         "error": None,
     }
-    with _keep_honest(folder, doc):
-        _run_points(points, folder, doc, seed, replications, workers, executor, on_job, argv)
-        codes = _finish_points(folder, doc, range(len(points)), workers, on_point)
+    with keep_honest(folder, doc):
+        run_points(points, folder, doc, seed, replications, workers, executor, on_job, argv)
+        codes = finish_points(folder, doc, range(len(points)), workers, on_point)
         result = _write_sweep_pages(folder, doc, points, codes)
     return result
 
@@ -581,8 +593,8 @@ def report_sweep(
         doc.update(status="incomplete", error=f"killed: its process (pid {gone}) is gone")
     points = [_stored_point(folder, doc["points"][i]) for i in whole]
     n = workers or os.cpu_count() or 1
-    with _keep_honest(folder, doc, whole=not missing):
-        codes = _finish_points(folder, doc, whole, n, lambda: None)
+    with keep_honest(folder, doc, whole=not missing):
+        codes = finish_points(folder, doc, whole, n, lambda: None)
         result = _write_sweep_pages(folder, doc, points, codes)
         if missing:
             _mark_partial_page(
