@@ -33,11 +33,10 @@ from flashsale.protocol import AnswerRule, Reply
 from flashsale.replay.journey import Journey, Request
 from flashsale.replay.target import (
     TargetError,
-    apply_target_config,
     check_protocol,
-    check_target,
     load_accounts,
     load_custom,
+    resolve_target,
     scenario_overrides,
 )
 from flashsale.scenario import Scenario
@@ -67,16 +66,10 @@ def probe(
     from flashsale.replay.preflight import probe_buyer  # httpx: not at the CLI's start
 
     sc = load_or_exit(scenario, scenario_overrides(set_, target_config))
-    source = str(scenario)
     if not (0 < timeout <= 3600) or not (0 < max_requests <= 10_000):
         fail("--timeout: 0 < seconds <= 3600; --max-requests: 1 to 10,000")
     try:
-        if target_config is not None:
-            sc = apply_target_config(sc, target_config, set_)
-            source = str(target_config)
-        url = target or sc.target.base_url
-        if url is not None:
-            url = check_target(url, sc, allow_remote, source)
+        sc, source, url = resolve_target(sc, scenario, target_config, set_, target, allow_remote)
         kinds = [k for k, n in ((HUMAN, sc.humans.count), (BOT, sc.bots.accounts)) if n]
         buyers = [probe_buyer(int(k), sc) for k in kinds]
         check_protocol(sc, [b.account for b in buyers], source)

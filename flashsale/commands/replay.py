@@ -27,10 +27,9 @@ from flashsale.children import die_with_parent
 from flashsale.replay.scale import ScaleError, scale_scenario
 from flashsale.replay.target import (
     TargetError,
-    apply_target_config,
     check_protocol,
-    check_target,
     replayed_accounts,
+    resolve_target,
     scenario_overrides,
 )
 from flashsale.runs import RunError, RunFolder, open_run
@@ -75,15 +74,9 @@ def replay(
     from flashsale.replay.session import ReplayError  # httpx: not at the CLI's start
 
     sc = load_or_exit(scenario, scenario_overrides(set_, target_config))
-    source = str(scenario)
     try:
-        if target_config is not None:
-            sc = apply_target_config(sc, target_config, set_)
-            source = str(target_config)
+        sc, source, url = resolve_target(sc, scenario, target_config, set_, target, allow_remote)
         scaled = _scaled(sc, scale)
-        url = target or sc.target.base_url
-        if url is not None:
-            url = check_target(url, sc, allow_remote, source)
         check_protocol(scaled, replayed_accounts(scaled), source)
     except (TargetError, ScaleError) as e:
         fail(str(e))

@@ -103,12 +103,12 @@ from flashsale.replay.session import (
 )
 from flashsale.replay.target import (
     TargetError,
-    apply_target_config,
     check_protocol,
     check_target,
     load_accounts,
     load_custom,
     replayed_accounts,
+    resolve_target,
     scenario_overrides,
 )
 from flashsale.replay.watchdog import Tally, problem
@@ -282,10 +282,12 @@ def _on_request(
     context: dict[str, Any],
     **_: Any,
 ) -> None:
-    """STYLE rule 7: raw timings, one row per request, straight from Locust's event."""
+    """STYLE rule 7: raw timings, one row per request, straight from Locust's event,
+    with the target's own ``Server-Timing`` (the parts of the latency), if it sent one."""
     rec = _proc.recorder
     if rec is None or "journey" not in context:
         return
+    headers = getattr(response, "headers", None)
     rec.request(
         journey=context["journey"],
         account=context["account"],
@@ -294,6 +296,7 @@ def _on_request(
         sent_epoch=start_time,
         latency_s=response_time / 1000.0,
         status=int(getattr(response, "status_code", 0) or 0),
+        server_timing=", ".join(headers.getlist("server-timing")) if headers else "",
     )
 
 
@@ -309,10 +312,9 @@ class _Controller:
             raise ScenarioError("--scenario: required (the scenario TOML file to replay)")
         config = Path(opts.target_config) if opts.target_config else None
         sc = load_scenario(Path(opts.scenario), scenario_overrides(opts.flashsale_set, config))
-        source = opts.scenario
-        if opts.target_config:
-            sc = apply_target_config(sc, Path(opts.target_config), list(opts.flashsale_set))
-            source = opts.target_config
+        sc, source, self.base_url = resolve_target(
+            sc, opts.scenario, config, list(opts.flashsale_set), env.host, bool(opts.allow_remote)
+        )
         self.full = sc
         self.scale = float(opts.scale)
         self.scaled = scale_scenario(sc, self.scale)
@@ -325,12 +327,7 @@ class _Controller:
         self.opens_at: float | None = opts.flashsale_opens_at
         self.out = Path(opts.out) if opts.out else None
         self.env = env
-        self.base_url: str | None = None
-        if env.host or sc.target.base_url:
-            self.base_url = check_target(
-                env.host or str(sc.target.base_url), sc, self.allow_remote, source
-            )
-        elif opts.headless:
+        if self.base_url is None and opts.headless:
             raise TargetError(
                 f"{source}: target.base_url: no target; pass --host http://127.0.0.1:PORT "
                 "(e.g. a `flashsale serve`), set target.base_url, or run `flashsale replay`, "

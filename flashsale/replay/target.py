@@ -258,6 +258,32 @@ def _norm(url: str) -> str:
     return url.rstrip("/").lower()
 
 
+def resolve_target(
+    scenario: Scenario,
+    scenario_path: str | Path,
+    target_config: Path | None,
+    overrides: list[str] | None,
+    url: str | None,
+    allow_remote: bool,
+) -> tuple[Scenario, str, str | None]:
+    """What every replaying command does first: ``(scenario, source, base_url)``.
+
+    ``scenario`` gets the ``--target-config`` file's ``[target]`` (and the ``--set
+    target.*`` ``overrides``) when one is given; ``source`` is the file whose target is
+    in force (error lines name it); ``base_url`` is the command line's ``url``, else
+    ``target.base_url``, checked by :func:`check_target` (None: neither names one).
+    Raises TargetError.
+    """
+    source = str(scenario_path)
+    if target_config is not None:
+        scenario = apply_target_config(scenario, target_config, overrides)
+        source = str(target_config)
+    base_url = url or scenario.target.base_url
+    if base_url is not None:
+        base_url = check_target(base_url, scenario, allow_remote, source)
+    return scenario, source, base_url
+
+
 def check_target(url: str, scenario: Scenario, allow_remote: bool, source: str) -> str:
     """Return ``url`` (without a trailing slash) if the replay may send traffic there.
 
