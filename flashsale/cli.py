@@ -19,10 +19,12 @@ from typing import Annotated
 import typer
 
 from flashsale._cli_utils import USER_ERROR, SetOption, guarded, load_or_exit, terminate
+from flashsale.commands.calibrate import calibrate
 from flashsale.commands.compare import compare
 from flashsale.commands.probe import probe
 from flashsale.commands.replay import replay
 from flashsale.commands.report import report
+from flashsale.commands.search import search
 from flashsale.commands.serve import serve_command
 from flashsale.commands.simulate import simulate
 from flashsale.commands.sweep import sweep
@@ -87,6 +89,8 @@ app.command()(guarded(replay))
 app.command()(guarded(probe))
 app.command()(guarded(simulate))
 app.command()(guarded(sweep))
+app.command()(guarded(search))
+app.command()(guarded(calibrate))
 
 
 def main() -> None:
