@@ -28,6 +28,7 @@ from flashsale.figures import (
     OKABE_ITO,
     RUN_COLORS,
     Chart,
+    draw_band,
     draw_whiskers,
     finish_grid,
     has_interval,
@@ -40,7 +41,7 @@ from flashsale.figures import (
     save_chart,
     wrap_label,
 )
-from flashsale.metrics import fmt_metric, fmt_signed, fmt_undefined
+from flashsale.metrics import fmt_metric, fmt_signed, fmt_undefined, metric_unit
 
 __all__ = ["draw_compare_charts", "draw_run_charts"]
 
@@ -64,37 +65,6 @@ def _legend_below(fig: Figure, ax: Axes, handles: Sequence[Any], labels: Sequenc
         fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=ncols)
 
 
-def _band(
-    ax: Axes,
-    x: Sequence[float],
-    b: Mapping[str, Any],
-    color: str,
-    label: str,
-    steps: bool = True,
-    shade: bool = True,
-    log: bool = False,
-    alpha: float = 0.25,
-) -> None:
-    """Mean line plus its CI band; as steps when the values are per time bin."""
-    xs = np.asarray(x, dtype=float)
-    ax.plot(
-        xs,
-        nan_array(b["mean"]),
-        color=color,
-        label=label,
-        lw=1.6,
-        drawstyle="steps-post" if steps else "default",
-    )
-    lo, hi = nan_array(b["ci_low"]), nan_array(b["ci_high"])
-    if not shade:
-        return
-    if log:
-        # A t interval can dip below zero; on a log axis that would swamp the chart.
-        lo = np.maximum(lo, nan_array(b["mean"]) / 10)
-    if np.isfinite(lo).any():
-        ax.fill_between(xs, lo, hi, color=color, alpha=alpha, lw=0, step="post" if steps else None)
-
-
 def _ci_note(n_reps: int) -> str:
     return (
         f"lines: mean of {n_reps} replications; shaded: 95% CI"
@@ -115,8 +85,10 @@ def _stock(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     sell = doc["metrics"]["sellout_time_s"]
     for ax, (name, tc) in zip(axes[0], windows.items(), strict=True):
         # States are recorded at the end of each interval: drawn there, joined by lines.
-        _band(ax, tc["t_end_s"], tc["stock_left"], OKABE_ITO["blue"], "stock left", steps=False)
-        _band(ax, tc["t_end_s"], tc["reserved"], OKABE_ITO["orange"], "held in carts", steps=False)
+        draw_band(ax, tc["t_end_s"], tc["stock_left"], OKABE_ITO["blue"], "stock left", steps=False)
+        draw_band(
+            ax, tc["t_end_s"], tc["reserved"], OKABE_ITO["orange"], "held in carts", steps=False
+        )
         if name == "main" and sell["mean"] is not None:
             ax.axvline(
                 sell["mean"],
@@ -160,8 +132,8 @@ def _sales(doc: Mapping[str, Any], folder: Path) -> Chart | None:
         return None
     fig, axes = new_figure()
     ax = axes[0][0]
-    _band(ax, tc["t_s"], tc["sold_human_per_s"], HUMAN_COLOR, "humans")
-    _band(ax, tc["t_s"], tc["sold_bot_per_s"], BOT_COLOR, "bots")
+    draw_band(ax, tc["t_s"], tc["sold_human_per_s"], HUMAN_COLOR, "humans")
+    draw_band(ax, tc["t_s"], tc["sold_bot_per_s"], BOT_COLOR, "bots")
     ax.set_title(
         f"Units paid per second, humans vs bots (bins of {tc['bin_s']:g} s)\n"
         f"{_ci_note(len(doc['replications']))}"
@@ -254,7 +226,7 @@ def _lorenz(doc: Mapping[str, Any], folder: Path) -> Chart:
     undefined = fmt_undefined(g)
     if g["mean"] is not None and undefined is not None:
         gini += f", {undefined}"
-    _band(ax, p, lz, OKABE_ITO["reddish_purple"], f"units per person, Gini {gini}", steps=False)
+    draw_band(ax, p, lz, OKABE_ITO["reddish_purple"], f"units per person, Gini {gini}", steps=False)
     ax.set_title("Lorenz curve of units per person (an operator's accounts count once)")
     ax.set_xlabel("share of persons, fewest units first")
     ax.set_ylabel("share of units kept")
@@ -325,7 +297,7 @@ def _latency(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     for ax, step in zip(axes[:, 0], steps, strict=True):
         for p, b in lat[step].items():
             # Only p95 gets its band: three overlapping bands hide the lines.
-            _band(ax, lat["t_s"], b, _PCT_COLORS[int(p[1:])], p, shade=p == "p95", log=True)
+            draw_band(ax, lat["t_s"], b, _PCT_COLORS[int(p[1:])], p, shade=p == "p95", log=True)
         ax.set_yscale("log")
         ax.set_ylabel(f"{step}\nlatency (s)")
         ax.grid(alpha=0.3, which="both")
@@ -361,7 +333,7 @@ def _load(doc: Mapping[str, Any], folder: Path) -> Chart | None:
     ][1 if replay else 0 :]
     fig, axes = new_figure(len(panels), 1, height=1.4 + 1.9 * len(panels), sharex=True)
     for ax, (col, ylabel, color, label) in zip(axes[:, 0], panels, strict=True):
-        _band(ax, tc["t_s"], tc[col], color, label)
+        draw_band(ax, tc["t_s"], tc[col], color, label)
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
         if col != "errors_per_s":  # a rate: fractions matter
@@ -428,7 +400,7 @@ def _bars(
         bars = ax.bar(x, np.nan_to_num(mean), color=colors)
         # No whisker (and no cap) for a run without an interval (one replication).
         draw_whiskers(ax, x, blocks)
-        ax.set_ylim(bottom=0)  # every key metric is >= 0 (metric_bounds)
+        ax.set_ylim(bottom=0)  # every key metric is >= 0 (Metric.bounds)
         # The value in white inside a bar that can hold it, else in black above it.
         ends = [
             float(m + e) if has_interval(b) else float(m)
@@ -514,7 +486,7 @@ def _overlay(
         if c is not None:
             x, b = c
             one = f" ({_NO_INTERVAL})" if len(d["replications"]) == 1 and banded else ""
-            _band(
+            draw_band(
                 ax,
                 x,
                 b,
@@ -562,7 +534,11 @@ def _paired(
         ax.axhline(0, color=OKABE_ITO["black"], lw=0.8)
         ax.set_title(titles[name], fontsize=9)
         label_unit_axis(ax, name)
-        ax.set_ylabel(f"difference ({ax.get_ylabel()})", fontsize=8)
+        if metric_unit(name) == "share":  # a difference of shares: points, not a percent
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{100 * v:+.3g} pp"))
+            ax.set_ylabel("difference (percentage points)", fontsize=8)
+        else:
+            ax.set_ylabel(f"difference ({ax.get_ylabel()})", fontsize=8)
         diffs = [fmt_signed(name, None if np.isnan(m) else float(m)) for m in mean]
         # "run N" and its difference from run 1 (the figure's title says "vs run 1");
         # turned upright (or thinned) if even so they would run into each other.

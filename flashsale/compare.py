@@ -1,9 +1,13 @@
 """Runs side by side: key metrics with CIs, curves overlaid, paired differences.
 
 Used to compare mitigations (the same sale with a defense on and off) or a
-simulation with a replay of the same scenario. Each run is labelled by what
-differs between the runs' resolved scenarios and manifests (e.g.
-``defenses.waiting_room.enabled=true``), not by folder names nobody can read.
+simulation with a replay of the same scenario. Each run is labelled by every
+setting whose value differs between the runs' resolved scenarios and manifests
+(e.g. ``defenses.waiting_room.enabled=true``), not by folder names nobody can read.
+A run that differs from run 1 in more than one setting gets a note saying so: an
+effect seen there cannot be attributed to any one of them (a defense switched on
+or off counts once, whatever its parameters; so does the engine with its replay
+scale).
 
 When the runs share a seed and the same replications, replication r of each saw
 the same arrivals and buyers (common random numbers), so the difference of a
@@ -13,13 +17,14 @@ tighter than two independent intervals side by side.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from flashsale.charts import draw_compare_charts
+from flashsale.metric_registry import KEY_FIGURES
 from flashsale.metrics import (
     METRICS_SCHEMA,
     fmt_interval,
@@ -28,23 +33,37 @@ from flashsale.metrics import (
     fmt_undefined,
 )
 from flashsale.postrun import load_run_metrics
-from flashsale.report import KEY_METRICS, write_compare_report
+from flashsale.report import show_setting, write_compare_report
 from flashsale.runs import (
     RunError,
     RunFolder,
     new_results_dir,
     prepare_output_dir,
+    remove_if_empty,
     remove_partials,
 )
 from flashsale.stats import paired_diff
+from flashsale.thresholds import check_thresholds
 
-__all__ = ["compare_runs", "compare_summary", "paired_differences", "run_labels"]
+__all__ = [
+    "compare_runs",
+    "compare_summary",
+    "paired_differences",
+    "run_changes",
+    "run_differences",
+    "run_labels",
+    "run_metrics",
+]
 
 _IGNORED = ("description", "thresholds")
 """Scenario keys that do not change what happens in a sale."""
 _MANIFEST_KEYS = ("engine", "scale", "seed")
 """Manifest facts that distinguish runs of one scenario."""
-_MAX_KEYS = 4
+_NOT_A_SETTING = ("name",)
+"""Differences listed, never counted as a setting that changes the sale."""
+_SWITCH = re.compile(r"^(defenses\.[^.]+)\.enabled$")
+"""A defense's on/off switch: switched, it and its parameters are one change."""
+_DEFENSE = re.compile(r"^(defenses\.[^.]+)\.")
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -61,34 +80,88 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def _show(value: Any) -> str:
-    return "none" if value is None else json.dumps(value) if not isinstance(value, str) else value
+def _settings(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's settings, flat: its resolved scenario's fields, then engine, scale, seed."""
+    flat = {
+        k: v
+        for k, v in _flatten(manifest.get("scenario", {})).items()
+        if not k.startswith(_IGNORED)
+    }
+    flat.update({k: manifest.get(k) for k in _MANIFEST_KEYS})
+    return flat
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def run_differences(manifests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every setting whose value is not the same in all runs, none left out:
+    ``[{"setting": "humans.patience_s.mean", "values": [300.0, 600.0]}, ...]``, one
+    value per run (None where a run has no such field), scenario fields in file
+    order, then engine, replay scale and seed. Description and thresholds do not
+    change a sale and are not compared."""
+    flats = [_settings(m) for m in manifests]
+    keys = dict.fromkeys(k for f in flats for k in f)
+    return [
+        {"setting": k, "values": [f.get(k) for f in flats]}
+        for k in keys
+        if any(not _same(f.get(k), flats[0].get(k)) for f in flats[1:])
+    ]
 
 
 def run_labels(manifests: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One label per run: the settings whose values differ between the runs.
+    """One label per run: every setting whose value differs between the runs,
+    ``setting=value`` (:func:`run_differences`; ``name`` only if nothing else
+    differs), or the scenario's name when the runs are alike."""
+    differ = run_differences(manifests)
+    if len(differ) > 1:
+        differ = [d for d in differ if d["setting"] not in _NOT_A_SETTING]
+    return [
+        ", ".join(f"{d['setting']}={show_setting(d['values'][i])}" for d in differ)
+        or str(m.get("scenario_name", "run"))
+        for i, m in enumerate(manifests)
+    ]
 
-    Scenario fields first (``name`` only if nothing else differs), then the
-    engine, replay scale and seed; at most four per label, then "+N more".
-    """
-    flats = []
-    for m in manifests:
-        flat = {
-            k: v for k, v in _flatten(m.get("scenario", {})).items() if not k.startswith(_IGNORED)
-        }
-        flat.update({k: m.get(k) for k in _MANIFEST_KEYS})
-        flats.append(flat)
-    keys = list(dict.fromkeys(k for f in flats for k in f))
-    differ = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
-    if len(differ) > 1 and "name" in differ:
-        differ.remove("name")
-    labels = []
-    for f, m in zip(flats, manifests, strict=True):
-        parts = [f"{k}={_show(f.get(k))}" for k in differ[:_MAX_KEYS]]
-        if len(differ) > _MAX_KEYS:
-            parts.append(f"+{len(differ) - _MAX_KEYS} more")
-        labels.append(", ".join(parts) or str(m.get("scenario_name", "run")))
-    return labels
+
+def _change(setting: str, switched: set[str], engine_changed: bool) -> str:
+    """The change a differing setting is part of: a parameter of a defense switched
+    on or off is part of that switch; a replay's scale, of a change of engine (a
+    simulation has no scale)."""
+    if setting == "scale" and engine_changed:
+        return "engine"
+    m = _DEFENSE.match(setting)
+    return m.group(1) if m and m.group(1) in switched else setting
+
+
+def run_changes(differences: Sequence[Mapping[str, Any]], n_runs: int) -> list[dict[str, Any]]:
+    """For each of ``n_runs`` runs after the first, the settings it changes from
+    run 1 (from :func:`run_differences`), and a note when there is more than one:
+    ``[{"run": 1, "settings": ["humans.patience_s.mean", "defenses.waiting_room"],
+    "note": "These runs differ in 2 settings (...): an effect cannot be attributed
+    to one of them."}]``; the note is None for one setting or none.
+
+    A defense switched on or off is one change, its parameters with it (they do
+    nothing while it is off); the engine likewise takes the replay scale with it.
+    The scenario's name is no setting."""
+    out = []
+    for i in range(1, n_runs):
+        changed = [
+            d["setting"]
+            for d in differences
+            if d["setting"] not in _NOT_A_SETTING and not _same(d["values"][i], d["values"][0])
+        ]
+        switched = {m.group(1) for s in changed if (m := _SWITCH.match(s))}
+        settings = list(dict.fromkeys(_change(s, switched, "engine" in changed) for s in changed))
+        note = None
+        if len(settings) > 1:
+            who = "These runs differ" if n_runs == 2 else f"Run {i + 1} differs from run 1"
+            note = (
+                f"{who} in {len(settings)} settings ({', '.join(settings)}): an effect "
+                "cannot be attributed to one of them."
+            )
+        out.append({"run": i, "settings": settings, "note": note})
+    return out
 
 
 def paired_differences(
@@ -112,7 +185,7 @@ def paired_differences(
                 "run": i,
                 "metrics": {
                     name: paired_diff(base["metrics"][name]["values"], d["metrics"][name]["values"])
-                    for name, _ in KEY_METRICS
+                    for name, _ in KEY_FIGURES
                 },
             }
         )
@@ -123,15 +196,17 @@ def paired_differences(
     )
 
 
-def _metrics_of(run: RunFolder) -> dict[str, Any]:
-    """The run's stored metrics.json, or the metrics recomputed from its tables."""
+def run_metrics(run: RunFolder) -> dict[str, Any]:
+    """The run's stored metrics.json, or the metrics recomputed from its tables (a
+    missing, unreadable or older document). Raises RunError as
+    :func:`flashsale.postrun.load_run_metrics` does."""
     path = run.path / "metrics.json"
     if path.exists():
         try:
             doc: dict[str, Any] = json.loads(path.read_text())
         except json.JSONDecodeError:
             doc = {}
-        if doc.get("schema") == METRICS_SCHEMA and all(n in doc["metrics"] for n, _ in KEY_METRICS):
+        if doc.get("schema") == METRICS_SCHEMA and all(n in doc["metrics"] for n, _ in KEY_FIGURES):
             return doc
     return load_run_metrics(run)
 
@@ -152,44 +227,45 @@ def compare_runs(paths: Sequence[Path], out: Path | None = None) -> Path:
     made = not folder.exists()
     prepare_output_dir(folder)
     try:
-        docs = [_metrics_of(r) for r in runs]
-        labels = run_labels([r.manifest for r in runs])
+        docs = [run_metrics(r) for r in runs]
+        for run, doc in zip(runs, docs, strict=True):  # each run judged by its own scenario
+            verdicts = check_thresholds(run.scenario.thresholds, doc["metrics"])
+            doc["thresholds"] = [v.as_json() for v in verdicts]
+        manifests = [r.manifest for r in runs]
+        labels = run_labels(manifests)
+        differences = run_differences(manifests)
+        changes = run_changes(differences, len(runs))
         pairs, reason = paired_differences(docs, [r.manifest.get("seed") for r in runs])
-        charts = draw_compare_charts(docs, labels, KEY_METRICS, pairs, folder / "charts")
-        return write_compare_report(docs, labels, charts, pairs, reason, folder)
+        charts = draw_compare_charts(docs, labels, KEY_FIGURES, pairs, folder / "charts")
+        return write_compare_report(
+            docs, labels, charts, pairs, reason, folder, differences=differences, changes=changes
+        )
     except BaseException:
         remove_partials(folder)
         if made:
-            _remove_if_empty(folder)
+            remove_if_empty(folder)
         raise
 
 
-def _remove_if_empty(folder: Path) -> None:
-    """Remove ``folder`` and its empty subfolders (``charts/``) if no file is left."""
-    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if sub.is_dir() and not sub.is_symlink():
-            with contextlib.suppress(OSError):
-                sub.rmdir()
-    with contextlib.suppress(OSError):
-        folder.rmdir()
-
-
 def compare_summary(doc: Mapping[str, Any]) -> list[str]:
-    """The terminal's view of a compare.json document: each run's label, then per key
-    metric each run's mean and, when the runs are paired, its difference from run 1
-    with the 95% interval (the same figures as the report). A metric undefined in
-    some replications says so ("undefined in k of N replications"): its mean covers
-    the others, and a difference only the pairs where both runs have a value."""
+    """The terminal's view of a compare.json document: each run's label (every
+    setting that differs), a note for each run that changes more than one setting
+    from run 1, then per key metric each run's mean and, when the runs are paired,
+    its difference from run 1 with the 95% interval (the same figures as the
+    report; shares in percentage points). A metric undefined in some replications
+    says so ("undefined in k of N replications"): its mean covers the others, and a
+    difference only the pairs where both runs have a value."""
     runs = doc["runs"]
     lines = [
         f"run {i + 1}{' (baseline)' if i == 0 else ''}: {r['label']}  [{r['path']}]"
         for i, r in enumerate(runs)
     ]
+    lines.extend(c["note"] for c in doc.get("changes", []) if c["note"])
     diffs = {d["run"]: d["metrics"] for d in doc["paired"]["differences"]}
-    width = max(len(label) for _, label in KEY_METRICS)
+    width = max(len(label) for _, label in KEY_FIGURES)
     how = " (difference from run 1, 95% CI)" if diffs else ""
     lines.append(f"  {'key metric':<{width}}  mean per run, in run order{how}")
-    for name, label in KEY_METRICS:
+    for name, label in KEY_FIGURES:
         cells = []
         for i in range(len(runs)):
             block = doc["key_metrics"][name][i]
@@ -209,4 +285,15 @@ def compare_summary(doc: Mapping[str, Any]) -> list[str]:
         lines.append(f"  {label:<{width}}  " + " | ".join(cells))
     if not diffs:
         lines.append(doc["paired"]["reason"])
+    for i, r in enumerate(runs):
+        checks = r.get("thresholds", [])
+        failed = sum(not t["passed"] for t in checks)
+        if checks:
+            lines.append(f"thresholds, run {i + 1}: {len(checks) - failed} of {len(checks)} held")
+            lines.extend(
+                f"  {'PASS' if t['passed'] else 'FAIL'} {t['check']}: "
+                f"{t['reason'] or fmt_metric(t['metric'], t['judged'])}"
+                f"{'' if t.get('bound', 'mean') == 'mean' else ' (' + t['bound'] + ')'}"
+                for t in checks
+            )
     return lines

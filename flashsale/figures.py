@@ -28,7 +28,7 @@ from matplotlib.text import Annotation
 from matplotlib.ticker import PercentFormatter
 from matplotlib.transforms import Bbox
 
-from flashsale.metrics import metric_unit
+from flashsale.metric_registry import UNIT_LABELS, unit_of
 
 __all__ = [
     "BOT_COLOR",
@@ -37,6 +37,7 @@ __all__ = [
     "RUN_COLORS",
     "Chart",
     "boxes_overlap",
+    "draw_band",
     "draw_whiskers",
     "finish_grid",
     "has_interval",
@@ -73,8 +74,6 @@ RUN_COLORS = tuple(
 """One colour per run in a comparison (yellow left out: too faint for lines on white)."""
 
 _DPI = 110
-
-_UNIT_LABELS = {"s": "seconds", "units": "units", "orders/s": "orders per second", "index": "index"}
 
 
 @dataclass(frozen=True)
@@ -134,6 +133,40 @@ def draw_whiskers(
     return True
 
 
+def draw_band(
+    ax: Axes,
+    x: Sequence[float],
+    b: Mapping[str, Any],
+    color: str,
+    label: str,
+    steps: bool = True,
+    shade: bool = True,
+    log: bool = False,
+    alpha: float = 0.25,
+) -> None:
+    """Draw a curve block (``mean``, ``ci_low``, ``ci_high`` per point, None where
+    undefined) on ``ax``: the mean as a line (as steps when the values are per time bin)
+    and, with ``shade``, its interval as a band; on a ``log`` axis the band stops a
+    decade below the mean."""
+    xs = np.asarray(x, dtype=float)
+    ax.plot(
+        xs,
+        nan_array(b["mean"]),
+        color=color,
+        label=label,
+        lw=1.6,
+        drawstyle="steps-post" if steps else "default",
+    )
+    lo, hi = nan_array(b["ci_low"]), nan_array(b["ci_high"])
+    if not shade:
+        return
+    if log:
+        # A t interval can dip below zero; on a log axis that would swamp the chart.
+        lo = np.maximum(lo, nan_array(b["mean"]) / 10)
+    if np.isfinite(lo).any():
+        ax.fill_between(xs, lo, hi, color=color, alpha=alpha, lw=0, step="post" if steps else None)
+
+
 def new_figure(rows: int = 1, cols: int = 1, height: float = 4.6, **kw: Any) -> tuple[Figure, Any]:
     """A 9-inch-wide figure on its own Agg canvas, so drawing needs neither pyplot's
     global state nor a display; the axes always come as a rows x cols array."""
@@ -159,12 +192,12 @@ def save_chart(fig: Figure, folder: Path, name: str, title: str, caption: str) -
 def label_unit_axis(ax: Axes, name: str) -> None:
     """Label a panel's value axis with the metric's unit, shares as percentages, so
     panels of different metrics side by side cannot be misread."""
-    unit = metric_unit(name)
+    unit = unit_of(name)
     if unit == "share":
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_ylabel("share", fontsize=8)
     else:
-        ax.set_ylabel(_UNIT_LABELS[unit], fontsize=8)
+        ax.set_ylabel(UNIT_LABELS[unit], fontsize=8)
 
 
 def wrap_label(label: str, width: int = 48) -> str:

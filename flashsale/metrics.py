@@ -30,15 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from flashsale.metric_registry import LATE_START_S, bounds_of, meanings, unit_of
 from flashsale.outcome import KIND, RESULT, SALE, STEP, Outcome
 from flashsale.scenario import BurstArrivals, Scenario
-from flashsale.stats import CI_LEVEL, CI_METHOD, Bounds, band, summarize
+from flashsale.stats import CI_LEVEL, CI_METHOD, band, summarize
 
 __all__ = [
     "LATE_START_S",
     "LORENZ_GRID",
     "METRICS_SCHEMA",
-    "METRIC_DOCS",
     "PERCENTILES",
     "compute_metrics",
     "fmt_interval",
@@ -49,7 +49,6 @@ __all__ = [
     "grouped_quantiles",
     "jain",
     "lorenz",
-    "metric_bounds",
     "metric_unit",
     "replication_metrics",
     "units_per_person",
@@ -57,81 +56,11 @@ __all__ = [
 
 METRICS_SCHEMA = "flashsale.metrics/1"
 
-LATE_START_S = 1.0
-"""A journey that started more than this after its scheduled arrival started late."""
-
 PERCENTILES = (50, 95, 99)
 """Latency percentiles reported per step."""
 
-METRIC_DOCS: dict[str, str] = {
-    "units_sold": "units paid for and kept (journeys ending purchased), main sale and re-sale; "
-    "a replay with an audit: the target's own count (the journeys' is the cross-check)",
-    "oversold_units": "units paid beyond the stock on offer (main sale, re-sale), or stock "
-    "below zero in the timeline, or the replay audit's count, whichever is largest; must be 0; "
-    "a replay without an audit: null (unknown: a threshold on it fails)",
-    "sellout_time_s": "seconds from the opening until the main sale's paid units reached "
-    "sale.units (timeline resolution); null when it did not sell out",
-    "throughput_peak_orders_per_s": "most successful payments (pay step, 2xx) completed "
-    "within one second",
-    "bot_unit_share": "share of the kept units that went to bot accounts; null when "
-    "no unit was kept",
-    "human_success_share": "humans who kept at least one unit / humans who tried; null "
-    "when no human tried",
-    "units_per_person_gini": "Gini coefficient of kept units per person (a human, or a "
-    "bot operator with all its accounts); 0 = equal, near 1 = one person got all; null "
-    "when no unit was kept (a sale that sold nothing is not perfectly fair)",
-    "units_per_person_jain": "Jain's fairness index of kept units per person, "
-    "(sum x)^2 / (n sum x^2); 1 = equal, 1/n = one person got all; null when no unit "
-    "was kept (0/0)",
-    "success_by_arrival": "humans of the main sale: share who kept a unit, per arrival-offset "
-    "bin; null for a bin nobody arrived in",
-    "time_to_purchase_p50_human_s": "median seconds from the later of arrival and the "
-    "opening to the first successful payment, humans; null when no human paid",
-    "time_to_purchase_p95_human_s": "95th percentile of the same, humans; null when no human paid",
-    "time_to_purchase_p50_bot_s": "median time to purchase, bot accounts; null when no bot paid",
-    "time_to_purchase_p95_bot_s": "95th percentile of time to purchase, bot accounts; null "
-    "when no bot paid",
-    "outcome_rates": "per kind (human, bot): share of journeys ending in each result; null "
-    "for a kind with no journeys",
-    "yellow_cart_rate": "journeys that carted stock but never paid / journeys that carted; "
-    "null when nobody carted",
-    "error_rate": "requests answered with status >= 500 or not answered (status 0) / "
-    "requests; null without requests",
-    "timeout_rate": "requests not answered in time (status 0, 408 or 504) / requests; null "
-    "without requests",
-    "latency_p50_s": "per step: median seconds from send to response (a step without "
-    "answered requests has none)",
-    "latency_p95_s": "per step: 95th percentile of send-to-response seconds",
-    "ambiguous_requests": "per step: requests whose answer was lost (no response: a timeout, "
-    "a reset connection); a cart or payment among them may have taken stock",
-    "latency_p99_s": "per step: 99th percentile of send-to-response seconds",
-    "intended_latency_p95_s": "per step: 95th percentile of seconds from when the request "
-    "was due to its response (no coordinated omission in a lagging replay)",
-    "late_start_share": f"journeys that started more than {LATE_START_S:g} s after their "
-    "scheduled arrival / journeys (replay lateness; 0 in a simulation); null without journeys",
-    "cancelled_units": "units paid for and then cancelled by the post-hoc review",
-    "review_precision": "cancelled journeys that were bots / cancelled journeys; null "
-    "without a review or when it cancelled nothing",
-    "review_recall": "cancelled bot journeys / bot journeys that paid in the main sale; "
-    "null without a review",
-    "resale_units_to_humans": "units kept by humans in the re-sale; null without a re-sale",
-    "audit_mismatch_units": "|units_sold - the service audit's units_sold| (replay only; "
-    "null without an audit)",
-}
-"""Every metric in metrics.json, with its meaning and unit; the README repeats them."""
-
-
-def metric_unit(name: str) -> str:
-    """The unit of a metric (dotted names allowed): share, s, units, orders/s or index."""
-    if any(k in name for k in ("_share", "_rate", "rates", "precision", "recall", "by_arrival")):
-        return "share"
-    if name.endswith("_per_s"):
-        return "orders/s"
-    if name.endswith("_s") or "_s." in name:
-        return "s"
-    if "gini" in name or "jain" in name:
-        return "index"
-    return "units"
+metric_unit = unit_of
+"""The unit of a (dotted) metric name: :func:`flashsale.metric_registry.unit_of`."""
 
 
 def fmt_metric(name: str, value: float | None) -> str:
@@ -157,10 +86,13 @@ def fmt_metric(name: str, value: float | None) -> str:
 
 
 def fmt_signed(name: str, value: float | None) -> str:
-    """A difference between two runs' values, always with its sign (+2.0%, -25.40%)."""
+    """A difference between two runs' values, always with its sign. A difference of
+    shares is in percentage points (+2.16 pp, -25.40 pp): "+2.16%" would read as a
+    relative change."""
     if value is None:
         return "n/a"
-    text = fmt_metric(name, abs(value))
+    share = metric_unit(name) == "share"
+    text = f"{100 * abs(value):.2f} pp" if share else fmt_metric(name, abs(value))
     return f"+{text}" if value >= 0 else f"-{text}"
 
 
@@ -185,11 +117,6 @@ def fmt_undefined(block: Mapping[str, Any]) -> str | None:
     if k == 0:
         return None
     return f"undefined in {k} of {len(values)} replication{'s' if len(values) != 1 else ''}"
-
-
-def metric_bounds(name: str) -> Bounds:
-    """The values a metric can take: shares and indices lie in [0, 1], the rest are >= 0."""
-    return (0.0, 1.0) if metric_unit(name) in ("share", "index") else (0.0, None)
 
 
 _R = {name: i for i, name in enumerate(RESULT)}
@@ -665,7 +592,7 @@ def compute_metrics(
         for i, o in enumerate(outcomes)
     ]
     keys = list(dict.fromkeys(k for r in per_rep for k in r))
-    flat = {k: summarize([r.get(k) for r in per_rep], bounds=metric_bounds(k)) for k in keys}
+    flat = {k: summarize([r.get(k) for r in per_rep], bounds=bounds_of(k)) for k in keys}
     metrics = _nest(flat)
     metrics["success_by_arrival"] = _success_by_arrival(scenario, outcomes)
 
@@ -708,7 +635,7 @@ def compute_metrics(
             "interval cover the n replications where it is defined, and a threshold on a "
             "metric undefined in any replication fails.",
         },
-        "doc": METRIC_DOCS,
+        "doc": meanings(),
         "metrics": metrics,
         "series": series,
     }

@@ -26,8 +26,9 @@ import pyarrow as pa
 import typer
 
 from flashsale.charts import draw_run_charts
+from flashsale.metric_registry import SUMMARY_FIGURES, lookup
 from flashsale.metrics import compute_metrics, fmt_interval, fmt_metric
-from flashsale.outcome import Outcome, OutcomeError
+from flashsale.outcome import STEP, Outcome, OutcomeError
 from flashsale.protocol import Target
 from flashsale.replay.watchdog import Tally, progress_problem, protocol_problem
 from flashsale.report import write_run_report
@@ -42,17 +43,21 @@ from flashsale.runs import (
 from flashsale.scenario import ScenarioError, parse_scenario
 from flashsale.thresholds import Verdict, check_thresholds, exit_code
 
-__all__ = ["SUMMARY", "finish_run", "load_run_metrics", "replay_checks", "summary_lines"]
+__all__ = [
+    "REPORT_LEVELS",
+    "check_report_level",
+    "finish_run",
+    "load_run_metrics",
+    "replay_checks",
+    "summary_lines",
+]
 
-SUMMARY: tuple[tuple[str, str], ...] = (
-    ("units_sold", "units sold"),
-    ("sellout_time_s", "sell-out time"),
-    ("bot_unit_share", "bot share of units"),
-    ("human_success_share", "human success share"),
-    ("yellow_cart_rate", "yellow-cart rate"),
-    ("oversold_units", "oversold units"),
-)
-"""The key figures: printed after every run and shown first in the report."""
+REPORT_LEVELS = ("none", "summary", "full")
+"""What a run's report holds (``--report``): ``none``, only the tables (no metrics, no
+thresholds judged); ``summary``, metrics.json and the printed summary and verdicts;
+``full``, those and the charts and report.html. Drawing the charts is what takes the
+time (a smoke run: about 0.1 s of metrics, several seconds of charts);
+``flashsale report RUN_DIR`` draws the full report of a run written with less."""
 
 
 def _audits(run: RunFolder, reps: Sequence[int]) -> list[Mapping[str, Any]] | None:
@@ -106,7 +111,7 @@ def load_run_metrics(run: RunFolder) -> dict[str, Any]:
 def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     """The key figures, one line each: mean and, with replications, its 95% CI."""
     lines = []
-    for name, label in SUMMARY:
+    for name, label in SUMMARY_FIGURES:
         m = metrics[name]
         text = fmt_metric(name, m["mean"])
         if m["mean"] is None and name == "sellout_time_s":
@@ -153,9 +158,9 @@ def replay_checks(manifest: Mapping[str, Any], metrics: Mapping[str, Any]) -> li
         if stalled:
             checks.append(["progress", stalled, "fail"])
     lost = {
-        k.split(".", 1)[1]: v["mean"]
-        for k, v in metrics.items()
-        if k.startswith("ambiguous_requests.") and v["mean"]
+        step: b["mean"]
+        for step in STEP
+        if (b := lookup(metrics, f"ambiguous_requests.{step}")) is not None and b["mean"]
     }
     if lost:
         shown = ", ".join(f"{step} {n:g}" for step, n in lost.items())
@@ -172,8 +177,15 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def check_report_level(level: str) -> str:
+    """``level`` if it is one of :data:`REPORT_LEVELS`; else ValueError naming --report."""
+    if level not in REPORT_LEVELS:
+        raise ValueError(f"--report: must be none, summary or full, got {level!r}")
+    return level
+
+
 @contextlib.contextmanager
-def _reporting(run: RunFolder, whole: bool) -> Iterator[None]:
+def _reporting(run: RunFolder, whole: bool, level: str = "full") -> Iterator[None]:
     """Keep the manifest honest while the report is written. A whole run is
     ``running`` in phase ``report`` meanwhile and ``complete`` after; a report cut
     short marks it ``failed``/``incomplete`` and leaves no temporary file. A partial
@@ -190,13 +202,22 @@ def _reporting(run: RunFolder, whole: bool) -> Iterator[None]:
             e.filename = str(run.path)
         raise
     if whole:
-        run.update(status="complete", error=None, reported_at=_now())
+        run.update(status="complete", error=None, reported_at=_now(), report=level)
 
 
 def finish_run(
-    run: RunFolder, echo: Callable[[str], None] = typer.echo, *, partial: bool = False
+    run: RunFolder,
+    echo: Callable[[str], None] = typer.echo,
+    *,
+    partial: bool = False,
+    level: str = "full",
 ) -> int:
     """Write metrics.json, the charts and report.html into ``run``; print the summary.
+
+    ``level`` (:data:`REPORT_LEVELS`): ``summary`` writes metrics.json and prints the
+    summary without charts or report.html; ``none`` writes nothing, judges no threshold
+    and returns 0. Either way the manifest's ``report`` says so and the run is
+    ``complete``; ``flashsale report`` (level ``full``) draws the rest later.
 
     Returns the exit code: 0 when every threshold held, 1 when any was breached.
     Raises RunError when the folder holds no replication or a bad table, and
@@ -212,7 +233,14 @@ def finish_run(
             f"{run.path}: not a whole run ({run.describe_state()}); "
             f"`flashsale report --partial {run.path}` reports on what it holds"
         )
-    with _reporting(run, whole):
+    later = f"`flashsale report {run.path}` writes the full report"
+    if level == "none":
+        with _reporting(run, whole, level):
+            pass
+        echo(f"results: {run.path}")
+        echo(f"report:  not written (--report none); {later}")
+        return 0
+    with _reporting(run, whole, level):
         doc = load_run_metrics(run)
         doc["partial"] = not whole
         doc["run"]["status"] = "complete" if whole else run.status
@@ -225,8 +253,10 @@ def finish_run(
         doc["thresholds"] = [v.as_json() for v in verdicts]
         doc["replay_checks"] = replay_checks(run.manifest, doc["metrics"])
         write_json_atomic(run.path / "metrics.json", doc)
-        charts = draw_run_charts(doc, run.path / "charts")
-        report = write_run_report(scenario, doc, charts, verdicts, run.path / "report.html")
+        report = None
+        if level == "full":
+            charts = draw_run_charts(doc, run.path / "charts")
+            report = write_run_report(scenario, doc, charts, verdicts, run.path / "report.html")
 
     reps = len(doc["replications"])
     if whole:
@@ -246,7 +276,7 @@ def finish_run(
         for v in verdicts:
             echo(f"  {v}")
     echo(f"results: {run.path}")
-    echo(f"report:  {report}")
+    echo(f"report:  {report}" if report else f"report:  summary only (--report {level}); {later}")
     code = exit_code(verdicts)
     if code:
         echo(f"{sum(not v.passed for v in verdicts)} threshold(s) breached: exit code {code}")

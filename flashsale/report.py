@@ -7,50 +7,30 @@ and the threshold verdicts; it computes nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from flashsale.figures import Chart
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
+from flashsale.metric_registry import KEY_FIGURES, REPLAY_FIGURES
 from flashsale.metrics import fmt_interval, fmt_metric, fmt_signed, fmt_undefined
 from flashsale.runs import write_json_atomic, write_text_atomic
 from flashsale.scenario import Scenario
 from flashsale.thresholds import Verdict
 
 __all__ = [
-    "KEY_METRICS",
     "scenario_brief",
+    "show_setting",
     "write_compare_report",
     "write_run_report",
 ]
 
-KEY_METRICS: tuple[tuple[str, str], ...] = (
-    ("units_sold", "units sold (kept)"),
-    ("sellout_time_s", "sell-out time"),
-    ("bot_unit_share", "bot share of units"),
-    ("human_success_share", "human success share"),
-    ("units_per_person_gini", "Gini, units per person"),
-    ("units_per_person_jain", "Jain's index, units per person"),
-    ("yellow_cart_rate", "yellow-cart rate"),
-    ("oversold_units", "oversold units"),
-    ("throughput_peak_orders_per_s", "peak orders per second"),
-    ("time_to_purchase_p50_human_s", "time to purchase, humans (median)"),
-    ("time_to_purchase_p50_bot_s", "time to purchase, bots (median)"),
-    ("error_rate", "error rate (requests)"),
-)
-"""The figures shown first in a report and compared between runs."""
-
-
-_REPLAY_METRICS: tuple[tuple[str, str], ...] = (
-    ("audit_mismatch_units", "units sold: journeys vs the service's audit"),
-    ("late_start_share", "journeys started > 1 s late"),
-)
-
 
 def _replay_rows(metrics: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """A replay's honesty checks, shown with the key figures when it has an audit."""
-    return _REPLAY_METRICS if metrics["audit_mismatch_units"]["n"] else ()
+    return REPLAY_FIGURES if metrics["audit_mismatch_units"]["n"] else ()
 
 
 def _ci(name: str, m: Mapping[str, Any]) -> str:
@@ -63,6 +43,14 @@ def _mean(name: str, m: Mapping[str, Any], signed: bool = False) -> str:
     text = escape((fmt_signed if signed else fmt_metric)(name, m["mean"]))
     note = fmt_undefined(m)
     return text if note is None else f'{text}<br><span class="muted">{escape(note)}</span>'
+
+
+def _judged(v: Verdict) -> str:
+    """What a threshold compared: the mean, or the interval bound it names, and its value."""
+    bound = v.threshold.bound
+    if bound == "mean":
+        return "mean"
+    return f"95% CI {bound.removeprefix('ci_')}: {fmt_metric(v.threshold.metric, v.judged)}"
 
 
 def scenario_brief(scenario: Scenario) -> list[tuple[str, str]]:
@@ -174,11 +162,12 @@ def write_run_report(
     )
     body.append("<h2>Threshold verdicts</h2>")
     if verdicts:
-        rows = [
+        checks = [
             (
                 f'<span class="{"pass" if v.passed else "fail"}">'
                 f"{'PASS' if v.passed else 'FAIL'}</span>",
                 escape(str(v.threshold)),
+                escape(_judged(v)),
                 escape(fmt_metric(v.threshold.metric, v.value))
                 + (
                     ""
@@ -189,7 +178,9 @@ def write_run_report(
             )
             for v in verdicts
         ]
-        body.append(html_table(["verdict", "check", "mean", "95% CI"], rows, num_from=2))
+        body.append(
+            html_table(["verdict", "check", "judged", "mean", "95% CI"], checks, num_from=2)
+        )
         failed = sum(not v.passed for v in verdicts)
         body.append(
             f"<p><b>{failed} of {len(verdicts)} checks breached</b> (exit code 1).</p>"
@@ -200,11 +191,11 @@ def write_run_report(
         body.append("<p>The scenario sets no thresholds.</p>")
     if doc.get("replay_checks"):
         body.append("<h2>Replay checks</h2>")
-        checks = [
+        replay = [
             (escape(label), f'<span class="{level}">{escape(text)}</span>')
             for label, text, level in doc["replay_checks"]
         ]
-        body.append(html_table(["check", "what the replay observed"], checks, num_from=9))
+        body.append(html_table(["check", "what the replay observed"], replay, num_from=9))
     body.append("<h2>Key figures</h2>")
     rows = [
         (
@@ -213,7 +204,7 @@ def write_run_report(
             escape(_ci(name, m[name])),
             escape(", ".join(fmt_metric(name, v) for v in m[name]["values"])),
         )
-        for name, label in KEY_METRICS + _replay_rows(m)
+        for name, label in KEY_FIGURES + _replay_rows(m)
     ]
     body.append(html_table(["metric", "mean", "95% CI", "per replication"], rows))
     body.append(_ci_note(doc))
@@ -242,6 +233,14 @@ def write_run_report(
     return write_text_atomic(path, html_page(page_title, body))
 
 
+def show_setting(value: Any) -> str:
+    """A setting's value as a run label shows it: text as is, ``none`` for a field a
+    run does not have, anything else as JSON (``true``, ``600.0``)."""
+    if value is None:
+        return "none"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def write_compare_report(
     docs: Sequence[Mapping[str, Any]],
     labels: Sequence[str],
@@ -249,8 +248,16 @@ def write_compare_report(
     pairs: Sequence[Mapping[str, Any]],
     paired_reason: str,
     folder: Path,
+    *,
+    differences: Sequence[Mapping[str, Any]],
+    changes: Sequence[Mapping[str, Any]],
 ) -> Path:
-    """Write compare.json and report.html for several runs side by side."""
+    """Write compare.json and report.html for several runs side by side.
+
+    ``differences``: every setting that differs, with each run's value
+    (flashsale.compare.run_differences); ``changes``: per run after the first, the
+    settings it changes from run 1 and a note when they are several
+    (flashsale.compare.run_changes). Both go into compare.json and the page."""
     body = ["<h1>Flash sale comparison</h1>", "<h2>Runs</h2>"]
     body.append(
         html_table(
@@ -269,9 +276,22 @@ def write_compare_report(
             num_from=9,
         )
     )
+    body.append("<h2>What differs</h2>")
+    body.extend(f'<p class="warn">{escape(c["note"])}</p>' for c in changes if c["note"])
+    if differences:
+        rows = [
+            [
+                f"<code>{escape(d['setting'])}</code>",
+                *(escape(show_setting(v)) for v in d["values"]),
+            ]
+            for d in differences
+        ]
+        body.append(html_table(["setting", *(f"run {i + 1}" for i in range(len(docs)))], rows))
+    else:
+        body.append("<p>Nothing: the runs have the same scenario, engine and seed.</p>")
     body.append("<h2>Key metrics (mean and 95% CI)</h2>")
     rows = []
-    for name, label in KEY_METRICS:
+    for name, label in KEY_FIGURES:
         cells = [escape(label)]
         for d in docs:
             b = d["metrics"][name]
@@ -282,7 +302,7 @@ def write_compare_report(
     body.append(f"<p>{escape(paired_reason)}</p>")
     if pairs:
         rows = []
-        for name, label in KEY_METRICS:
+        for name, label in KEY_FIGURES:
             cells = [escape(label)]
             for p in pairs:
                 b = p["metrics"].get(name)
@@ -295,6 +315,7 @@ def write_compare_report(
             rows.append(cells)
         body.append(html_table(["metric", *(f"run {p['run'] + 1} - run 1" for p in pairs)], rows))
     body.append(_ci_note(docs[0]))
+    body.extend(_compare_verdicts(docs))
     body.append("<h2>Charts</h2>")
     body.extend(embedded_chart(c) for c in charts)
     write_json_atomic(
@@ -302,10 +323,17 @@ def write_compare_report(
         {
             "schema": "flashsale.compare/1",
             "runs": [
-                {"label": lab, "path": d.get("run", {}).get("path"), "scenario": d["scenario"]}
+                {
+                    "label": lab,
+                    "path": d.get("run", {}).get("path"),
+                    "scenario": d["scenario"],
+                    "thresholds": d.get("thresholds", []),
+                }
                 for d, lab in zip(docs, labels, strict=True)
             ],
-            "key_metrics": {name: [d["metrics"][name] for d in docs] for name, _ in KEY_METRICS},
+            "differences": list(differences),
+            "changes": list(changes),
+            "key_metrics": {name: [d["metrics"][name] for d in docs] for name, _ in KEY_FIGURES},
             "paired": {"reason": paired_reason, "differences": list(pairs)},
         },
     )
@@ -314,3 +342,28 @@ def write_compare_report(
 
 def _ci_signed(name: str, b: Mapping[str, Any]) -> str:
     return fmt_interval(name, b, signed=True) or "n/a"
+
+
+def _compare_verdicts(docs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each run's threshold verdicts (its own scenario's ``[thresholds]``), one row per
+    check and a column per run; nothing when no run sets a threshold."""
+    checks = list(dict.fromkeys(t["check"] for d in docs for t in d.get("thresholds", [])))
+    if not checks:
+        return []
+    rows = []
+    for check in checks:
+        cells = [escape(check)]
+        for d in docs:
+            t = next((t for t in d.get("thresholds", []) if t["check"] == check), None)
+            if t is None:
+                cells.append('<span class="muted">not set</span>')
+                continue
+            word = "PASS" if t["passed"] else "FAIL"
+            seen = t["reason"] or fmt_metric(t["metric"], t["judged"])
+            bound = "" if t.get("bound", "mean") == "mean" else f" ({t['bound']})"
+            cells.append(
+                f'<span class="{word.lower()}">{word}</span> {escape(seen)}{escape(bound)}'
+            )
+        rows.append(cells)
+    head = ["check", *(f"run {i + 1}" for i in range(len(docs)))]
+    return ["<h2>Threshold verdicts</h2>", html_table(head, rows, num_from=9)]

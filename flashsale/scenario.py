@@ -35,7 +35,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -59,6 +59,7 @@ from flashsale.distributions import (
     Exponential,
     Lognormal,
 )
+from flashsale.metric_registry import Bound, parse_threshold_key
 from flashsale.protocol import Target
 
 __all__ = [
@@ -77,7 +78,8 @@ __all__ = [
     "MAX_WORKERS",
     "MIN_RATE_PER_S",
     "SCHEMA_VERSION",
-    "THRESHOLD_METRICS",
+    "SERVICE_STEPS",
+    "PoolSettings",
     "RunSize",
     "Scenario",
     "ScenarioError",
@@ -92,27 +94,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 """Bump when a scenario file written for the old schema would mean something else."""
-
-THRESHOLD_METRICS = (
-    "units_sold",
-    "oversold_units",
-    "sellout_time_s",
-    "throughput_peak_orders_per_s",
-    "bot_unit_share",
-    "human_success_share",
-    "units_per_person_gini",
-    "units_per_person_jain",
-    "yellow_cart_rate",
-    "error_rate",
-    "timeout_rate",
-    "cancelled_units",
-    "review_precision",
-    "review_recall",
-    "resale_units_to_humans",
-    "late_start_share",
-    "audit_mismatch_units",
-)
-"""Scalar metrics a ``[thresholds]`` entry may name (see flashsale.metrics)."""
 
 # ------------------------------------------------------------------------- limits
 # Generous for real sales (poco_m3: 250,000 humans, 5,000 bot accounts, 48 workers),
@@ -381,10 +362,62 @@ class Payment(_Model):
         return min(1.0, self.failure_prob + extra)
 
 
-class Service(_Model):
-    """The checkout service model: finite workers, a bounded queue, a cart hold."""
+SERVICE_STEPS = ("view", "cart", "pay")
+"""Steps a pool may serve. CAPTCHA challenges and lottery entries are served as views
+(with the view step's service time and pool), as are the reference service's order
+reads and cancellations."""
 
-    workers: Annotated[int, Field(gt=0, le=MAX_WORKERS)] = 64
+Workers = Annotated[int, Field(gt=0, le=MAX_WORKERS)]
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The queue one step meets: ``workers`` servers, at most ``queue_limit`` waiting,
+    none longer than ``queue_timeout_s``; ``name`` is the pool's (``"default"``: the
+    ``[service]`` table's own pool)."""
+
+    name: str
+    workers: int
+    queue_limit: int
+    queue_timeout_s: float
+
+
+class Pool(_Model):
+    """A pool of workers with its own FIFO queue, serving the steps it names. A field
+    left out takes the ``[service]`` table's value."""
+
+    steps: list[str] = Field(min_length=1, max_length=len(SERVICE_STEPS))
+    workers: Workers | None = None
+    queue_limit: NonNegInt | None = None
+    queue_timeout_s: PosSeconds | None = None
+
+    @field_validator("steps")
+    @classmethod
+    def _known_steps(cls, v: list[str]) -> list[str]:
+        for step in v:
+            if step not in SERVICE_STEPS:
+                raise ValueError(
+                    f"unknown step {step!r}; allowed: {', '.join(SERVICE_STEPS)} (CAPTCHA "
+                    "and lottery requests go with view)"
+                )
+        if len(set(v)) != len(v):
+            raise ValueError(f"a step is named twice: {v}")
+        return v
+
+
+_POOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class Service(_Model):
+    """The checkout service model: finite workers, a bounded queue, a cart hold.
+
+    By default one FIFO pool of ``workers`` serves every step. ``pools`` gives steps
+    pools of their own (``[service.pools.NAME]``: ``steps``, ``workers``,
+    ``queue_limit``, ``queue_timeout_s``); a step no pool names stays in the default
+    pool, and a step may be in one pool at most.
+    """
+
+    workers: Workers = 64
     queue_limit: NonNegInt = Field(
         default=10_000, description="waiting requests beyond this are rejected (503)"
     )
@@ -394,6 +427,53 @@ class Service(_Model):
     cart_hold_s: PosSeconds = Field(default=600.0, description="a reservation expires after this")
     step_s: StepTimes = Field(default_factory=StepTimes)
     payment: Payment = Field(default_factory=Payment)
+    pools: dict[str, Pool] = Field(
+        default_factory=dict, max_length=len(SERVICE_STEPS), description="pools per step"
+    )
+
+    @model_validator(mode="after")
+    def _one_pool_per_step(self) -> Service:
+        owner: dict[str, str] = {}
+        for name, pool in self.pools.items():
+            if not _POOL_NAME.match(name) or len(name) > _MAX_NAME or name == "default":
+                raise _at(
+                    f"pools.{name}",
+                    f"a pool name is up to {_MAX_NAME} letters, digits, _ and -, starting "
+                    "with a letter or _, and not 'default' (the [service] table's own pool)",
+                )
+            for step in pool.steps:
+                if step in owner:
+                    raise _at(
+                        f"pools.{name}.steps",
+                        f"step {step!r} is already in pool {owner[step]!r}; a step is served "
+                        "by one pool",
+                    )
+                owner[step] = name
+        return self
+
+    def pool_of(self, step: str) -> PoolSettings:
+        """The pool serving ``step`` (one of :data:`SERVICE_STEPS`), its unset fields
+        taken from ``[service]``. Raises KeyError for any other step."""
+        if step not in SERVICE_STEPS:
+            raise KeyError(f"{step!r} is not one of {SERVICE_STEPS}")
+        for name, pool in self.pools.items():
+            if step in pool.steps:
+                return PoolSettings(
+                    name,
+                    pool.workers if pool.workers is not None else self.workers,
+                    pool.queue_limit if pool.queue_limit is not None else self.queue_limit,
+                    pool.queue_timeout_s
+                    if pool.queue_timeout_s is not None
+                    else self.queue_timeout_s,
+                )
+        return PoolSettings("default", self.workers, self.queue_limit, self.queue_timeout_s)
+
+
+def _at(field: str, message: str) -> PydanticCustomError:
+    """An error the message puts at ``<the model's path>.<field>``."""
+    return PydanticCustomError(
+        "at_field", "{field}: {message}", {"field": field, "message": message}
+    )
 
 
 # ----------------------------------------------------------------------- defenses
@@ -503,39 +583,66 @@ _THRESHOLD = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?
 
 
 class Threshold(BaseModel):
-    """One pass/fail check: ``metric op value`` (e.g. ``human_success_share >= 0.5``)."""
+    """One pass/fail check: ``metric op value`` on the metric's mean across replications
+    (``human_success_share >= 0.5``) or on a bound of its 95% interval
+    (``latency_p95_s.pay.ci_high <= 2``). ``metric`` is a full metric name, per step
+    where the metric is (:mod:`flashsale.metric_registry`)."""
 
     model_config = ConfigDict(frozen=True)
 
     metric: str
     op: Literal["<", "<=", "==", "!=", ">=", ">"]
     value: float
+    bound: Bound = "mean"
+
+    @property
+    def key(self) -> str:
+        """The ``[thresholds]`` key: the metric, then the bound unless it is the mean."""
+        return self.metric if self.bound == "mean" else f"{self.metric}.{self.bound}"
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g}"
+        return f"{self.key} {self.op} {self.value:g}"
+
+
+def _flat_keys(raw: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``latency_p95_s.pay = ...`` as TOML writes it unquoted (a table) or as ``--set
+    thresholds.latency_p95_s.pay=...`` does: one dotted key per check."""
+    for k, v in raw.items():
+        if isinstance(v, dict):
+            yield from _flat_keys(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
 
 
 def _parse_thresholds(raw: Any) -> list[Threshold]:
     if not isinstance(raw, dict):
         raise ValueError('must be a table of metric = "op value", e.g. oversold_units = "== 0"')
     checks = []
-    for metric, expr in raw.items():
-        if metric not in THRESHOLD_METRICS:
-            raise ValueError(f"unknown metric {metric!r}; allowed: {', '.join(THRESHOLD_METRICS)}")
+    for key, expr in dict(_flat_keys(raw)).items():
+        try:
+            metric, bound = parse_threshold_key(key)
+        except ValueError as e:
+            raise _at_key(key, str(e)) from None
         m = _THRESHOLD.match(str(expr))
         if not m:
-            raise ValueError(
-                f"{metric} = {expr!r}: expected an operator (<, <=, ==, !=, >=, >) and a "
-                'number, e.g. ">= 0.5"'
+            raise _at_key(
+                key,
+                f"{expr!r}: expected an operator (<, <=, ==, !=, >=, >) and a number, "
+                'e.g. ">= 0.5"',
             )
         try:
             value = float(m.group(2))
         except ValueError:  # "1.2.3" matches the pattern
             value = math.nan
         if not math.isfinite(value):
-            raise ValueError(f"{metric} = {expr!r}: the value must be a finite number")
-        checks.append(Threshold(metric=metric, op=m.group(1), value=value))
+            raise _at_key(key, f"{expr!r}: the value must be a finite number")
+        checks.append(Threshold(metric=metric, op=m.group(1), value=value, bound=bound))
     return checks
+
+
+def _at_key(key: str, message: str) -> PydanticCustomError:
+    """An error the scenario's message puts at ``thresholds.<key>``."""
+    return PydanticCustomError("at_field", "{field}: {message}", {"field": key, "message": message})
 
 
 # ----------------------------------------------------------------------- scenario
@@ -618,7 +725,9 @@ class Scenario(_Model):
     def to_toml_dict(self) -> dict[str, Any]:
         """The resolved scenario, every default filled in, as plain data."""
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
-        data["thresholds"] = {t.metric: f"{t.op} {t.value:g}" for t in self.thresholds}
+        if not data["service"]["pools"]:  # one shared pool: written as before pools existed
+            del data["service"]["pools"]
+        data["thresholds"] = {t.key: f"{t.op} {t.value:g}" for t in self.thresholds}
         return data
 
 
@@ -758,7 +867,15 @@ def run_size(sc: Scenario) -> RunSize:
         _largest(end),
         (delay_by, 4 * delay),
         ("service.cart_hold_s", svc.cart_hold_s),
-        ("service.queue_timeout_s", 2 * svc.queue_timeout_s),
+        max(
+            [("service.queue_timeout_s", 2 * svc.queue_timeout_s)]
+            + [
+                (f"service.pools.{name}.queue_timeout_s", 2 * pool.queue_timeout_s)
+                for name, pool in svc.pools.items()
+                if pool.queue_timeout_s is not None
+            ],
+            key=lambda t: t[1],
+        ),
         ("service.payment.timeout_s", svc.payment.timeout_s),
     ]
     first = -_largest(start)[1]
@@ -805,14 +922,19 @@ def _walk(loc: tuple[int | str, ...]) -> tuple[str, list[type[BaseModel]]]:
     the last part's value."""
     out = ""
     models: list[type[BaseModel]] = [Scenario]
+    keyed = False  # the part is a key of a table of models (service.pools.NAME)
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
         fields = [m.model_fields[part] for m in models if part in m.model_fields]
-        if fields:
+        if keyed:
+            out += f".{part}"
+            keyed = False
+        elif fields:
             out += f".{part}" if out else part
             models = list(_models_in(fields[0].annotation))
+            keyed = get_origin(fields[0].annotation) is dict and bool(models)
         elif part in _UNION_TAGS or "[" in part:  # defenses.rate_limit.burst keeps "burst"
             tagged = [m for m in models if _has_tag(m, part)]
             models = tagged or models

@@ -47,6 +47,7 @@ import typer
 
 from flashsale.compare import compare_runs
 from flashsale.html_page import escape
+from flashsale.metric_registry import SWEEP_COLUMNS
 from flashsale.metrics import fmt_metric
 from flashsale.outcome import Outcome
 from flashsale.postrun import finish_run
@@ -68,7 +69,6 @@ from flashsale.scenario import Scenario, ScenarioError, load_scenario
 from flashsale.sim.engine import UnsupportedScenario, check_supported
 from flashsale.sim.runner import run_jobs, worker_pool
 from flashsale.sweep_charts import (
-    SWEEP_METRICS,
     draw_sweep_charts,
     metric_block,
     write_sweep_report,
@@ -232,7 +232,7 @@ class SweepResult:
     """What a finished sweep wrote and whether every point held its thresholds."""
 
     folder: Path
-    report: Path
+    report: Path | None  # None: --report none wrote no page
     compare_report: Path | None
     rows: list[dict[str, Any]]
     """Per point: point, folder, settings, label, exit_code, breached, metrics."""
@@ -314,9 +314,9 @@ def keep_honest(
     close(**(before if not whole else {"status": "complete", "finished_at": _now()}))
 
 
-def _finish_quietly(path: Path) -> int:
+def _finish_quietly(path: Path, level: str = "full") -> int:
     """finish_run without the per-point summary (a top-level function: pool workers run it)."""
-    return finish_run(RunFolder.load(path), echo=lambda _: None)
+    return finish_run(RunFolder.load(path), echo=lambda _: None, level=level)
 
 
 def run_points(
@@ -384,10 +384,12 @@ def finish_points(
     workers: int,
     on_point: Callable[[], None],
     ledger: str = "sweep.json",
+    level: str = "full",
 ) -> list[int]:
-    """metrics.json, charts and report of the points at ``indices``, quietly, on local
-    processes (the files land in this machine's sweep folder whatever executor ran the
-    jobs); sweep.json records each point as its report lands."""
+    """metrics.json, charts and report of the points at ``indices`` (as much as ``level``
+    says: flashsale.postrun.REPORT_LEVELS), quietly, on local processes (the files land
+    in this machine's sweep folder whatever executor ran the jobs); sweep.json records
+    each point as its report lands."""
     paths = [folder / doc["points"][i]["folder"] for i in indices]
 
     def landed(i: int, path: Path) -> None:
@@ -399,11 +401,11 @@ def finish_points(
     codes = []
     if workers == 1 or len(paths) == 1:
         for i, path in zip(indices, paths, strict=True):
-            codes.append(_finish_quietly(path))
+            codes.append(_finish_quietly(path, level))
             landed(i, path)
         return codes
     with worker_pool(min(workers, len(paths))) as pool:
-        futures = [pool.submit(_finish_quietly, path) for path in paths]
+        futures = [pool.submit(_finish_quietly, path, level) for path in paths]
         for i, path, fut in zip(indices, paths, futures, strict=True):
             codes.append(fut.result())
             landed(i, path)
@@ -411,14 +413,25 @@ def finish_points(
 
 
 def _write_sweep_pages(
-    folder: Path, doc: dict[str, Any], points: Sequence[Point], codes: Sequence[int]
+    folder: Path,
+    doc: dict[str, Any],
+    points: Sequence[Point],
+    codes: Sequence[int],
+    level: str = "full",
 ) -> SweepResult:
     """The sweep chart, the comparison of ``points`` and the sweep report (rewritten in
-    place: an earlier comparison is replaced only once the new one is written)."""
+    place: an earlier comparison is replaced only once the new one is written).
+    ``level`` ``summary``: no comparison (its charts take most of a sweep's report
+    time); ``none``: no page at all (the points have no metrics)."""
+    if level == "none":
+        doc.update(results=[], report=None, compare=None, report_level=level)
+        return SweepResult(folder, None, None, [])
     metrics = [json.loads((folder / p.folder / "metrics.json").read_text()) for p in points]
     rows = [_row(p, d, c) for p, d, c in zip(points, metrics, codes, strict=True)]
     compare = None
-    if len(points) == 1:  # nothing to compare: no comparison of an earlier report either
+    if level != "full":
+        pass  # an earlier comparison (a full report before) stays as it was
+    elif len(points) == 1:  # nothing to compare: no comparison of an earlier report either
         shutil.rmtree(folder / "compare", ignore_errors=True)
     else:
         staging = folder / ".compare.partial"
@@ -433,6 +446,7 @@ def _write_sweep_pages(
         results=rows,
         report=str(report.relative_to(folder)),
         compare=None if compare is None else str(compare.relative_to(folder)),
+        report_level=level,
     )
     return SweepResult(folder, report, compare, rows)
 
@@ -449,8 +463,14 @@ def run_sweep(
     on_job: Callable[[], None] = lambda: None,
     on_point: Callable[[], None] = lambda: None,
     argv: list[str] | None = None,
+    level: str = "full",
 ) -> SweepResult:
     """Run every point, finish each run folder, draw the sweep charts and reports.
+
+    ``level`` (flashsale.postrun.REPORT_LEVELS) is each point's report: ``summary``
+    (metrics.json) and the sweep's chart and report; ``full``, each point's charts and
+    report.html too and the comparison of all points; ``none``, the tables only (no
+    page; ``flashsale report`` on the folder writes them all).
 
     Raises RunError for a bad output folder (before anything is written); a
     failing or interrupted job propagates after sweep.json and every unfinished
@@ -490,8 +510,8 @@ def run_sweep(
     }
     with keep_honest(folder, doc):
         run_points(points, folder, doc, seed, replications, workers, executor, on_job, argv)
-        codes = finish_points(folder, doc, range(len(points)), workers, on_point)
-        result = _write_sweep_pages(folder, doc, points, codes)
+        codes = finish_points(folder, doc, range(len(points)), workers, on_point, level=level)
+        result = _write_sweep_pages(folder, doc, points, codes, level)
     return result
 
 
@@ -614,12 +634,12 @@ def report_sweep(
 
 def summary_lines(result: SweepResult) -> list[str]:
     """One line per point (its settings and the key metrics' means), then the paths."""
-    head = ["point", "settings", *(label for _, label in SWEEP_METRICS), "thresholds"]
+    head = ["point", "settings", *(label for _, label in SWEEP_COLUMNS), "thresholds"]
     table = [
         [
             r["folder"],
             r["label"],
-            *(fmt_metric(name, r["metrics"][name]["mean"]) for name, _ in SWEEP_METRICS),
+            *(fmt_metric(name, r["metrics"][name]["mean"]) for name, _ in SWEEP_COLUMNS),
             "FAIL" if r["breached"] else "ok",
         ]
         for r in result.rows
@@ -630,7 +650,13 @@ def summary_lines(result: SweepResult) -> list[str]:
         for line in (head, *table)
     ]
     lines.append(f"sweep:   {result.folder}")
-    lines.append(f"report:  {result.report}")
+    if result.report is None:
+        lines.append(
+            f"report:  not written (--report none); `flashsale report {result.folder}` "
+            "writes every point's report and the sweep's"
+        )
+    else:
+        lines.append(f"report:  {result.report}")
     if result.compare_report is not None:
         lines.append(f"compare: {result.compare_report}")
     return lines
@@ -645,5 +671,5 @@ def _row(point: Point, metrics: dict[str, Any], code: int) -> dict[str, Any]:
         "label": point.label,
         "exit_code": code,
         "breached": [t["check"] for t in metrics.get("thresholds", []) if not t["passed"]],
-        "metrics": {name: metric_block(metrics, name) for name, _ in SWEEP_METRICS},
+        "metrics": {name: metric_block(metrics, name) for name, _ in SWEEP_COLUMNS},
     }

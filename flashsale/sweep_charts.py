@@ -31,31 +31,19 @@ from flashsale.figures import (
     wrap_label,
 )
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
+from flashsale.metric_registry import SWEEP_COLUMNS, lookup
 from flashsale.metrics import fmt_interval, fmt_metric, fmt_undefined
 from flashsale.runs import write_text_atomic
 
-__all__ = ["SWEEP_METRICS", "draw_sweep_charts", "metric_block", "write_sweep_report"]
-
-SWEEP_METRICS: tuple[tuple[str, str], ...] = (
-    ("sellout_time_s", "sell-out time"),
-    ("human_success_share", "human success share"),
-    ("bot_unit_share", "bot share of units"),
-    ("yellow_cart_rate", "yellow-cart rate"),
-    ("units_per_person_gini", "Gini, units per person"),
-    ("latency_p95_s.pay", "latency p95, pay step"),
-)
-"""What a capacity planner reads off a sweep; dotted names reach into per-step blocks."""
+__all__ = ["draw_sweep_charts", "metric_block", "write_sweep_report"]
 
 
 def metric_block(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The mean, CI, n and per-replication values (null where the metric is undefined)
     of a (dotted) metric in a metrics.json document; all None when the run has no such
     block (e.g. no pay request ever completed)."""
-    node: Any = doc["metrics"]
-    for part in name.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else None
-    node = node or {}
-    return {k: node.get(k) for k in ("mean", "ci_low", "ci_high", "n", "values")}
+    block = lookup(doc["metrics"], name) or {}
+    return {k: block.get(k) for k in ("mean", "ci_low", "ci_high", "n", "values")}
 
 
 def _numeric(values: Sequence[Any]) -> bool:
@@ -129,9 +117,9 @@ def draw_sweep_charts(
     lines = _lines(sweep, rows)
     n = sweep["replications"]
     cols = 3
-    nrows = -(-len(SWEEP_METRICS) // cols)
+    nrows = -(-len(SWEEP_COLUMNS) // cols)
     fig, axes = new_figure(nrows, cols, height=1.6 + 3.0 * nrows)
-    for ax, (name, label) in zip(axes.flat, SWEEP_METRICS, strict=False):
+    for ax, (name, label) in zip(axes.flat, SWEEP_COLUMNS, strict=False):
         if base is not None:
             ax.set_xscale("log", base=base)
         for j, (key, group) in enumerate(lines.items()):
@@ -177,7 +165,7 @@ def draw_sweep_charts(
         finish_grid(
             fig,
             axes,
-            len(SWEEP_METRICS),
+            len(SWEEP_COLUMNS),
             suptitle=f"{sweep['scenario_name']}: key metrics against {first} "
             f"(points: {points}; seed {sweep['seed']} at every point)",
             folder=folder,
@@ -201,6 +189,12 @@ def _cell(name: str, m: Mapping[str, Any]) -> str:
         if note is not None:
             text += f'<br><span class="muted">{escape(note)}</span>'
     return text
+
+
+def _point_page(folder: Path, point: str) -> str:
+    """A point's report.html, or its metrics.json when its report is a summary only."""
+    page = f"{point}/report.html"
+    return page if (folder / page).exists() else f"{point}/metrics.json"
 
 
 def write_sweep_report(
@@ -243,19 +237,27 @@ def write_sweep_report(
         )
         table.append(
             [
-                f'<a href="{escape(r["folder"])}/report.html">{escape(r["folder"])}</a>',
+                f'<a href="{escape(_point_page(path.parent, r["folder"]))}">'
+                f"{escape(r['folder'])}</a>",
                 *(escape(_show(r["settings"][p])) for p in paths),
-                *(_cell(name, r["metrics"][name]) for name, _ in SWEEP_METRICS),
+                *(_cell(name, r["metrics"][name]) for name, _ in SWEEP_COLUMNS),
                 verdict,
             ]
         )
-    head = ["point", *paths, *(label for _, label in SWEEP_METRICS), "thresholds"]
+    head = ["point", *paths, *(label for _, label in SWEEP_COLUMNS), "thresholds"]
     body.append(html_table(head, table, num_from=1 + len(paths)))
     if compare is not None:
         link = compare.relative_to(path.parent)
         body.append(
             f"<p>Paired differences of every point against {escape(rows[0]['folder'])}: "
             f'<a href="{escape(link)}">the comparison report</a>.</p>'
+        )
+    elif len(rows) > 1:  # --report summary: neither the points' pages nor the comparison
+        body.append(
+            '<p class="muted">Summary report (<code>--report summary</code>): each point '
+            "links to its metrics.json; <code>flashsale report "
+            f"{escape(path.parent)}</code> draws every point's report and the paired "
+            "comparison of all points.</p>"
         )
     body.append("<h2>Charts</h2>")
     body.extend(embedded_chart(c) for c in charts)

@@ -37,9 +37,9 @@ from flashsale.figures import (
     save_chart,
     tick_label_boxes,
 )
+from flashsale.metric_registry import KEY_FIGURES, SWEEP_COLUMNS
 from flashsale.metrics import compute_metrics, fmt_metric
-from flashsale.report import KEY_METRICS
-from flashsale.sweep_charts import SWEEP_METRICS, draw_sweep_charts
+from flashsale.sweep_charts import draw_sweep_charts
 
 from .test_metrics_data import scenario, synthetic_outcome
 
@@ -121,7 +121,7 @@ def six_runs(six_docs: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFa
     labels = [f"service.workers={w}" for w in (2, 4, 6, 8, 12, 16)]
     with pytest.MonkeyPatch.context() as mp:
         drawn = _keep_figures(mp)
-        draw_compare_charts(six_docs, labels, KEY_METRICS, pairs, tmp_path_factory.mktemp("six"))
+        draw_compare_charts(six_docs, labels, KEY_FIGURES, pairs, tmp_path_factory.mktemp("six"))
     return drawn
 
 
@@ -230,7 +230,7 @@ def test_compare_value_labels_are_readable(
     six_docs: list[dict[str, Any]], six_runs: Figures
 ) -> None:
     fig = six_runs["compare_metrics"]
-    assert _assert_value_labels_readable(fig) == 6 * len(KEY_METRICS)
+    assert _assert_value_labels_readable(fig) == 6 * len(KEY_FIGURES)
     # every label says its bar's value, none clipped to a fragment
     ax = next(a for a in _panels(fig) if a.get_title() == "bot share of units")
     assert [t.get_text() for t in ax.texts] == [
@@ -265,7 +265,7 @@ def _sweep(
     rows = [
         {
             "settings": {path: v},
-            "metrics": {name: _block(0.2 + 0.01 * i, reps) for name, _ in SWEEP_METRICS},
+            "metrics": {name: _block(0.2 + 0.01 * i, reps) for name, _ in SWEEP_COLUMNS},
         }
         for i, v in enumerate(values)
     ]
@@ -363,7 +363,7 @@ def test_one_replication_draws_no_whisker_and_says_so(tmp_path: Path, figures: F
     doc = _doc(0, 1)
     draw_run_charts(doc, tmp_path / "run")
     docs = [doc, _doc(1, 1)]
-    draw_compare_charts(docs, ["seed=1", "seed=2"], KEY_METRICS, [], tmp_path / "cmp")
+    draw_compare_charts(docs, ["seed=1", "seed=2"], KEY_FIGURES, [], tmp_path / "cmp")
     draw_sweep_charts(*_sweep([64, 128, 256], reps=1), tmp_path / "sweep")
     for name in ("success_by_arrival", "outcomes", "compare_metrics", "sweep_metrics"):
         fig = figures[name]
@@ -377,7 +377,7 @@ def test_a_run_of_one_replication_among_others_gets_no_whisker(
     six_docs: list[dict[str, Any]], tmp_path: Path, figures: Figures
 ) -> None:
     docs = [six_docs[0], _doc(9, 1)]
-    draw_compare_charts(docs, ["a", "b"], KEY_METRICS, [], tmp_path)
+    draw_compare_charts(docs, ["a", "b"], KEY_FIGURES, [], tmp_path)
     fig = figures["compare_metrics"]
     for ax in _panels(fig):
         bars = [p for p in ax.patches if isinstance(p, Rectangle)]

@@ -1,4 +1,5 @@
-"""`flashsale compare`: labels by what differs, paired differences, files, bad input."""
+"""`flashsale compare`: every difference named, confounding noted, paired differences in
+points, files, bad input."""
 
 from __future__ import annotations
 
@@ -10,12 +11,19 @@ import pytest
 from typer.testing import CliRunner
 
 from flashsale.cli import app
-from flashsale.compare import compare_summary, paired_differences, run_labels
-from flashsale.metrics import compute_metrics
-from flashsale.report import KEY_METRICS
+from flashsale.compare import (
+    compare_summary,
+    paired_differences,
+    run_changes,
+    run_differences,
+    run_labels,
+)
+from flashsale.metric_registry import KEY_FIGURES
+from flashsale.metrics import compute_metrics, fmt_signed
 from flashsale.runs import open_run
-from flashsale.scenario import Scenario
+from flashsale.scenario import Scenario, load_scenario
 
+from .conftest import SCENARIOS
 from .test_metrics_data import make_outcome, make_run, scenario, synthetic_outcome
 
 
@@ -60,6 +68,97 @@ def test_labels_ignore_description_and_thresholds() -> None:
         humans={"count": 5, "arrivals": {"profile": "burst", "early_window_s": 10}},
     )
     assert run_labels([_manifest(a), _manifest(b)]) == ["humans.count=4", "humans.count=5"]
+
+
+def _file(name: str) -> dict[str, object]:
+    return _manifest(load_scenario(SCENARIOS / name))
+
+
+def test_every_difference_is_named_in_full() -> None:
+    """waiting_room.toml against poco_m3.toml, read from the files and checked by hand
+    (`flashsale show` of both, diffed): seven fields differ besides the description
+    and the thresholds, which do not change a sale. None is left out as "+N more"."""
+    runs = [_file("poco_m3.toml"), _file("waiting_room.toml")]
+    assert run_differences(runs) == [
+        {"setting": "name", "values": ["poco_m3", "waiting_room"]},
+        {"setting": "sale.date", "values": ["2021-01-26", None]},
+        {"setting": "humans.patience_s.mean", "values": [300.0, 600.0]},
+        {"setting": "defenses.account_limit.enabled", "values": [False, True]},
+        {"setting": "defenses.waiting_room.enabled", "values": [False, True]},
+        {"setting": "defenses.waiting_room.new_users_per_min", "values": [6000.0, 12000.0]},
+        {"setting": "defenses.waiting_room.max_active", "values": [5000, 6000]},
+    ]
+    assert run_labels(runs)[1] == (
+        "sale.date=none, humans.patience_s.mean=600.0, defenses.account_limit.enabled=true, "
+        "defenses.waiting_room.enabled=true, defenses.waiting_room.new_users_per_min=12000.0, "
+        "defenses.waiting_room.max_active=6000"
+    )
+    assert all("more" not in label for label in run_labels(runs))
+
+
+def test_runs_that_change_several_settings_say_so() -> None:
+    """A defense switched on counts once with its parameters; the name is no setting."""
+    runs = [_file("poco_m3.toml"), _file("waiting_room.toml")]
+    [change] = run_changes(run_differences(runs), 2)
+    assert change["settings"] == [
+        "sale.date",
+        "humans.patience_s.mean",
+        "defenses.account_limit",
+        "defenses.waiting_room",
+    ]
+    assert change["note"] == (
+        "These runs differ in 4 settings (sale.date, humans.patience_s.mean, "
+        "defenses.account_limit, defenses.waiting_room): an effect cannot be attributed "
+        "to one of them."
+    )
+    # The scenario shipped to measure the waiting room alone changes just that.
+    alone = [_file("poco_m3.toml"), _file("poco_m3_waiting_room.toml")]
+    assert run_changes(run_differences(alone), 2) == [
+        {"run": 1, "settings": ["defenses.waiting_room"], "note": None}
+    ]
+
+
+def test_changes_are_counted_against_run_1_run_by_run() -> None:
+    base = _sc()
+    more = scenario(
+        sale={"units": 150, "window_s": 30},
+        humans={"count": 400},
+        bots={"operators": 2, "accounts_per_operator": 10, "units_per_order": 2},
+    )
+    runs = [
+        _manifest(base),
+        _manifest(base, engine="replay", scale=0.01),  # one change: the engine, at a scale
+        _manifest(more, seed=9),  # two: the crowd and the seed
+        _manifest(base, engine="replay", scale=0.01, seed=9),
+    ]
+    changes = run_changes(run_differences(runs), len(runs))
+    assert [c["settings"] for c in changes] == [
+        ["engine"],
+        ["seed", "humans.count"],  # in the scenario's order: its seed comes first
+        ["seed", "engine"],
+    ]
+    assert changes[0]["note"] is None
+    assert changes[1]["note"] == (
+        "Run 3 differs from run 1 in 2 settings (seed, humans.count): an effect cannot be "
+        "attributed to one of them."
+    )
+    # Both runs with the defense on: each parameter is a setting of its own.
+    a = _sc(waiting_room={"enabled": True})
+    b = _sc(waiting_room={"enabled": True, "max_active": 7, "session_s": 60})
+    [change] = run_changes(run_differences([_manifest(a), _manifest(b)]), 2)
+    assert change["settings"] == [
+        "defenses.waiting_room.max_active",
+        "defenses.waiting_room.session_s",
+    ]
+    assert run_changes([], 2) == [{"run": 1, "settings": [], "note": None}]
+
+
+def test_share_differences_are_in_percentage_points() -> None:
+    assert fmt_signed("bot_unit_share", 0.0216) == "+2.16 pp"
+    assert fmt_signed("human_success_share", -0.0081) == "-0.81 pp"
+    assert fmt_signed("outcome_rates.human.purchased", 0.5) == "+50.00 pp"
+    assert fmt_signed("units_sold", -1200.0) == "-1,200"  # other units as before
+    assert fmt_signed("sellout_time_s", 12.5) == "+12.5 s"
 
 
 def _docs(values_a: list[int], values_b: list[int]) -> list[dict[str, object]]:
@@ -109,6 +208,11 @@ def test_compare_command_writes_its_own_report(tmp_path: Path) -> None:
     }
     data = json.loads((out / "compare.json").read_text())
     assert data["paired"]["differences"][0]["metrics"]["units_sold"]["n"] == 2
+    assert data["differences"] == [
+        {"setting": "defenses.waiting_room.enabled", "values": [False, True]}
+    ]
+    assert data["changes"] == [{"run": 1, "settings": ["defenses.waiting_room"], "note": None}]
+    assert "<h2>What differs</h2>" in page and 'class="warn"' not in page
     # the terminal shows the same figures as compare.json: each run, then the metrics
     assert "run 2: defenses.waiting_room.enabled=true" in res.output
     sold = data["key_metrics"]["units_sold"]
@@ -138,11 +242,11 @@ def _block(
 def test_compare_summary_prints_means_and_paired_differences_with_their_interval() -> None:
     doc = {
         "runs": [{"label": "base", "path": "a"}, {"label": "limit on", "path": "b"}],
-        "key_metrics": {n: [_block(1.0), _block(2.0)] for n, _ in KEY_METRICS},
+        "key_metrics": {n: [_block(1.0), _block(2.0)] for n, _ in KEY_FIGURES},
         "paired": {
             "reason": "shared seed",
             "differences": [
-                {"run": 1, "metrics": {n: _block(1.0, 0.5, 1.5) for n, _ in KEY_METRICS}}
+                {"run": 1, "metrics": {n: _block(1.0, 0.5, 1.5) for n, _ in KEY_FIGURES}}
             ],
         },
     }
@@ -151,7 +255,8 @@ def test_compare_summary_prints_means_and_paired_differences_with_their_interval
     lines = compare_summary(doc)
     assert lines[:2] == ["run 1 (baseline): base  [a]", "run 2: limit on  [b]"]
     bot = next(line for line in lines if "bot share of units" in line)
-    assert bot.split("units")[1].strip() == "49.75% | 24.25% (-25.50%, CI -26.63% to -24.37%)"
+    # a difference of shares is in percentage points, never "%" (relative or points?)
+    assert bot.split("units")[1].strip() == "49.75% | 24.25% (-25.50 pp, CI -26.63 pp to -24.37 pp)"
     assert "difference from run 1" in lines[2]
     doc["paired"] = {"reason": "No paired differences: different seeds.", "differences": []}
     lines = compare_summary(doc)

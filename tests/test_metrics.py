@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from flashsale.metric_registry import METRICS, find, meanings
 from flashsale.metrics import (
-    METRIC_DOCS,
     METRICS_SCHEMA,
     compute_metrics,
     fmt_undefined,
@@ -18,7 +18,7 @@ from flashsale.metrics import (
     lorenz,
     replication_metrics,
 )
-from flashsale.scenario import THRESHOLD_METRICS
+from flashsale.outcome import STEP
 
 from .test_metrics_data import make_outcome, scenario
 
@@ -321,13 +321,25 @@ def test_success_by_arrival_bins() -> None:
     assert sba["mean"][sba["bin_start_s"].index(5.0)] is None  # nobody arrived
 
 
-def test_every_threshold_metric_is_produced() -> None:
+def test_metrics_json_holds_exactly_the_registry() -> None:
+    # One request per step, so every per-step metric has its blocks.
     sc = scenario(defenses={"review": {"enabled": True}, "resale": {"enabled": True}})
-    doc = compute_metrics(sc, [make_outcome(_fleet())], [{"units_sold": 4, "oversold_units": 0}])
-    for name in THRESHOLD_METRICS:
-        block = doc["metrics"][name]
-        assert set(block) >= {"values", "mean", "ci_low", "ci_high", "n"}, name
-        assert name in METRIC_DOCS
+    requests = [{"step": step, "sent": 0.1 * i} for i, step in enumerate(STEP)]
+    out = make_outcome(_fleet(), requests)
+    doc = compute_metrics(sc, [out], [{"units_sold": 4, "oversold_units": 0}])
+    assert set(doc["metrics"]) == {m.name for m in METRICS}
+    assert doc["doc"] == meanings()
+    for m in METRICS:
+        node = doc["metrics"][m.name]
+        if not m.threshold:  # a curve
+            continue
+        names = [m.name]
+        for level in m.parts:  # every part the registry names is in metrics.json
+            assert set(node) == set(level), m.name
+            names = [f"{n}.{p}" for n in names for p in level]
+            node = node[level[0]]
+        assert set(node) >= {"values", "mean", "ci_low", "ci_high", "n"}, m.name
+        assert all(find(n) is m for n in names)
     assert doc["schema"] == METRICS_SCHEMA
 
 

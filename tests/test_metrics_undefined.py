@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from flashsale.compare import compare_runs, compare_summary
+from flashsale.metric_registry import KEY_FIGURES, SWEEP_COLUMNS
 from flashsale.outcome import RESULT, STEP, Outcome
 from flashsale.postrun import finish_run
-from flashsale.report import KEY_METRICS
 from flashsale.runs import RunFolder
 from flashsale.scenario import Scenario
 from flashsale.stats import paired_diff
-from flashsale.sweep_charts import SWEEP_METRICS, draw_sweep_charts, write_sweep_report
+from flashsale.sweep_charts import draw_sweep_charts, write_sweep_report
 
 from .test_metrics_data import make_run, scenario, synthetic_outcome
 
@@ -127,11 +127,11 @@ def test_compare_summary_counts_undefined_replications_and_pairs() -> None:
     runs = [{"label": f"run {i}", "path": f"/r{i}", "scenario": "s"} for i in range(3)]
     key = {
         name: [_block([0.4, 0.6]), _block([0.5, None]), _block([None, None])]
-        for name, _ in KEY_METRICS
+        for name, _ in KEY_FIGURES
     }
     diffs = [
-        {"run": 1, "metrics": {n: paired_diff([0.4, 0.6], [0.5, None]) for n, _ in KEY_METRICS}},
-        {"run": 2, "metrics": {n: paired_diff([0.4, 0.6], [None, None]) for n, _ in KEY_METRICS}},
+        {"run": 1, "metrics": {n: paired_diff([0.4, 0.6], [0.5, None]) for n, _ in KEY_FIGURES}},
+        {"run": 2, "metrics": {n: paired_diff([0.4, 0.6], [None, None]) for n, _ in KEY_FIGURES}},
     ]
     doc = {"runs": runs, "key_metrics": key, "paired": {"reason": "", "differences": diffs}}
     [jain] = [line for line in compare_summary(doc) if "Jain" in line]
@@ -159,7 +159,7 @@ def test_sweep_page_and_chart_mark_undefined_points(tmp_path: Path) -> None:
             "label": f"service.payment.failure_prob={x}",
             "exit_code": 0,
             "breached": [],
-            "metrics": {name: _block(list(vals)) for name, _ in SWEEP_METRICS},
+            "metrics": {name: _block(list(vals)) for name, _ in SWEEP_COLUMNS},
         }
         for i, (x, vals) in enumerate(zip((0.02, 0.5, 1.0), per_point, strict=True))
     ]

@@ -130,17 +130,6 @@ def test_metric_formatting() -> None:
     assert fmt_metric("review_precision", None) == "n/a"
 
 
-def test_readme_documents_every_metric() -> None:
-    from flashsale.metrics import METRIC_DOCS
-
-    from .conftest import ROOT
-
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Metrics, charts and reports") :]
-    missing = [name for name in METRIC_DOCS if f"`{name}`" not in section]
-    assert not missing, f"README metrics section lacks: {missing}"
-
-
 def _interrupted_run(path: Path, done: int, asked: int) -> Path:
     """A run stopped (SIGTERM) after ``done`` of ``asked`` replications."""
     sc = _scenario()
