@@ -54,6 +54,7 @@ __all__ = [
     "prepare_output_dir",
     "process_gone",
     "redact_command",
+    "remove_if_empty",
     "remove_partials",
     "write_json_atomic",
     "write_text_atomic",
@@ -205,6 +206,17 @@ def remove_partials(folder: Path) -> None:
                     shutil.rmtree(tmp)
                 else:
                     tmp.unlink()
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` and its empty subfolders (``charts/``) if no file is left: what
+    a command that made its output folder leaves when it fails before writing anything."""
+    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if sub.is_dir() and not sub.is_symlink():
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def process_gone(doc: dict[str, Any]) -> int | None:

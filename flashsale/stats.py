@@ -25,16 +25,29 @@ share's t interval can reach below 0 when replications agree closely near 0, and
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["CI_LEVEL", "CI_METHOD", "Bounds", "band", "mean_ci", "paired_diff", "summarize"]
+__all__ = [
+    "CI_LEVEL",
+    "CI_METHOD",
+    "PI_METHOD",
+    "Bounds",
+    "band",
+    "mean_ci",
+    "paired_diff",
+    "prediction_band",
+    "prediction_interval",
+    "summarize",
+]
 
 CI_LEVEL = 0.95
 CI_METHOD = "student_t"
+PI_METHOD = "student_t_prediction"
+"""Prediction intervals: mean +- t(1 - (1 - level)/2, n - 1) * s * sqrt(1 + 1/n)."""
 
 Bounds = tuple[float | None, float | None]
 """Lowest and highest value a metric can take (None: unbounded)."""
@@ -131,6 +144,52 @@ def paired_diff(
     ]
     m, lo, hi, n = mean_ci(diffs, level)
     return {"values": diffs, "mean": m, "ci_low": lo, "ci_high": hi, "n": n}
+
+
+def prediction_interval(
+    values: Sequence[float | None], level: float = CI_LEVEL, bounds: Bounds = (None, None)
+) -> tuple[float | None, float | None, float | None, int]:
+    """Where one new replication's value should fall, from the non-null ``values`` of n
+    replications: ``(mean, low, high, n)``, the two-sided Student t prediction interval
+
+        mean +- t(1 - (1 - level) / 2, n - 1) * s * sqrt(1 + 1/n)
+
+    (s the sample standard deviation). Source: Hahn & Meeker, *Statistical Intervals*
+    (Wiley, 1991), ch. 4, the interval for one future observation from a normal
+    distribution: the new value and the mean are independent, so their difference has
+    variance sigma^2 (1 + 1/n). Its width stays about 2 t s as n grows, where the mean's
+    confidence interval shrinks to nothing: a single replay is one draw, not a mean.
+    Low and high are clipped to ``bounds``; None (as in :func:`mean_ci`) when fewer
+    than two values are usable; ``mean`` None when none is.
+    """
+    m, lo, hi, n = mean_ci(values, level)
+    if m is None or lo is None or hi is None:
+        return m, None, None, n
+    # mean_ci's half width is t * s / sqrt(n); times sqrt(n + 1): t * s * sqrt(1 + 1/n).
+    half = (hi - m) * math.sqrt(n + 1)
+    return m, _clip(m - half, bounds), _clip(m + half, bounds), n
+
+
+def prediction_band(
+    curve: Mapping[str, Sequence[float | None]], n: int, bounds: Bounds = (None, None)
+) -> dict[str, list[float | None]]:
+    """A curve's pointwise prediction band for one new replication, from its :func:`band`
+    block (``mean``, ``ci_low``, ``ci_high`` per point) over ``n`` replications:
+    ``{"mean", "pi_low", "pi_high"}``, the same formula as :func:`prediction_interval`
+    (its half width is the CI's times sqrt(n + 1)). The block's ``ci_high`` must not
+    have been clipped (a :func:`band` with no upper bound). Exact at points where all
+    ``n`` replications had a value; wider than exact where only some did (their CI
+    came from fewer values). No band (None) with fewer than two replications.
+    """
+    mean = np.array([np.nan if v is None else v for v in curve["mean"]], dtype=float)
+    hi = np.array([np.nan if v is None else v for v in curve["ci_high"]], dtype=float)
+    half = (hi - mean) * math.sqrt(n + 1) if n >= 2 else np.full(mean.shape, np.nan)
+    lo, up = mean - half, mean + half
+    if bounds[0] is not None:
+        lo = np.maximum(lo, bounds[0])
+    if bounds[1] is not None:
+        up = np.minimum(up, bounds[1])
+    return {"mean": _jsonable(mean), "pi_low": _jsonable(lo), "pi_high": _jsonable(up)}
 
 
 def _jsonable(a: np.ndarray) -> list[float | None]:
