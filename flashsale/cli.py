@@ -21,6 +21,7 @@ import typer
 from flashsale._cli_utils import USER_ERROR, SetOption, guarded, load_or_exit, terminate
 from flashsale.commands.calibrate import calibrate
 from flashsale.commands.compare import compare
+from flashsale.commands.predict import predict
 from flashsale.commands.probe import probe
 from flashsale.commands.replay import replay
 from flashsale.commands.report import report
@@ -84,6 +85,7 @@ def show(
 
 app.command()(guarded(report))
 app.command()(guarded(compare))
+app.command()(guarded(predict))
 app.command("serve")(guarded(serve_command))
 app.command()(guarded(replay))
 app.command()(guarded(probe))

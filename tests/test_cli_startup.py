@@ -38,6 +38,7 @@ COMMANDS = (
     "show",
     "report",
     "compare",
+    "predict",
     "serve",
     "replay",
     "probe",
