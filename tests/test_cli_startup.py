@@ -44,6 +44,7 @@ COMMANDS = (
     "probe",
     "simulate",
     "sweep",
+    "search",
 )
 
 SMOKE = str(SCENARIOS / "smoke.toml")
