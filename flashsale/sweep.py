@@ -235,7 +235,8 @@ class SweepResult:
     report: Path | None  # None: --report none wrote no page
     compare_report: Path | None
     rows: list[dict[str, Any]]
-    """Per point: point, folder, settings, label, exit_code, breached, metrics."""
+    """Per point: point, folder, settings, label, exit_code, breached (the failed
+    checks), thresholds (every verdict, as in metrics.json), metrics."""
 
     @property
     def breached(self) -> list[dict[str, Any]]:
@@ -616,6 +617,7 @@ def report_sweep(
     with keep_honest(folder, doc, whole=not missing):
         codes = finish_points(folder, doc, whole, n, lambda: None)
         result = _write_sweep_pages(folder, doc, points, codes)
+        assert result.report is not None  # a full report: every page
         if missing:
             _mark_partial_page(
                 result.report,
@@ -640,7 +642,7 @@ def summary_lines(result: SweepResult) -> list[str]:
             r["folder"],
             r["label"],
             *(fmt_metric(name, r["metrics"][name]["mean"]) for name, _ in SWEEP_COLUMNS),
-            "FAIL" if r["breached"] else "ok",
+            f"FAIL: {'; '.join(r['breached'])}" if r["breached"] else "ok",
         ]
         for r in result.rows
     ]
@@ -671,5 +673,6 @@ def _row(point: Point, metrics: dict[str, Any], code: int) -> dict[str, Any]:
         "label": point.label,
         "exit_code": code,
         "breached": [t["check"] for t in metrics.get("thresholds", []) if not t["passed"]],
+        "thresholds": metrics.get("thresholds", []),
         "metrics": {name: metric_block(metrics, name) for name, _ in SWEEP_COLUMNS},
     }

@@ -32,7 +32,7 @@ from flashsale.figures import (
 )
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
 from flashsale.metric_registry import SWEEP_COLUMNS, lookup
-from flashsale.metrics import fmt_interval, fmt_metric, fmt_undefined
+from flashsale.metrics import fmt_interval, fmt_judged, fmt_metric, fmt_undefined
 from flashsale.runs import write_text_atomic
 
 __all__ = ["draw_sweep_charts", "metric_block", "write_sweep_report"]
@@ -197,6 +197,15 @@ def _point_page(folder: Path, point: str) -> str:
     return page if (folder / page).exists() else f"{point}/metrics.json"
 
 
+def _breaches(row: Mapping[str, Any]) -> list[str]:
+    """A point's failed checks, each with the value it judged (``latency_p95_s.pay <= 2:
+    2.11 s``) or why it had none; escaped."""
+    failed = [t for t in row.get("thresholds", []) if not t["passed"]]
+    if not failed:  # a sweep.json written before verdicts were kept: the checks alone
+        return [escape(c) for c in row["breached"]]
+    return [escape(f"{t['check']}: {fmt_judged(t)}") for t in failed]
+
+
 def write_sweep_report(
     sweep: Mapping[str, Any],
     rows: Sequence[Mapping[str, Any]],
@@ -231,7 +240,7 @@ def write_sweep_report(
     table = []
     for r in rows:
         verdict = (
-            '<span class="fail">' + escape("; ".join(r["breached"])) + "</span>"
+            '<span class="fail">' + "<br>".join(_breaches(r)) + "</span>"
             if r["breached"]
             else '<span class="pass">held</span>'
         )

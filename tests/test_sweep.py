@@ -49,6 +49,8 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
             "11",
             "--set",
             THRESHOLD,
+            "--report",
+            "full",  # every point's page and the comparison (the default is a summary)
             "--out",
             str(out),
         ],

@@ -10,15 +10,17 @@ folder with the same post-run pipeline as ``flashsale simulate``.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,6 +37,9 @@ from flashsale.replay.target import (
 from flashsale.runs import RunError, RunFolder, open_run
 from flashsale.scenario import Scenario, ScenarioError
 
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
 __all__ = ["LOCUSTFILE", "replay"]
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "replay" / "locustfile.py"
@@ -43,6 +48,8 @@ the example for ``locust -f`` users, imports its classes from it)."""
 
 _STARTUP_S = 5.0  # Locust's own start-up, before the first arrival is due
 _GRACE_S = 60.0  # beyond the plan, before the child is declared stuck
+_POLL_S = 0.5  # how often the progress bar reads Locust's progress.json
+_RELAY_S = 10.0  # after Locust exits, for its last lines to come through
 
 
 def replay(
@@ -197,7 +204,7 @@ def _replay(
         *(["--processes", str(processes)] if processes > 1 else []),
         *passthrough,
     ]
-    rc = _run_locust(cmd, run_time + _GRACE_S)
+    rc = _run_locust(cmd, run_time + _GRACE_S, staging / "progress.json", scaled.name)
     if not (staging / "replay.json").exists():
         raise ReplayError(f"Locust exited with code {rc} before the replay finished")
     outcome, counts = load_staging(staging)
@@ -208,6 +215,62 @@ def _replay(
         raise ReplayError(str(e)) from None
     except httpx.HTTPError as e:
         raise ReplayError(f"{url}/admin/audit: cannot read the audit: {e}") from None
+
+
+def _relay(pipe: IO[bytes] | None, stream: str) -> None:
+    """Copy Locust's lines to this process's ``stream`` as it is at each line (on a
+    terminal the progress bar swaps it for one that prints above the bar)."""
+    if pipe is None:
+        return
+    for line in iter(pipe.readline, b""):
+        out = getattr(sys, stream)
+        out.write(line.decode(errors="replace"))
+        out.flush()
+
+
+def _show_progress(bar: Progress, task: TaskID, path: Path, name: str) -> dict[str, Any] | None:
+    """Move the bar to what progress.json says and return it (None before the sale
+    opens: no file yet). Its fields: flashsale.replay.locust_app's Controller.progress."""
+    try:
+        p: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    bar.update(
+        task,
+        description=f"replay {name}",
+        total=p["scheduled"],
+        completed=p["ended"],
+        detail=(
+            f"ended  {p['started']:,} started  {p['rps']:,.0f} req/s  "
+            f"{p['errors']:,} failed  {p['units']:,} sold"
+        ),
+    )
+    return p
+
+
+def _progress() -> Progress:
+    """The replay's live bar: journeys ended of those scheduled, then journeys started,
+    requests per second, failed requests and units sold; disabled off a terminal."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    console = Console()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=8),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=False,
+    )
 
 
 def _scaled(full: Scenario, scale: float) -> Scenario:
@@ -240,13 +303,42 @@ def _smallest_scale(full: Scenario) -> float:
         k += 1
 
 
-def _run_locust(cmd: list[str], timeout_s: float) -> int:
-    """Run Locust to its end; on Ctrl-C stop it first (SIGINT, then kill), then re-raise."""
+def _run_locust(cmd: list[str], timeout_s: float, progress: Path, name: str) -> int:
+    """Run Locust to its end, showing the replay's progress as its Locust writes it (a
+    live bar on a terminal, the final line elsewhere); Locust's own output is relayed
+    above the bar. On Ctrl-C stop Locust first (SIGINT, then kill), then re-raise."""
     from flashsale.replay.session import ReplayError
 
-    proc = subprocess.Popen(cmd, preexec_fn=die_with_parent)
+    proc = subprocess.Popen(
+        cmd, preexec_fn=die_with_parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    relays = [
+        threading.Thread(target=_relay, args=(pipe, stream), daemon=True)
+        for pipe, stream in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))
+    ]
+    deadline = time.monotonic() + timeout_s
     try:
-        return proc.wait(timeout=timeout_s)
+        with _progress() as bar:
+            task = bar.add_task(f"replay {name}: waiting for the sale", total=None, detail="")
+            for relay in relays:
+                relay.start()
+            while True:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    rc = proc.wait(timeout=_POLL_S)
+                    break
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(cmd, timeout_s)
+                _show_progress(bar, task, progress, name)
+            last = _show_progress(bar, task, progress, name)
+            for relay in relays:  # Locust's last lines, before the bar's last state
+                relay.join(timeout=_RELAY_S)
+        if bar.disable and last is not None:  # not a terminal: no bar, one line at the end
+            typer.echo(
+                f"replay: {last['ended']:,} of {last['scheduled']:,} journeys ended "
+                f"({last['started']:,} started), {last['requests']:,} requests "
+                f"({last['errors']:,} failed), {last['units']:,} units sold"
+            )
+        return rc
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

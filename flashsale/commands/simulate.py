@@ -42,6 +42,13 @@ def simulate(
         typer.Option(min=1, help="Parallel processes; default min(replications, CPU count)."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Results folder (new or empty).")] = None,
+    report: Annotated[
+        str,
+        typer.Option(
+            help="What to write after the tables: none, summary (metrics.json and the "
+            "printed summary) or full (and the charts and report.html).",
+        ),
+    ] = "full",
     set_: SetOption = None,
 ) -> None:
     """Simulate SCENARIO at full scale with SimPy, write the run folder, print the summary.
@@ -49,10 +56,14 @@ def simulate(
     Exit 0 ok, 1 a threshold breached or the run failed (e.g. the stock books did not
     balance), 2 bad input (including a defense the simulator does not model).
     """
-    from flashsale.postrun import finish_run
+    from flashsale.postrun import check_report_level, finish_run
     from flashsale.sim.engine import UnsupportedScenario, check_supported
     from flashsale.sim.runner import run_replications
 
+    try:
+        level = check_report_level(report)
+    except ValueError as e:
+        fail(str(e))
     sc = load_or_exit(scenario, set_)
     try:
         check_supported(sc)
@@ -78,7 +89,7 @@ def simulate(
                 bar.advance(task)
 
             run_replications(sc, root_seed, replications, n_workers, done)
-        code = finish_run(run)
+        code = finish_run(run, level=level)
     except BaseException as e:
         e.add_note(run_note(run.path))
         raise

@@ -45,6 +45,14 @@ def sweep(
         typer.Option(min=1, help="Parallel processes for all jobs; default the CPU count."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Sweep folder (new or empty).")] = None,
+    report: Annotated[
+        str,
+        typer.Option(
+            help="Each point's report: none (tables only, no sweep page), summary "
+            "(metrics.json; the sweep's chart and page) or full (and each point's charts "
+            "and report.html, and the comparison of all points).",
+        ),
+    ] = "summary",
     set_: SetOption = None,
     dask_scheduler: Annotated[
         str | None,
@@ -60,6 +68,7 @@ def sweep(
     comparison of all points. Exit 0 ok, 1 a point breached its thresholds or a
     run failed, 2 bad input (nothing runs then).
     """
+    from flashsale.postrun import check_report_level
     from flashsale.sweep import (
         is_sweep_folder,
         parse_vary,
@@ -70,9 +79,10 @@ def sweep(
     )
 
     try:
+        level = check_report_level(report)
         axes = parse_vary(vary, str(scenario))
         points = plan_sweep(scenario, axes, set_ or [], seed)
-    except ScenarioError as e:
+    except (ScenarioError, ValueError) as e:
         fail(str(e))
     n_workers = workers or os.cpu_count() or 1
     jobs = len(points) * replications
@@ -85,7 +95,7 @@ def sweep(
                     f"sweeping {points[0].scenario.name}: {len(points)} points x {replications}",
                     total=jobs,
                 )
-                fin = bar.add_task("point reports", total=len(points), start=False)
+                fin = bar.add_task(f"point reports ({level})", total=len(points), start=False)
 
                 def job_done() -> None:
                     bar.advance(task)
@@ -102,6 +112,7 @@ def sweep(
                     executor=executor,
                     on_job=job_done,
                     on_point=lambda: bar.advance(fin),
+                    level=level,
                 )
     except (KeyboardInterrupt, OversellError, OSError) as e:
         if is_sweep_folder(folder):  # else the sweep never started (a bad --out)

@@ -76,6 +76,7 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 from locust.runners import (
     STATE_CLEANUP,
+    STATE_INIT,
     STATE_MISSING,
     STATE_STOPPED,
     STATE_STOPPING,
@@ -112,7 +113,14 @@ from flashsale.replay.target import (
     scenario_overrides,
 )
 from flashsale.replay.watchdog import Tally, problem
-from flashsale.runs import RunError, RunFolder, Terminated, interruption, open_run
+from flashsale.runs import (
+    RunError,
+    RunFolder,
+    Terminated,
+    interruption,
+    open_run,
+    write_json_atomic,
+)
 from flashsale.scenario import Scenario, ScenarioError, load_scenario
 
 __all__ = ["HumanBuyer", "SalePacer", "ScalperBot", "ScenarioReplay"]
@@ -120,6 +128,8 @@ __all__ = ["HumanBuyer", "SalePacer", "ScalperBot", "ScenarioReplay"]
 _PLAN, _PART, _DONE = "flashsale:plan", "flashsale:part", "flashsale:done"
 _REFUSED = "flashsale:refused"  # a worker refused the plan's target (it sends nothing)
 _CUT = "flashsale:cut"  # master to worker: the test stops, send what your share recorded
+_PROGRESS = "flashsale_progress"  # a worker's progress, in its stats report to the master
+_PROGRESS_S = 1.0  # how often flashsale replay's Locust writes progress.json
 _GRACE_S = 30.0  # after the last request may be sent, before the master gives up on a part
 _FLUSH_S = 30.0  # a stopping master waits this, and one request timeout, for cut shares
 _KILL_S = 10.0  # how long ending a share's journeys in progress may take
@@ -171,15 +181,25 @@ class _Process:
 
     def __init__(self) -> None:
         self.env: Environment | None = None
+        self.controller: _Controller | None = None
+        self.allow_remote = False  # a worker's own --allow-remote, read before the master speaks
+        self.interrupted: str | None = None  # "interrupted (Ctrl-C)" or "... (SIGTERM)"
+        self.new_replay()
+
+    def new_replay(self) -> None:
+        """Forget the last replay's share (the web UI's Start, pressed again)."""
         self.plan: AsyncResult = AsyncResult()
         self.recorder: Recorder | None = None
         self.share: _Share | None = None  # this process's journeys, once its plan came
-        self.controller: _Controller | None = None
         self.share_started = False
         self.journeys: list[Journey] = []  # this process's, started (the watchdog reads them)
+        self.ended = 0  # journeys of this process that have ended
+        self.units = 0  # units those journeys bought
         self.stopped: str | None = None  # why the watchdog stopped this share early
-        self.allow_remote = False  # a worker's own --allow-remote, read before the master speaks
-        self.interrupted: str | None = None  # "interrupted (Ctrl-C)" or "... (SIGTERM)"
+
+    def progress(self) -> dict[str, int]:
+        """This process's journeys started and ended and the units they bought, so far."""
+        return {"started": len(self.journeys), "ended": self.ended, "units": self.units}
 
 
 _proc = _Process()
@@ -195,6 +215,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _proc.allow_remote = bool(getattr(environment.parsed_options, "allow_remote", False))
         runner.register_message(_PLAN, _on_plan)
         runner.register_message(_CUT, _on_cut)
+        _listen(environment.events.report_to_master, _on_report_to_master)
         # Registered after the runner's own listener, so it runs first (quitting fires in
         # reverse): the share reaches the master before the worker's "quit" does.
         _listen(environment.events.quitting, _on_worker_quitting)
@@ -205,6 +226,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
         for line in str(e).splitlines():
             sys.stderr.write(f"error: {line}\n")
         sys.exit(2)
+    _listen(environment.events.worker_report, _proc.controller.on_worker_report)
+    if environment.web_ui is not None and environment.web_ui.app is not None:
+        environment.web_ui.app.after_request(_journeys_as_users)
     if isinstance(runner, MasterRunner):
         runner.register_message(_PART, _proc.controller.on_part)
         runner.register_message(_DONE, _proc.controller.on_done)
@@ -242,6 +266,8 @@ def _on_plan(environment: Environment, msg: Any, **_: Any) -> None:
     ``error:`` line, tells the master and quits without sending a request (its pacer
     waits for a plan that never comes)."""
     plan = Plan.from_json(msg.data)
+    if _proc.share_started:  # a new replay (the web UI's Start again): a new share
+        _proc.new_replay()
     try:
         url = plan_target(plan, _proc.allow_remote)
     except TargetError as e:
@@ -272,6 +298,25 @@ def _on_cut(environment: Environment, msg: Any, **_: Any) -> None:
 def _on_worker_quitting(environment: Environment, **_: Any) -> None:
     """A worker stopped by its own Ctrl-C or SIGTERM sends its share before it goes."""
     _cut_share(environment)
+
+
+def _on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    """A worker's progress rides on its stats report to the master (every few seconds)."""
+    data[_PROGRESS] = _proc.progress()
+
+
+def _journeys_as_users(response: Any) -> Any:
+    """The web UI's user count is the journeys in flight, not the pacers (one per process):
+    a Flask ``after_request`` hook rewrites ``user_count`` in ``/stats/requests``."""
+    from flask import request  # Locust's web UI is a Flask app
+
+    ctl = _proc.controller
+    if ctl is None or not request.path.endswith("/stats/requests") or not response.is_json:
+        return response
+    doc = response.get_json()
+    doc["user_count"] = ctl.progress()["in_flight"]
+    response.set_data(json.dumps(doc))
+    return response
 
 
 def _on_request(
@@ -333,7 +378,14 @@ class _Controller:
                 "(e.g. a `flashsale serve`), set target.base_url, or run `flashsale replay`, "
                 "which starts the reference service"
             )
+        self._reset()
+
+    def _reset(self) -> None:
+        """The state of one replay, before it starts."""
         self.plan: Plan | None = None
+        self.scheduled = 0  # journeys in the plan
+        self.workers_progress: dict[str, dict[str, int]] = {}  # each worker's, last reported
+        self._progress_writer: gevent.Greenlet | None = None
         self.parts: dict[str, int] = {}
         self.chunks: dict[str, list[tuple[str, dict[str, np.ndarray]]]] = {}
         self.done: dict[str, bool] = {}  # whole parts: budget spent
@@ -347,11 +399,27 @@ class _Controller:
         self._run_cm: Any = None
         self.run: RunFolder | None = None
 
+    def new_replay(self) -> None:
+        """The web UI's Start, pressed again: finish the last replay's run folder (a replay
+        stopped early is written as such) and replay anew into a new one. With ``--out``
+        that folder holds the last replay: this replay fails, saying so."""
+        if self.plan is None and self.failed is None:
+            return  # nothing ran yet
+        self.finalize()
+        out, first = self.out, self.run
+        self._reset()
+        _proc.new_replay()
+        if out is not None and first is not None:
+            self.failed = (
+                f"--out {out}: holds the last replay; restart Locust without --out (each "
+                "Start then writes a new results/<stamp> folder) or with another --out"
+            )
+            sys.stderr.write(f"error: cannot replay again: {self.failed}\n")
+
     # -- planning (test_start)
     def start(self) -> None:
         env = self.env
-        if self.plan is not None:
-            self.failed = "one replay per Locust process: restart Locust to replay again"
+        if self.failed is not None or self.plan is not None:
             return
         try:
             self.base_url = check_target(
@@ -384,6 +452,39 @@ class _Controller:
         else:
             self.parts = {"local": 0}
             _proc.plan.set(self.plan)
+        self.scheduled = len(self.plan.for_part(0, 1).schedule()[1])
+        if self.staging is not None:  # flashsale replay shows it as it goes
+            self._progress_writer = gevent.spawn(self._write_progress, self.staging)
+
+    def progress(self) -> dict[str, Any]:
+        """The replay so far: journeys scheduled, started, ended and in flight, the units
+        they bought, and Locust's requests, failed requests (a protocol error, no answer,
+        an overloaded target) and requests per second; workers' figures as of their last
+        stats report (every few seconds)."""
+        parts = [_proc.progress(), *self.workers_progress.values()]
+        started, ended = (sum(p.get(k, 0) for p in parts) for k in ("started", "ended"))
+        total = self.env.stats.total
+        return {
+            "scheduled": self.scheduled,
+            "started": started,
+            "ended": ended,
+            "in_flight": max(0, started - ended),
+            "units": sum(p.get("units", 0) for p in parts),
+            "requests": total.num_requests,
+            "errors": total.num_failures,
+            "rps": round(total.current_rps, 1),
+        }
+
+    def on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        if isinstance(data.get(_PROGRESS), dict):
+            self.workers_progress[client_id] = data[_PROGRESS]
+
+    def _write_progress(self, staging: Path) -> None:
+        """progress.json in the staging folder, every ``_PROGRESS_S``, for flashsale replay."""
+        staging.mkdir(parents=True, exist_ok=True)
+        while True:
+            write_json_atomic(staging / "progress.json", self.progress())
+            gevent.sleep(_PROGRESS_S)
 
     def _make_plan(self) -> Plan:
         assert self.base_url is not None
@@ -495,6 +596,8 @@ class _Controller:
             return
         self.gather()  # a stop that did not pass test_stopping first (SIGTERM)
         self.finalized = True
+        if self._progress_writer is not None:
+            self._progress_writer.kill()
         env = self.env
         if self.refused is not None:  # bad input on a worker's side: exit 2
             self._abandon(self.refused, failed=True)
@@ -638,6 +741,8 @@ class ScenarioReplay(LoadTestShape):
 
     def tick(self) -> tuple[int, float, list[type[User]]] | None:
         ctl = _proc.controller
+        if ctl is not None and self.runner is not None and self.runner.state == STATE_INIT:
+            ctl.new_replay()  # a test starts (the web UI's Start): forget the last replay
         if ctl is None or ctl.failed or ctl.refused or ctl.all_done():
             return None
         if time.time() > ctl.deadline():
@@ -896,6 +1001,8 @@ def _run_share(env: Environment, plan: Plan) -> _Share:
             raise
         finally:
             rec.journey(who, journey.log)
+            _proc.ended += 1
+            _proc.units += journey.log.units if journey.log.result == "purchased" else 0
 
     watchdog = gevent.spawn(_watch, plan, scaled, budget)
     try:
