@@ -217,66 +217,70 @@ def _coded_config_with_accounts(folder: Path, accounts: int) -> Path:
 
 # ---------------------------------------------------------------------------- fixtures
 
+_SALE = ("--units", "40", "--opens-in-s", "0")
+
+
+@contextlib.contextmanager
+def _shop(factory: pytest.TempPathFactory, module: str, data: str, *args: str) -> Iterator[Shop]:
+    """Start ``module`` in a new folder; ``data`` (its books or its request log, in
+    that folder) is passed as ``--db`` for an example shop, ``--log`` for the stand-in."""
+    folder = factory.mktemp(module.rsplit(".", 1)[-1])
+    path = folder / data
+    option = "--log" if module == "tests._auth_shop" else "--db"
+    with running(module, folder / "shop.log", option, str(path), *args) as url:
+        yield Shop(url, path)
+
 
 @pytest.fixture(scope="module")
 def cookie_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    folder = tmp_path_factory.mktemp("cookie-shop")
-    db = folder / "cookie.db"
-    args = ["--db", str(db), "--units", "40", "--opens-in-s", "0"]
-    with running("examples.shops.cookie_shop", folder / "shop.log", *args) as url:
-        yield Shop(url, db)
+    with _shop(tmp_path_factory, "examples.shops.cookie_shop", "cookie.db", *_SALE) as shop:
+        yield shop
 
 
 @pytest.fixture(scope="module")
 def coded_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    folder = tmp_path_factory.mktemp("coded-shop")
-    db = folder / "coded.db"
-    args = ["--db", str(db), "--units", "40", "--opens-in-s", "0", "--sku", "SMOKE-1"]
-    with running("examples.shops.coded_shop", folder / "shop.log", *args) as url:
-        yield Shop(url, db)
+    args = (*_SALE, "--sku", "SMOKE-1")
+    with _shop(tmp_path_factory, "examples.shops.coded_shop", "coded.db", *args) as shop:
+        yield shop
 
 
 @pytest.fixture(scope="module")
 def auth_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     """The stand-in behind ``Bearer s3cret``; ``db`` is its log of requests received."""
-    folder = tmp_path_factory.mktemp("auth-shop")
-    log = folder / "requests.log"
-    args = ["--token", TOKEN, "--log", str(log)]
-    with running("tests._auth_shop", folder / "shop.log", *args) as url:
-        yield Shop(url, log)
+    with _shop(tmp_path_factory, "tests._auth_shop", "requests.log", "--token", TOKEN) as shop:
+        yield shop
 
 
 @pytest.fixture(scope="module")
 def html_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     """The stand-in whose sale page is a text/html 200 page; no token needed."""
-    folder = tmp_path_factory.mktemp("html-shop")
-    log = folder / "requests.log"
-    args = ["--token", "", "--html-status", "--log", str(log)]
-    with running("tests._auth_shop", folder / "shop.log", *args) as url:
-        yield Shop(url, log)
+    args = ("--token", "", "--html-status")
+    with _shop(tmp_path_factory, "tests._auth_shop", "requests.log", *args) as shop:
+        yield shop
+
+
+def _replay_by_protocol(
+    shop: Shop, config: str, tmp_path_factory: pytest.TempPathFactory
+) -> Replayed:
+    """Replay ``shop`` by its shipped protocol ``examples/targets/<config>.toml``."""
+    out = tmp_path_factory.mktemp(f"{config}-replay") / "run"
+    proc = _replay(
+        "--target-config", str(TARGETS / f"{config}.toml"), "--target", shop.url,
+        "--out", str(out),
+        env=_env(FLASHSALE_SHOP_DB=str(shop.db)),
+    )  # fmt: skip
+    return Replayed(proc, out, books("audit", shop.db))
 
 
 @pytest.fixture(scope="module")
 def cookie_replay(cookie_shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> Replayed:
     """The cookie shop replayed by its protocol (cases 1 and 7 read the same run)."""
-    out = tmp_path_factory.mktemp("cookie-replay") / "run"
-    proc = _replay(
-        "--target-config", str(TARGETS / "cookie_shop.toml"), "--target", cookie_shop.url,
-        "--out", str(out),
-        env=_env(FLASHSALE_SHOP_DB=str(cookie_shop.db)),
-    )  # fmt: skip
-    return Replayed(proc, out, books("audit", cookie_shop.db))
+    return _replay_by_protocol(cookie_shop, "cookie_shop", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def coded_replay(coded_shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> Replayed:
-    out = tmp_path_factory.mktemp("coded-replay") / "run"
-    proc = _replay(
-        "--target-config", str(TARGETS / "coded_shop.toml"), "--target", coded_shop.url,
-        "--out", str(out),
-        env=_env(FLASHSALE_SHOP_DB=str(coded_shop.db)),
-    )  # fmt: skip
-    return Replayed(proc, out, books("audit", coded_shop.db))
+    return _replay_by_protocol(coded_shop, "coded_shop", tmp_path_factory)
 
 
 def _agrees_with_the_books(r: Replayed) -> None:
