@@ -21,6 +21,7 @@ import typer
 from flashsale._cli_utils import USER_ERROR, SetOption, guarded, load_or_exit, terminate
 from flashsale.commands.calibrate import calibrate
 from flashsale.commands.compare import compare
+from flashsale.commands.export import export_app
 from flashsale.commands.predict import predict
 from flashsale.commands.probe import probe
 from flashsale.commands.replay import replay
@@ -93,6 +94,7 @@ app.command()(guarded(simulate))
 app.command()(guarded(sweep))
 app.command()(guarded(search))
 app.command()(guarded(calibrate))
+app.add_typer(export_app)
 
 
 def main() -> None:
