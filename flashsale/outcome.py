@@ -14,6 +14,21 @@ are Parquet dictionary columns, so the labels travel with the data.
 Storage is Parquet (pyarrow): typed columns (CSV would lose dtypes and NaN vs
 empty), compressed (a full Poco M3 run has millions of request rows), and readable
 by pandas, polars, DuckDB and spreadsheets' import tools alike.
+
+Schema versions (:data:`OUTCOME_SCHEMA`, in every table's metadata):
+
+- ``flashsale.outcome/1``: the tables without the latency parts.
+- ``flashsale.outcome/2``: ``requests`` gains ``queue_wait``, ``service_time`` and
+  ``gateway_time`` (seconds; NaN = not reported): the parts of a latency. The
+  simulation fills them; a replay records what the target reports in its
+  ``Server-Timing`` header (the reference service sends ``queue``, ``service`` and
+  ``gateway``), NaN without one. A served request's latency is its queue wait +
+  service time + gateway time (exactly in the simulation; at least that in a
+  replay, which adds the network and the server's own overhead).
+
+A version 1 table still loads: each column added since (:attr:`Column.since`) reads
+back all NaN. Columns added since version 1 may also be left out of
+:meth:`Outcome.from_columns` (an engine that does not report them): they are NaN.
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ __all__ = [
     "JOURNEYS",
     "KIND",
     "OUTCOME_SCHEMA",
+    "READABLE_SCHEMAS",
     "REQUESTS",
     "RESULT",
     "SALE",
@@ -48,8 +64,12 @@ __all__ = [
     "save_outcome",
 ]
 
-OUTCOME_SCHEMA = "flashsale.outcome/1"
-"""Written into every table's metadata; readers refuse other versions."""
+OUTCOME_SCHEMA = "flashsale.outcome/2"
+"""Written into every table's metadata; readers take this version and the older ones
+(:data:`READABLE_SCHEMAS`) and refuse any other."""
+
+READABLE_SCHEMAS = ("flashsale.outcome/1", OUTCOME_SCHEMA)
+"""Versions :func:`load_outcome` reads, oldest first: version *n* is ``[n - 1]``."""
 
 KIND = ("human", "bot")
 """journeys.kind codes."""
@@ -76,12 +96,15 @@ was added (no ``login``) reads back with the same codes."""
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its name, numpy dtype, enum labels (for coded columns) and meaning."""
+    """One column: its name, numpy dtype, enum labels (for coded columns), meaning and
+    the schema version that added it (a float column added after version 1 reads NaN
+    from an older table)."""
 
     name: str
     dtype: str
     doc: str
     labels: tuple[str, ...] | None = None
+    since: int = 1
 
 
 @dataclass(frozen=True)
@@ -129,6 +152,24 @@ REQUESTS = TableSchema(
         Column("sent", "float64", "when it was sent, s"),
         Column("latency", "float64", "send to response, s"),
         Column("status", "int16", "HTTP status (0 = no response: connection error)"),
+        Column(
+            "queue_wait",
+            "float64",
+            "waited for a worker of the step's pool (until refused or given up, if so), s",
+            since=2,
+        ),
+        Column(
+            "service_time",
+            "float64",
+            "on a worker, the payment gateway excluded (NaN: never reached one), s",
+            since=2,
+        ),
+        Column(
+            "gateway_time",
+            "float64",
+            "at the payment gateway (NaN: did not reach it; a time-out: its timeout), s",
+            since=2,
+        ),
     ),
 )
 
@@ -155,6 +196,7 @@ class OutcomeError(ValueError):
 
 
 def _check(schema: TableSchema, cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    cols = _with_later_columns(schema, cols, 1)
     missing = [n for n in schema.names if n not in cols]
     extra = [n for n in cols if n not in schema.names]
     if missing or extra:
@@ -174,6 +216,19 @@ def _check(schema: TableSchema, cols: Mapping[str, np.ndarray]) -> dict[str, np.
             )
         out[c.name] = arr
     return out
+
+
+def _with_later_columns(
+    schema: TableSchema, cols: Mapping[str, np.ndarray], version: int
+) -> Mapping[str, np.ndarray]:
+    """``cols`` with each column added after ``version`` that it lacks filled with NaN
+    (not reported), as long as the table's other columns agree on its length."""
+    later = [c for c in schema.columns if c.since > version and c.name not in cols]
+    lengths = {len(v) for v in cols.values()}
+    if not later or len(lengths) != 1:
+        return cols
+    n = lengths.pop()
+    return {**cols, **{c.name: np.full(n, np.nan, dtype=c.dtype) for c in later}}
 
 
 @dataclass(frozen=True)
@@ -314,13 +369,18 @@ def _from_arrow(
 
     meta = table.schema.metadata or {}
     version = meta.get(b"flashsale.schema", b"").decode()
-    if version != OUTCOME_SCHEMA:
+    if version not in READABLE_SCHEMAS:
         raise OutcomeError(
-            f"{path}: schema {version or 'missing'!r}, this build reads {OUTCOME_SCHEMA!r}"
+            f"{path}: schema {version or 'missing'!r}, this build reads "
+            f"{', '.join(repr(v) for v in READABLE_SCHEMAS)}"
         )
+    number = READABLE_SCHEMAS.index(version) + 1
     cols: dict[str, np.ndarray] = {}
     channels = tuple(json.loads(meta.get(b"flashsale.channels", b"[]")))
     for c in schema.columns:
+        if c.since > number:  # written before the column existed: not reported
+            cols[c.name] = np.full(table.num_rows, np.nan, dtype=c.dtype)
+            continue
         if c.name not in table.column_names:
             raise OutcomeError(f"{path}: missing column {c.name!r}")
         col = table.column(c.name).combine_chunks()

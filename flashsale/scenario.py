@@ -1054,6 +1054,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
             ) from None
         node = out
         parts = path.split(".")
+        if parts[0] == "thresholds" and len(parts) > 2:  # a key is a dotted metric name
+            parts = [parts[0], ".".join(parts[1:])]  # thresholds.latency_p95_s.pay.ci_high
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):

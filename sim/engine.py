@@ -2,7 +2,7 @@
 
 Composition: the shared arrival schedule (flashsale.arrivals), one SimPy process
 per journey (flashsale.sim.journey) driven by human or bot behaviour, a shop
-answering requests (flashsale.sim.shop) over the FIFO worker queue and the stock,
+answering requests (flashsale.sim.shop) over the FIFO worker pools and the stock,
 and the enabled defenses. Every random quantity comes from its own named stream
 (flashsale.streams), so switching a defense on changes nothing else.
 
@@ -75,11 +75,14 @@ def check_supported(scenario: Scenario) -> None:
 
 @dataclass(frozen=True)
 class SimResult:
-    """The Outcome, plus the raw queue log (tests compare it with queueing theory)."""
+    """The Outcome, plus the raw queue logs of the main sale (tests compare them with
+    queueing theory): ``service`` is the default pool's, ``pools`` every pool's by name
+    (``"default"`` and each ``[service.pools.NAME]``)."""
 
     outcome: Outcome
     service: CheckoutService
     events: int  # SimPy events processed
+    pools: dict[str, CheckoutService]
 
 
 def _defenses(scenario: Scenario) -> list[Defense]:
@@ -99,7 +102,7 @@ class _Sale:
     journeys: dict[str, np.ndarray]
     requests: dict[str, np.ndarray]
     timeline: dict[str, np.ndarray]
-    service: CheckoutService
+    pools: dict[str, CheckoutService]
     events: int
 
 
@@ -146,9 +149,13 @@ def _run_sale(scenario: Scenario, schedule: Schedule, streams: Streams) -> _Sale
     shop.stock.audit(int(journeys["units"].sum(dtype=np.int64)))
     requests = shop.recorder.requests_table()
     timeline = build_timeline(
-        scenario.outputs.timeline_interval_s, schedule, shop.stock, shop.service, requests
+        scenario.outputs.timeline_interval_s,
+        schedule,
+        shop.stock,
+        list(shop.pools.values()),
+        requests,
     )
-    return _Sale(journeys, requests, timeline, shop.service, events)
+    return _Sale(journeys, requests, timeline, shop.pools, events)
 
 
 def simulate(
@@ -179,7 +186,7 @@ def simulate(
     outcome = Outcome.from_columns(
         journeys, requests, timeline, tuple(c.name for c in scenario.sale.channels)
     )
-    return SimResult(outcome, main.service, events)
+    return SimResult(outcome, main.pools["default"], events, main.pools)
 
 
 class _Arrivals:

@@ -32,6 +32,10 @@ class Recorder:
         self.r_sent = array("d")
         self.r_latency = array("d")
         self.r_status = array("h")
+        # the latency's parts (NaN: not part of this request's path)
+        self.r_queue_wait = array("d")
+        self.r_service_time = array("d")
+        self.r_gateway_time = array("d")
         # journey rows, by id: (result, finished, carted, admitted, units, requests)
         self._rows: list[tuple[int, float, float, float, int, int] | None] = [None] * n
 
@@ -92,4 +96,7 @@ class Recorder:
             "sent": sent.copy(),
             "latency": np.frombuffer(self.r_latency, dtype=np.float64).copy(),
             "status": np.frombuffer(self.r_status, dtype=np.int16).copy(),
+            "queue_wait": np.frombuffer(self.r_queue_wait, dtype=np.float64).copy(),
+            "service_time": np.frombuffer(self.r_service_time, dtype=np.float64).copy(),
+            "gateway_time": np.frombuffer(self.r_gateway_time, dtype=np.float64).copy(),
         }

@@ -1,8 +1,10 @@
 """The simulated checkout's endpoints: view, add to cart, pay.
 
-Every request goes: defenses at the edge (e.g. 429) -> the worker queue
-(flashsale.sim.service: 503 when full, 504/499 when the client gives up) -> the
-step's logic, decided at the moment a worker takes the request:
+Every request goes: defenses at the edge (e.g. 429) -> the worker queue of its
+step's pool (flashsale.sim.service: 503 when full, 504/499 when the client gives
+up; ``[service.pools.*]``, one FIFO pool for every step by default; CAPTCHA and
+lottery requests go with the view's) -> the step's logic, decided at the moment a
+worker takes the request:
 
 - view: NOT_OPEN (425) before the opening, SOLD_OUT (409) once the buyer's
   channel has no stock or the window has closed, else OK (200);
@@ -13,10 +15,12 @@ step's logic, decided at the moment a worker takes the request:
   payment gateway takes ``payment.gateway_s`` (outside the workers) with the
   hold kept; slower than ``payment.timeout_s`` is PAYMENT_TIMED_OUT (504), and it
   declines (PAYMENT_DECLINED, 402) with a probability that grows with the load
-  the payment met on arrival. A failed payment releases the hold (the yellow cart).
+  the payment met on arrival in the pay step's pool. A failed payment releases
+  the hold (the yellow cart).
 
 The shop answers with meanings (flashsale.policy.Answer) and records the status
-the reference service sends for each (flashsale.sim.status); the rules are
+the reference service sends for each (flashsale.sim.status), and the parts of each
+latency: the wait for a worker, the worker's time and the gateway's; the rules are
 flashsale.checkout's.
 
 Service times and payment luck are per-buyer draws from the ``service`` and
@@ -34,7 +38,7 @@ from flashsale.arrivals import Schedule
 from flashsale.checkout import OVERLOADED_RETRY_AFTER_S
 from flashsale.distributions import Uniform
 from flashsale.policy import Answer
-from flashsale.scenario import Scenario
+from flashsale.scenario import SERVICE_STEPS, Scenario
 
 from .defense import Defense
 from .draws import BuyerDraws
@@ -58,6 +62,7 @@ _HOLD_EXPIRED = Answer.HOLD_EXPIRED.value
 _OVERLOADED = Answer.OVERLOADED.value
 _QUEUE_TIMEOUT = Answer.QUEUE_TIMEOUT.value
 _ABANDONED = Answer.ABANDONED.value
+_NAN = float("nan")
 
 __all__ = ["Shop"]
 
@@ -79,9 +84,18 @@ class Shop:
         buyers = scenario.humans.count + scenario.bots.accounts
         self.env = env
         self.window_s = scenario.sale.window_s
-        self.queue_timeout_s = svc.queue_timeout_s
         self._grows = pay.failure_growth > 0
-        self.service = CheckoutService(svc.workers, svc.queue_limit)
+        # the worker pools by name ("default": [service] itself), and each step's pool
+        self.pools = {"default": CheckoutService(svc.workers, svc.queue_limit)}
+        self._route: dict[int, tuple[CheckoutService, float]] = {}
+        for code, name in zip((VIEW, CART, PAY), SERVICE_STEPS, strict=True):
+            at = svc.pool_of(name)
+            if at.name not in self.pools:
+                self.pools[at.name] = CheckoutService(at.workers, at.queue_limit)
+            self._route[code] = (self.pools[at.name], at.queue_timeout_s)
+        self._route[CAPTCHA] = self._route[LOTTERY] = self._route[VIEW]
+        self.service = self.pools["default"]
+        self._pay_queue = self._route[PAY][0]
         self.stock = Stock(
             scenario.sale.split(scenario.sale.units),
             svc.cart_hold_s,
@@ -94,6 +108,11 @@ class Shop:
             r.r_sent.append,
             r.r_latency.append,
             r.r_status.append,
+        )
+        self._log_parts = (
+            r.r_queue_wait.append,
+            r.r_service_time.append,
+            r.r_gateway_time.append,
         )
         self._service_s = {
             VIEW: BuyerDraws(svc.step_s.view, service_rng, buyers),
@@ -127,6 +146,8 @@ class Shop:
         """
         k, account = j.k, j.account
         j.k = k + 1
+        # the latency's parts: waited for a worker, on a worker, at the gateway
+        queued = worked = gateway = _NAN
         for edge in self._edge:
             wait = edge(account, j.person, now)
             if wait is not None:
@@ -134,14 +155,14 @@ class Shop:
                 self.retry_after = wait
                 break
         else:
-            load = self.service.occupancy(now) if step == PAY and self._grows else 0.0
-            timeout_s = self.queue_timeout_s
+            load = self._pay_queue.occupancy(now) if step == PAY and self._grows else 0.0
+            queue, timeout_s = self._route[step]
             d = self._service_s[step]
-            code, start, end = self.service.arrive(
-                now,
-                d.pool[(d.offsets[account] + k) & d.mask],
-                patience if patience < timeout_s else timeout_s,
+            service_s = d.pool[(d.offsets[account] + k) & d.mask]
+            code, start, end = queue.arrive(
+                now, service_s, patience if patience < timeout_s else timeout_s
             )
+            queued = start - now
             if code == FULL:
                 answer = _OVERLOADED
                 self.retry_after = OVERLOADED_RETRY_AFTER_S
@@ -151,28 +172,34 @@ class Shop:
                 else:
                     answer = _QUEUE_TIMEOUT
                     self.retry_after = OVERLOADED_RETRY_AFTER_S
-            elif step == VIEW:  # _open(), inlined: most requests are views
-                if start < 0.0:
-                    answer = _NOT_OPEN
-                elif start > self.window_s:
-                    answer = _SOLD_OUT
-                else:
-                    self.stock.advance(start)
-                    answer = _OK if self.stock.available[j.channel] > 0 else _SOLD_OUT
-            elif step == CART:
-                answer = self._add_to_cart(j, start)
-            elif step == PAY:
-                answer, end = self._pay(j, k, start, end, load)
-            elif step == LOTTERY:
-                answer = self._enter(j, start)
-            else:  # CAPTCHA: a challenge, always served
-                answer = _OK
+            else:
+                worked = service_s
+                if step == VIEW:  # _open(), inlined: most requests are views
+                    if start < 0.0:
+                        answer = _NOT_OPEN
+                    elif start > self.window_s:
+                        answer = _SOLD_OUT
+                    else:
+                        self.stock.advance(start)
+                        answer = _OK if self.stock.available[j.channel] > 0 else _SOLD_OUT
+                elif step == CART:
+                    answer = self._add_to_cart(j, start)
+                elif step == PAY:
+                    answer, end, gateway = self._pay(j, k, start, end, load)
+                elif step == LOTTERY:
+                    answer = self._enter(j, start)
+                else:  # CAPTCHA: a challenge, always served
+                    answer = _OK
         log_journey, log_step, log_sent, log_latency, log_status = self._log
         log_journey(j.id)
         log_step(step)
         log_sent(now)
         log_latency(end - now)
         log_status(STATUS[step][answer])
+        log_queued, log_worked, log_gateway = self._log_parts
+        log_queued(queued)
+        log_worked(worked)
+        log_gateway(gateway)
         return answer, end
 
     def _open(self, at: float) -> int:
@@ -218,17 +245,22 @@ class Shop:
             j.carted = at
         return _OK
 
-    def _pay(self, j: Journey, k: int, start: float, end: float, load: float) -> tuple[int, float]:
+    def _pay(
+        self, j: Journey, k: int, start: float, end: float, load: float
+    ) -> tuple[int, float, float]:
+        """The payment a worker takes at ``start`` and leaves at ``end``: (Answer code,
+        response time, time at the gateway: NaN if the hold had expired)."""
         stock = self.stock
         stock.advance(start)
         hold = j.hold
         if not stock.begin_payment(hold, start):
             j.hold = -1
-            return _HOLD_EXPIRED, end
+            return _HOLD_EXPIRED, end, _NAN
         payment = self._payment
         gateway = self._gateway_s(j.account, k)
         if gateway > payment.timeout_s:
-            answer, end = _PAY_TIMED_OUT, end + payment.timeout_s
+            gateway = payment.timeout_s
+            answer, end = _PAY_TIMED_OUT, end + gateway
         else:
             end += gateway
             p = payment.failure_probability(load)
@@ -238,7 +270,7 @@ class Shop:
         j.hold = -1
         if paid:
             j.paid += j.units
-        return answer, end
+        return answer, end, gateway
 
     def finish(self, j: Journey, result: int, at: float) -> None:
         self.recorder.finish(

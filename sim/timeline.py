@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,11 @@ def build_timeline(
     interval_s: float,
     schedule: Schedule,
     stock: Stock,
-    service: CheckoutService,
+    pools: Sequence[CheckoutService],
     requests: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """One row per ``interval_s`` from the first arrival to the last thing that happened."""
+    """One row per ``interval_s`` from the first arrival to the last thing that happened;
+    ``in_flight`` and ``queue`` count every worker pool's."""
     responses = requests["sent"] + requests["latency"]
     log_t = _f(stock.log_t)
     ends = [x.max() for x in (schedule.t, responses, log_t) if x.size]
@@ -71,10 +73,15 @@ def build_timeline(
         "sold_human": per_bin(log_t, sold * (kind == HUMAN)),
         "sold_bot": per_bin(log_t, sold * (kind == BOT)),
         "arrivals": per_bin(schedule.t),
-        "in_flight": at_end(_f(service.started), _f(service.released)),
-        "queue": at_end(_f(service.arrived), _f(service.left_queue)),
+        "in_flight": at_end(_pooled(pools, "started"), _pooled(pools, "released")),
+        "queue": at_end(_pooled(pools, "arrived"), _pooled(pools, "left_queue")),
         "errors": per_bin(responses[errors]),
     }
+
+
+def _pooled(pools: Sequence[CheckoutService], log: str) -> np.ndarray:
+    """One raw log (``started``, ``released``, ...) of every pool, end to end."""
+    return np.concatenate([_f(getattr(q, log)) for q in pools])
 
 
 _INT_COLUMNS = (

@@ -8,11 +8,18 @@ of ``journeys``. Each Locust process records its own share; the master merges
 the shares with :func:`merge_parts`, which refuses a journey recorded twice, and
 a journey missing unless the merge is explicitly partial (a replay stopped before
 every journey ended: the journeys never started have no row).
+
+The parts of a latency come from the target, when it says: the standard
+``Server-Timing`` response header (W3C Server Timing), whose ``queue``, ``service``
+and ``gateway`` metrics (``dur`` in milliseconds; the reference service sends
+them) become the ``queue_wait``, ``service_time`` and ``gateway_time`` columns, in
+seconds. A target that does not send them leaves the columns NaN.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -21,7 +28,23 @@ import numpy as np
 from flashsale.outcome import JOURNEYS, REQUESTS, RESULT, STEP, TableBuilder, TableSchema
 from flashsale.replay.journey import Buyer, JourneyLog
 
-__all__ = ["MergeError", "Recorder", "decode_part", "encode_part", "lateness", "merge_parts"]
+__all__ = [
+    "LATENCY_PARTS",
+    "MergeError",
+    "Recorder",
+    "decode_part",
+    "encode_part",
+    "latency_parts",
+    "lateness",
+    "merge_parts",
+    "server_timing",
+]
+
+LATENCY_PARTS = {"queue": "queue_wait", "service": "service_time", "gateway": "gateway_time"}
+"""``Server-Timing`` metric -> requests column it fills (ms on the wire, s in the table)."""
+
+_MAX_TIMING_CHARS = 4096  # a header longer than this is read no further
+_DUR = re.compile(r'^\s*dur\s*=\s*"?(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"?\s*$', re.IGNORECASE)
 
 _CHUNK_ROWS = 100_000
 
@@ -48,8 +71,11 @@ class Recorder:
         sent_epoch: float,
         latency_s: float,
         status: int,
+        server_timing: str = "",
     ) -> None:
-        """One request as Locust's ``request`` event saw it (epoch send time, raw latency)."""
+        """One request as Locust's ``request`` event saw it (epoch send time, raw latency)
+        and the ``Server-Timing`` header of its answer ("" if none)."""
+        queue_wait, service_time, gateway_time = latency_parts(server_timing)
         self.requests.append(
             journey=journey,
             account=account,
@@ -58,6 +84,9 @@ class Recorder:
             sent=sent_epoch - self.t0,
             latency=latency_s,
             status=status,
+            queue_wait=queue_wait,
+            service_time=service_time,
+            gateway_time=gateway_time,
         )
 
     def journey(self, who: Buyer, log: JourneyLog) -> None:
@@ -77,6 +106,33 @@ class Recorder:
             units=log.units if log.result == "purchased" else 0,
             requests=log.requests,
         )
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """Metric name (lower case) -> ``dur`` in milliseconds, from a ``Server-Timing``
+    header (W3C Server Timing: ``queue;dur=12.3, service;dur=4.5;desc="db"``; several
+    header lines arrive joined by commas). A metric without a ``dur``, or whose ``dur``
+    is not a finite decimal number >= 0, reads NaN; other parameters are ignored; the
+    first of a repeated metric counts. Never raises: a header that cannot be read gives what
+    could be read (at most the first 4,096 characters are read)."""
+    out: dict[str, float] = {}
+    for entry in header[:_MAX_TIMING_CHARS].split(","):
+        name, *params = entry.split(";")
+        name = name.strip().lower()
+        if not name or name in out:
+            continue
+        durs = [m.group(1) for m in map(_DUR.match, params) if m]
+        dur = float(durs[0]) if durs else math.nan
+        out[name] = dur if dur < math.inf else math.nan
+    return out
+
+
+def latency_parts(header: str) -> tuple[float, float, float]:
+    """``(queue_wait, service_time, gateway_time)`` in seconds from a ``Server-Timing``
+    header (:data:`LATENCY_PARTS`); NaN for each part it does not report."""
+    found = server_timing(header) if header else {}
+    q, s, g = (found.get(metric, math.nan) / 1000.0 for metric in LATENCY_PARTS)
+    return q, s, g
 
 
 def _encode(cols: Mapping[str, np.ndarray]) -> dict[str, Any]:

@@ -20,31 +20,66 @@ that arrives in that turn: those are the concurrent requests of a single-threade
 server, and they queue or are refused by the rules above. (Handing SQLite to a
 thread instead cost 40-50% of the checkout throughput: the GIL changes hands at
 every statement.)
+
+Each slot keeps a :class:`Timing`: how long the request waited for a worker, held
+one, and spent outside it (a payment gateway's wait); the routes send it as the
+standard ``Server-Timing`` header, in the simulation's terms (queue wait, service
+time, gateway time), so a replay can take a latency apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from flashsale.checkout import OVERLOADED_RETRY_AFTER_S
 
-__all__ = ["Abandoned", "CapacityLimiter", "Overloaded"]
+__all__ = ["Abandoned", "CapacityLimiter", "Overloaded", "Timing"]
+
+
+@dataclass
+class Timing:
+    """Where one request's time went on the server, in seconds (``time.perf_counter``):
+    waiting for a worker (``queue_s``, both waits if it gave its worker back for a
+    while), holding one (``service_s``, set when the slot ends), outside the worker
+    between the two (``away_s``), and of that at the payment gateway (``gateway_s``;
+    None: the request did not reach the gateway)."""
+
+    queue_s: float = 0.0
+    service_s: float | None = None
+    away_s: float = 0.0
+    gateway_s: float | None = None
+
+    def header(self) -> str:
+        """The ``Server-Timing`` header value (W3C Server Timing; ``dur`` in ms):
+        ``queue;dur=1.250, service;dur=3.400, gateway;dur=1000.000``, each part only
+        when known."""
+        parts = {"queue": self.queue_s, "service": self.service_s, "gateway": self.gateway_s}
+        return ", ".join(f"{k};dur={v * 1000:.3f}" for k, v in parts.items() if v is not None)
 
 
 class Abandoned(Exception):
-    """The client's patience ran out before a worker was free: answer 499."""
+    """The client's patience ran out before a worker was free (after ``waited_s``):
+    answer 499."""
+
+    def __init__(self, waited_s: float = 0.0) -> None:
+        super().__init__()
+        self.waited_s = waited_s
 
 
 class Overloaded(Exception):
-    """No worker could take the request: answer 503 with ``Retry-After``."""
+    """No worker could take the request (after ``waited_s`` in the queue): answer 503
+    with ``Retry-After``."""
 
-    def __init__(self, reason: str, retry_after_s: float) -> None:
+    def __init__(self, reason: str, retry_after_s: float, waited_s: float = 0.0) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after_s = retry_after_s
+        self.waited_s = waited_s
 
 
 class CapacityLimiter:
@@ -75,12 +110,14 @@ class CapacityLimiter:
             if self.waiting >= self.queue_limit:
                 raise Overloaded("queue full", OVERLOADED_RETRY_AFTER_S)
             self.waiting += 1
+            queued = time.perf_counter()
             try:
                 await asyncio.wait_for(self._sem.acquire(), min(self.queue_timeout_s, patience_s))
             except TimeoutError:
+                waited = time.perf_counter() - queued
                 if patience_s < self.queue_timeout_s:
-                    raise Abandoned() from None
-                raise Overloaded("queue timeout", OVERLOADED_RETRY_AFTER_S) from None
+                    raise Abandoned(waited) from None
+                raise Overloaded("queue timeout", OVERLOADED_RETRY_AFTER_S, waited) from None
             finally:
                 self.waiting -= 1
             self.active += 1
@@ -94,25 +131,38 @@ class CapacityLimiter:
         self._sem.release()
 
     @asynccontextmanager
-    async def slot(self, patience_s: float = math.inf) -> AsyncIterator[None]:
-        """Hold a worker for the block; raises :class:`Overloaded` if none comes within
-        the queue's limits, :class:`Abandoned` if none comes within ``patience_s``."""
+    async def slot(self, patience_s: float = math.inf) -> AsyncIterator[Timing]:
+        """Hold a worker for the block, which gets the request's :class:`Timing`; raises
+        :class:`Overloaded` if none comes within the queue's limits, :class:`Abandoned`
+        if none comes within ``patience_s``."""
+        asked = time.perf_counter()
         waited = await self._acquire(patience_s)
+        taken = time.perf_counter()
+        timing = Timing(queue_s=taken - asked)
         try:
             if not waited:
                 await asyncio.sleep(0)  # hold it for a turn of the loop (module docstring)
-            yield
+            yield timing
         finally:
             self._release()
+            # on the worker: the whole slot but the time it was given back
+            off = timing.queue_s - (taken - asked) + timing.away_s
+            timing.service_s = max(0.0, time.perf_counter() - taken - off)
 
     @asynccontextmanager
-    async def paused(self) -> AsyncIterator[None]:
+    async def paused(self, timing: Timing | None = None) -> AsyncIterator[None]:
         """Give the worker back during the block (a wait outside the service, like the
         payment gateway) and take one again afterwards, ahead of the queue's limits:
-        a request already admitted is never refused half-way."""
+        a request already admitted is never refused half-way. The block's time goes to
+        ``timing.away_s``, the wait for a worker after it to ``timing.queue_s``."""
+        left = time.perf_counter()
         self._release()
         try:
             yield
         finally:
+            back = time.perf_counter()
             await self._sem.acquire()
             self.active += 1
+            if timing is not None:
+                timing.away_s += back - left
+                timing.queue_s += time.perf_counter() - back

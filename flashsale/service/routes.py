@@ -1,7 +1,11 @@
 """The public ``/v1`` endpoints (see the package docstring for shapes and statuses).
 
-Every handler runs inside a worker slot of the capacity limiter, so a flash sale
-meets the same finite workers and bounded queue as in the simulation. The body is
+Every handler runs inside a worker slot of its step's pool (``[service.pools.*]``:
+the cart and the checkout their steps' pools, everything else the view's; one pool
+for all by default), so a flash sale meets the same finite workers and bounded
+queues as in the simulation. Each answer from a worker, and each 503/499 from its
+queue, carries ``Server-Timing``: ``queue`` (waited for a worker), ``service`` (on
+the worker) and, for a payment that reached it, ``gateway`` (ms). The body is
 received before the request queues (:func:`~flashsale.service.bodies.receive_body`):
 a worker is never held waiting for a client. Order of checks in add-to-cart: the
 body, then rate limits, then the clock, then the defenses, then the stock: a
@@ -31,7 +35,7 @@ from flashsale.service.bodies import (
     receive_body,
 )
 from flashsale.service.guards import CAPTCHA_TOKEN_TTL_S
-from flashsale.service.limiter import Abandoned, CapacityLimiter, Overloaded
+from flashsale.service.limiter import Abandoned, CapacityLimiter, Overloaded, Timing
 from flashsale.service.runtime import Runtime
 from flashsale.service.store import Charge
 
@@ -64,21 +68,27 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def in_worker(handler: Handler) -> Handler:
-    """Run ``handler`` holding a worker of the capacity limiter; 503 if none comes in
-    time, 499 if the client's patience (``X-Patience-S``) ran out first. The body is
-    received first, outside the workers (408 if it does not arrive in time, 413 if
-    too large): a client that sends part of a body must not hold a worker."""
+def in_worker(handler: Handler, step: str = "view") -> Handler:
+    """Run ``handler`` holding a worker of ``step``'s pool (a SERVICE_STEPS name); 503
+    if none comes in time, 499 if the client's patience (``X-Patience-S``) ran out
+    first. Every answer carries ``Server-Timing`` (its :class:`Timing`; the queue wait
+    alone when no worker came). The body is received first, outside the workers (408
+    if it does not arrive in time, 413 if too large): a client that sends part of a
+    body must not hold a worker."""
 
     async def wrapped(request: Request) -> Response:
         await receive_body(request)
-        limiter = runtime(request).limiter
+        limiter = runtime(request).limiters[step]
         request.state.limiter = limiter
         try:
-            async with limiter.slot(_patience(request)):
-                return await handler(request)
+            async with limiter.slot(_patience(request)) as timing:
+                request.state.timing = timing
+                try:
+                    response = await handler(request)
+                except ApiError as e:
+                    response = error_response(e)
         except Overloaded as e:
-            return error_response(
+            response = error_response(
                 ApiError(
                     503,
                     "overloaded",
@@ -88,10 +98,14 @@ def in_worker(handler: Handler) -> Handler:
                     extra={"reason": e.reason.replace(" ", "_")},  # queue_full, queue_timeout
                 )
             )
-        except Abandoned:
-            return error_response(
+            timing = Timing(queue_s=e.waited_s)
+        except Abandoned as e:
+            response = error_response(
                 ApiError(499, "abandoned", "the client stopped waiting for a worker")
             )
+            timing = Timing(queue_s=e.waited_s)
+        response.headers["Server-Timing"] = timing.header()
+        return response
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
@@ -171,15 +185,19 @@ async def checkout(request: Request) -> Response:
     body = await read_body(request, CheckoutIn)
     rt.guards.rate(body.account, client_ip(request), rt.t(rt.clock()))
     limiter: CapacityLimiter = request.state.limiter
+    timing: Timing = request.state.timing
     gateway = rt.gateway
 
     async def outside_worker(answer: Awaitable[Charge]) -> Charge:
-        async with limiter.paused():
+        async with limiter.paused(timing):
             return await answer
 
     def charge() -> Charge | Awaitable[Charge]:  # called in the worker, hold claimed
         pending = gateway.start()
-        return pending if isinstance(pending, str) else outside_worker(pending)
+        if isinstance(pending, str):  # an instant gateway
+            timing.gateway_s = 0.0
+            return pending
+        return outside_worker(pending)
 
     digest = hashlib.sha256(f"{body.reservation_id}:{body.account}".encode()).hexdigest()
     reply = await rt.store.checkout(
@@ -191,6 +209,8 @@ async def checkout(request: Request) -> Response:
         charge,
         stale_after_s=gateway.give_up_s,
     )
+    if timing.away_s:  # the only time a payment spends outside its worker
+        timing.gateway_s = timing.away_s
     if reply.released is not None:
         rt.guards.release(*reply.released)
     if reply.status == 201 and rt.guards.room is not None:
@@ -258,7 +278,7 @@ async def captcha_solve(request: Request) -> Response:
     cid = path_id(request, "challenge_id", "unknown_challenge")
     body = await read_body(request, CaptchaSolveIn)
     if rt.guards.captcha_delay_s > 0:  # the provider's verification call
-        async with request.state.limiter.paused():
+        async with request.state.limiter.paused(request.state.timing):
             await asyncio.sleep(rt.guards.captcha_delay_s)
     token = rt.guards.solve(cid, body.account, body.answer, rt.t(rt.clock()))
     return JSONResponse({"captcha_token": token, "expires_in_s": CAPTCHA_TOKEN_TTL_S})
@@ -324,8 +344,8 @@ async def lottery_result(request: Request) -> Response:
 def public_routes() -> list[Route]:
     return [
         Route("/v1/sale", in_worker(sale), methods=["GET"]),
-        Route("/v1/cart", in_worker(cart), methods=["POST"]),
-        Route("/v1/checkout", in_worker(checkout), methods=["POST"]),
+        Route("/v1/cart", in_worker(cart, "cart"), methods=["POST"]),
+        Route("/v1/checkout", in_worker(checkout, "pay"), methods=["POST"]),
         Route("/v1/orders/{order_id}", in_worker(order), methods=["GET"]),
         Route("/v1/orders/{order_id}/cancel", in_worker(cancel), methods=["POST"]),
         Route("/v1/captcha", in_worker(captcha), methods=["POST"]),

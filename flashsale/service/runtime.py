@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from flashsale.defenses.review import Review
-from flashsale.scenario import Scenario, parse_scenario
+from flashsale.scenario import SERVICE_STEPS, Scenario, parse_scenario
 from flashsale.service.guards import Guards
 from flashsale.service.limiter import CapacityLimiter
 from flashsale.service.payment import PaymentGateway
@@ -103,10 +103,17 @@ class Runtime:
         self.scenario = parse_scenario(record.scenario, "<sale in the database>")
         svc = self.scenario.service
         self.streams = Streams.for_replication(self.scenario.seed, record.replication)
-        self.limiter = CapacityLimiter(svc.workers, svc.queue_limit, svc.queue_timeout_s)
-        self.gateway = PaymentGateway(
-            svc.payment, self.streams["payment"], lambda: self.limiter.occupancy
-        )
+        # one limiter per pool ([service.pools.*]; one for every step by default),
+        # reached through each step it serves
+        pools: dict[str, CapacityLimiter] = {}
+        self.limiters: dict[str, CapacityLimiter] = {}
+        for step in SERVICE_STEPS:
+            at = svc.pool_of(step)
+            if at.name not in pools:
+                pools[at.name] = CapacityLimiter(at.workers, at.queue_limit, at.queue_timeout_s)
+            self.limiters[step] = pools[at.name]
+        pay = self.limiters["pay"]  # a payment's load is its own pool's occupancy
+        self.gateway = PaymentGateway(svc.payment, self.streams["payment"], lambda: pay.occupancy)
         self.channels = [c.name for c in self.scenario.sale.channels]
         await self.rebuild_guards()
 
