@@ -28,6 +28,7 @@ from flashsale.metric_registry import KEY_FIGURES
 from flashsale.metrics import (
     METRICS_SCHEMA,
     fmt_interval,
+    fmt_judged,
     fmt_metric,
     fmt_signed,
     fmt_undefined,
@@ -291,9 +292,7 @@ def compare_summary(doc: Mapping[str, Any]) -> list[str]:
         if checks:
             lines.append(f"thresholds, run {i + 1}: {len(checks) - failed} of {len(checks)} held")
             lines.extend(
-                f"  {'PASS' if t['passed'] else 'FAIL'} {t['check']}: "
-                f"{t['reason'] or fmt_metric(t['metric'], t['judged'])}"
-                f"{'' if t.get('bound', 'mean') == 'mean' else ' (' + t['bound'] + ')'}"
+                f"  {'PASS' if t['passed'] else 'FAIL'} {t['check']}: {fmt_judged(t)}"
                 for t in checks
             )
     return lines

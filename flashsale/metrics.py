@@ -42,6 +42,7 @@ __all__ = [
     "PERCENTILES",
     "compute_metrics",
     "fmt_interval",
+    "fmt_judged",
     "fmt_metric",
     "fmt_signed",
     "fmt_undefined",
@@ -83,6 +84,16 @@ def fmt_metric(name: str, value: float | None) -> str:
     if unit == "index":
         return f"{value:.4f}"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def fmt_judged(verdict: Mapping[str, Any]) -> str:
+    """What a threshold verdict (``Verdict.as_json()``) judged, as a reader wants it:
+    ``2.11 s`` for a mean, ``95% CI high 2.11 s`` for a bound, or why it had no value."""
+    if verdict.get("reason"):
+        return str(verdict["reason"])
+    text = fmt_metric(verdict["metric"], verdict["judged"])
+    bound = verdict.get("bound", "mean")
+    return text if bound == "mean" else f"95% CI {bound.removeprefix('ci_')} {text}"
 
 
 def fmt_signed(name: str, value: float | None) -> str:

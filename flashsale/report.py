@@ -15,7 +15,7 @@ from typing import Any
 from flashsale.figures import Chart
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
 from flashsale.metric_registry import KEY_FIGURES, REPLAY_FIGURES
-from flashsale.metrics import fmt_interval, fmt_metric, fmt_signed, fmt_undefined
+from flashsale.metrics import fmt_interval, fmt_judged, fmt_metric, fmt_signed, fmt_undefined
 from flashsale.runs import write_json_atomic, write_text_atomic
 from flashsale.scenario import Scenario
 from flashsale.thresholds import Verdict
@@ -43,14 +43,6 @@ def _mean(name: str, m: Mapping[str, Any], signed: bool = False) -> str:
     text = escape((fmt_signed if signed else fmt_metric)(name, m["mean"]))
     note = fmt_undefined(m)
     return text if note is None else f'{text}<br><span class="muted">{escape(note)}</span>'
-
-
-def _judged(v: Verdict) -> str:
-    """What a threshold compared: the mean, or the interval bound it names, and its value."""
-    bound = v.threshold.bound
-    if bound == "mean":
-        return "mean"
-    return f"95% CI {bound.removeprefix('ci_')}: {fmt_metric(v.threshold.metric, v.judged)}"
 
 
 def scenario_brief(scenario: Scenario) -> list[tuple[str, str]]:
@@ -167,7 +159,7 @@ def write_run_report(
                 f'<span class="{"pass" if v.passed else "fail"}">'
                 f"{'PASS' if v.passed else 'FAIL'}</span>",
                 escape(str(v.threshold)),
-                escape(_judged(v)),
+                escape(fmt_judged(v.as_json()) if v.why_undefined is None else "n/a"),
                 escape(fmt_metric(v.threshold.metric, v.value))
                 + (
                     ""
@@ -359,11 +351,7 @@ def _compare_verdicts(docs: Sequence[Mapping[str, Any]]) -> list[str]:
                 cells.append('<span class="muted">not set</span>')
                 continue
             word = "PASS" if t["passed"] else "FAIL"
-            seen = t["reason"] or fmt_metric(t["metric"], t["judged"])
-            bound = "" if t.get("bound", "mean") == "mean" else f" ({t['bound']})"
-            cells.append(
-                f'<span class="{word.lower()}">{word}</span> {escape(seen)}{escape(bound)}'
-            )
+            cells.append(f'<span class="{word.lower()}">{word}</span> {escape(fmt_judged(t))}')
         rows.append(cells)
     head = ["check", *(f"run {i + 1}" for i in range(len(docs)))]
     return ["<h2>Threshold verdicts</h2>", html_table(head, rows, num_from=9)]

@@ -38,3 +38,36 @@ def test_readme_lists_every_outcome_column() -> None:
     for schema in (JOURNEYS, REQUESTS, TIMELINE):
         for col in schema.names:
             assert f"`{col}`" in readme, f"README outcome reference lacks {schema.name}.{col}"
+
+
+def test_readme_metric_table_is_the_registry() -> None:
+    from flashsale.metric_registry import markdown_table
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Metrics, charts and reports") :]
+    # Regenerate: python -c "import flashsale.metric_registry as r; print(r.markdown_table())"
+    assert markdown_table() in section, "README metric table differs from the metric registry"
+
+
+def test_readme_threshold_examples_load_and_judge_as_it_says() -> None:
+    import tomllib
+
+    from flashsale.scenario import load_scenario
+    from flashsale.stats import summarize
+    from flashsale.thresholds import check_thresholds
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("**Thresholds.** A `[thresholds]` entry") :]
+    block = section[section.index("```toml\n") + 8 : section.index("```\n", 8)]
+    table = tomllib.loads(block)["thresholds"]
+    sc = load_scenario(
+        ROOT / "scenarios" / "smoke.toml", [f'thresholds.{k}="{v}"' for k, v in table.items()]
+    )
+    keys = {t.key for t in sc.thresholds}
+    assert keys == set(table)
+    # The worked example: pay p95 of 1.8, 2.0 and 1.9 s holds on the mean, not on ci_high.
+    pay = {"latency_p95_s": {"pay": summarize([1.8, 2.0, 1.9], bounds=(0.0, None))}}
+    mean, top = (t for t in sc.thresholds if t.metric == "latency_p95_s.pay")
+    [on_mean, on_top] = check_thresholds([mean, top], pay)
+    assert on_mean.passed and not on_top.passed
+    assert f"`{on_top}`" in " ".join(section.split())

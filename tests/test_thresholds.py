@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -168,3 +169,191 @@ def test_simulated_sale_that_sold_nothing_breaches_a_fairness_threshold(
     page = (out / "report.html").read_text()
     assert "undefined in 2 of 2 replications" in page
     assert len(list((out / "charts").glob("*.png"))) >= 4
+
+
+# ------------------------------------------------- per step, and on an interval bound
+
+
+def _th(key: str, op: str, value: float) -> Threshold:
+    metric, _, bound = key.partition(":")
+    return Threshold(metric=metric, op=op, value=value, bound=bound or "mean")
+
+
+# Pay p95 of three replications, 1.8, 2.0 and 1.9 s: mean 1.9, s = 0.1, and the 95%
+# Student t half-width t(0.975, 2) * s / sqrt(3) = 4.302653 * 0.1 / 1.732051 = 0.248414.
+_PAY = {"values": [1.8, 2.0, 1.9], "mean": 1.9, "ci_low": 1.651586, "ci_high": 2.148414, "n": 3}
+# Human success 0.55, 0.6, 0.5: mean 0.55, s = 0.05, half-width 0.124207.
+_HUMANS = {
+    "values": [0.55, 0.6, 0.5],
+    "mean": 0.55,
+    "ci_low": 0.425793,
+    "ci_high": 0.674207,
+    "n": 3,
+}
+_METRICS = {"latency_p95_s": {"pay": _PAY, "cart": _PAY}, "human_success_share": _HUMANS}
+
+
+def test_the_mean_and_the_interval_s_top_decide_differently() -> None:
+    on_mean, on_top = check_thresholds(
+        [_th("latency_p95_s.pay", "<=", 2.0), _th("latency_p95_s.pay:ci_high", "<=", 2.0)],
+        _METRICS,
+    )
+    assert on_mean.passed and on_mean.judged == 1.9
+    assert not on_top.passed and on_top.judged == 2.148414
+    # The verdict says which bound it judged, and still shows the mean and interval.
+    assert str(on_top) == (
+        "FAIL latency_p95_s.pay.ci_high <= 2: got 95% CI high 2.148 (mean 1.9, 95% CI 1.652 "
+        "to 2.148)"
+    )
+    j = on_top.as_json()
+    assert {k: j[k] for k in ("key", "metric", "bound", "value", "judged", "passed")} == {
+        "key": "latency_p95_s.pay.ci_high",
+        "metric": "latency_p95_s.pay",
+        "bound": "ci_high",
+        "value": 1.9,
+        "judged": 2.148414,
+        "passed": False,
+    }
+    assert exit_code([on_mean, on_top]) == BREACHED
+
+
+def test_the_interval_s_bottom_decides_a_share_the_mean_lets_through() -> None:
+    on_mean, on_low = check_thresholds(
+        [_th("human_success_share", ">=", 0.5), _th("human_success_share:ci_low", ">=", 0.5)],
+        _METRICS,
+    )
+    assert on_mean.passed
+    assert not on_low.passed and on_low.judged == 0.425793
+    assert str(on_low).startswith("FAIL human_success_share.ci_low >= 0.5: got 95% CI low 0.4258")
+    # A lower limit on the interval's bottom holds where the whole interval is above it.
+    [held] = check_thresholds([_th("human_success_share:ci_low", ">=", 0.4)], _METRICS)
+    assert held.passed
+
+
+def test_a_step_is_judged_on_its_own_block() -> None:
+    fast = {**_PAY, "values": [0.1, 0.1, 0.1], "mean": 0.1, "ci_low": 0.1, "ci_high": 0.1}
+    metrics = {"latency_p95_s": {"pay": _PAY, "cart": fast}}
+    cart, pay = check_thresholds(
+        [_th("latency_p95_s.cart", "<=", 1.0), _th("latency_p95_s.pay", "<=", 1.0)], metrics
+    )
+    assert cart.passed and cart.value == 0.1
+    assert not pay.passed and pay.value == 1.9
+
+
+def test_a_bound_of_one_replication_has_no_value_and_fails() -> None:
+    [v] = check_thresholds(
+        [_th("latency_p95_s.pay:ci_high", "<=", 5.0)], {"latency_p95_s": {"pay": _m(1.0)}}
+    )
+    assert not v.passed and v.judged is None
+    assert str(v) == (
+        "FAIL latency_p95_s.pay.ci_high <= 5: no 95% interval with 1 replication, no value to "
+        "check (mean 1)"
+    )
+
+
+def test_a_bound_of_a_metric_undefined_in_a_replication_fails() -> None:
+    block = {"values": [1.0, None, 1.2, 1.1], "mean": 1.1, "ci_low": 0.85, "ci_high": 1.35, "n": 3}
+    [v] = check_thresholds([_th("sellout_time_s:ci_high", "<=", 300)], {"sellout_time_s": block})
+    assert not v.passed
+    assert str(v) == (
+        "FAIL sellout_time_s.ci_high <= 300: undefined in 1 of 4 replications (of the other 3: "
+        "95% CI high 1.35, mean 1.1, 95% CI 0.85 to 1.35)"
+    )
+
+
+def test_a_step_no_request_reached_fails_as_not_measured() -> None:
+    [v] = check_thresholds([_th("latency_p95_s.captcha", "<=", 1.0)], _METRICS)
+    assert not v.passed and v.value is None
+    assert "not measured in this run" in str(v)
+
+
+# ------------------------------------------ the case, on a real small simulation
+
+# More checkout workers than journeys (1,000 humans + 50 bot accounts, one request each
+# in flight at a time): no request ever waits, so every payment takes exactly the pay
+# step's constant service time and the pay step's p95 is that time, in every replication.
+_NO_WAIT = [
+    "--set",
+    "service.workers=2000",
+    "--set",
+    'service.step_s.pay={dist="constant", value=2.11}',
+]
+
+
+def _simulate(smoke: Path, out: Path, *checks: str) -> Any:
+    return CliRunner().invoke(
+        app,
+        [
+            "simulate", str(smoke), *_NO_WAIT,
+            *(a for c in checks for a in ("--set", f"thresholds.{c}")),
+            "--replications", "2", "--workers", "1", "--out", str(out),
+        ],
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_simulate_exits_1_when_pay_p95_of_2_11_s_breaches_2_s(
+    smoke_path: Path, tmp_path: Path
+) -> None:
+    res = _simulate(
+        smoke_path, tmp_path / "breach", 'latency_p95_s.pay="<= 2.0"',
+        'latency_p95_s.pay.ci_high="<= 2.0"',
+    )  # fmt: skip
+    assert res.exit_code == 1, res.output
+    assert "FAIL latency_p95_s.pay <= 2: got 2.11" in res.output
+    assert "FAIL latency_p95_s.pay.ci_high <= 2: got 95% CI high 2.11" in res.output
+    assert "2 threshold(s) breached: exit code 1" in res.output
+    doc = json.loads((tmp_path / "breach" / "metrics.json").read_text())
+    assert doc["metrics"]["latency_p95_s"]["pay"]["values"] == pytest.approx([2.11, 2.11])
+    [top] = [t for t in doc["thresholds"] if t["bound"] == "ci_high"]
+    assert top["metric"] == "latency_p95_s.pay" and top["judged"] == pytest.approx(2.11)
+    page = (tmp_path / "breach" / "report.html").read_text()
+    assert "95% CI high: 2.11 s" in page or "95% CI high 2.11 s" in page
+
+    res = _simulate(smoke_path, tmp_path / "held", 'latency_p95_s.pay.ci_high="<= 2.2"')
+    assert res.exit_code == 0, res.output
+    assert "PASS latency_p95_s.pay.ci_high <= 2.2" in res.output
+
+
+@pytest.mark.slow
+def test_sweep_thresholds_column_is_not_ok_where_pay_p95_is_2_11_s(
+    smoke_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sweep"
+    res = CliRunner().invoke(
+        app,
+        [
+            "sweep", str(smoke_path), *_NO_WAIT,
+            "--vary", "service.step_s.pay.value=1.5,2.11",
+            "--set", 'thresholds.latency_p95_s.pay="<= 2.0"',
+            "--set", 'thresholds.latency_p95_s.pay.ci_high="<= 2.0"',
+            "--replications", "2", "--workers", "1", "--out", str(out),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 1, res.output
+    rows = {line.split()[0]: line for line in res.output.splitlines() if line.startswith("point-")}
+    assert rows["point-000"].endswith(" ok")
+    assert rows["point-001"].endswith(
+        "FAIL: latency_p95_s.pay <= 2; latency_p95_s.pay.ci_high <= 2"
+    )
+    doc = json.loads((out / "sweep.json").read_text())
+    slow = doc["results"][1]
+    assert slow["metrics"]["latency_p95_s.pay"]["mean"] == pytest.approx(2.11)
+    assert slow["breached"] == ["latency_p95_s.pay <= 2", "latency_p95_s.pay.ci_high <= 2"]
+    judged = {t["key"]: t["judged"] for t in slow["thresholds"] if not t["passed"]}
+    assert judged == pytest.approx({"latency_p95_s.pay": 2.11, "latency_p95_s.pay.ci_high": 2.11})
+    assert doc["results"][0]["breached"] == []
+    page = (out / "report.html").read_text()
+    assert "latency_p95_s.pay.ci_high &lt;= 2: 95% CI high 2.11 s" in page
+    # compare (each point judged by its own thresholds): console, compare.json, report.
+    cmp_out = tmp_path / "cmp"
+    res = CliRunner().invoke(
+        app, ["compare", str(out / "point-000"), str(out / "point-001"), "--out", str(cmp_out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "thresholds, run 2: 1 of 3 held" in res.output
+    assert "FAIL latency_p95_s.pay.ci_high <= 2: 95% CI high 2.11 s" in res.output
+    runs = json.loads((cmp_out / "compare.json").read_text())["runs"]
+    assert [t["passed"] for t in runs[0]["thresholds"]] == [True, True, True]
+    assert [t["passed"] for t in runs[1]["thresholds"]] == [True, False, False]
+    assert "<h2>Threshold verdicts</h2>" in (cmp_out / "report.html").read_text()
