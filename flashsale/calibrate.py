@@ -44,13 +44,14 @@ Every estimate carries a 95% interval: percentile bootstrap over requests
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from flashsale.outcome import STEP, Outcome
 
@@ -62,13 +63,14 @@ __all__ = [
     "CalibrationError",
     "Estimate",
     "PaymentFit",
+    "PoolFit",
     "StepFit",
     "calibrate_outcomes",
     "fit_failures",
+    "fit_pool",
     "fit_service_times",
-    "fit_station",
     "in_flight_at",
-    "mmc_factor",
+    "wait_factor",
 ]
 
 STEPS = ("view", "cart", "pay")
@@ -118,7 +120,8 @@ class StepFit:
 
     ``load`` is the requests of the pool in flight when each fitted request was
     sent; ``latency`` its observed latency; ``predicted`` the model's
-    ``G + D * mmc_factor(load, c)`` for it, with ``model`` = ``(G, D, c)``.
+    ``a + D * wait_factor(load, c)`` for it, with ``model`` = ``(a, D, c)``: ``a``
+    the step's latency with a worker free, ``D`` the pool's mean demand.
     """
 
     step: str
@@ -159,12 +162,6 @@ class Calibration:
     steps: dict[str, StepFit]
     pools: dict[str, tuple[str, ...]]
     payment: PaymentFit
-
-
-def mmc_factor(n: np.ndarray, c: float) -> np.ndarray:
-    """``1 + max(0, n - c + 1) / c``: a FCFS ``c``-server station's response time in
-    units of the demand, for a request finding ``n`` others (Kraft et al. 2009)."""
-    return 1.0 + np.maximum(0.0, n - c + 1.0) / c
 
 
 def in_flight_at(times: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -239,74 +236,128 @@ def _r(v: float) -> float:
 # --------------------------------------------------------------- the regression
 
 
+def wait_factor(n: np.ndarray, c: float) -> np.ndarray:
+    """``max(0, n - c + 1) / c``: the mean queue wait of a FCFS ``c``-server station, in
+    units of the mean demand, for a request finding ``n`` others (Kraft et al. 2009,
+    multi-server form; exact for exponential demands)."""
+    return np.asarray(np.maximum(0.0, n - c + 1.0) / c, dtype=float)
+
+
+@dataclass(frozen=True)
+class PoolFit:
+    """A pool's fit: concurrency, the mean demand of its mix of steps, and per step the
+    latency with a worker free (``intercepts``: demand, plus the gateway for pay), the
+    demand, and the gateway (outside the workers) where a step has one."""
+
+    concurrency: Estimate
+    identified: bool
+    mean_demand: Estimate
+    intercepts: dict[str, float]
+    demands: dict[str, Estimate]
+    gateway: Estimate | None
+
+
 def _profile(
-    n: np.ndarray, r: np.ndarray, w: np.ndarray, cs: np.ndarray, intercept: bool
-) -> tuple[float, float, float]:
-    """Least squares of ``r ~ G + D * mmc_factor(n, c)`` over the candidate ``cs``,
-    weighted by ``w`` (bootstrap counts). Returns ``(c, D, G)`` of the best ``c``."""
-    best = (math.inf, float(cs[0]), 0.0, 0.0)
-    sw, swr, swrr = w.sum(), (w * r).sum(), (w * r * r).sum()
-    x_all = 1.0 + np.maximum(0.0, n[None, :] - cs[:, None] + 1.0) / cs[:, None]
-    swx = x_all @ w
-    swxx = (x_all * x_all) @ w
-    swxr = x_all @ (w * r)
-    for i, c in enumerate(cs):
-        if intercept:
-            det = sw * swxx[i] - swx[i] ** 2
-            if det <= 1e-12 * max(1.0, sw * swxx[i]):  # no load beyond c: G and D confounded
-                d, g = swxr[i] / swxx[i], 0.0
-            else:
-                d = (sw * swxr[i] - swx[i] * swr) / det
-                g = (swr - d * swx[i]) / sw
-                if g < 0:  # a delay outside the workers is never negative
-                    d, g = swxr[i] / swxx[i], 0.0
-                elif d < 0:
-                    d, g = 0.0, swr / sw
-        else:
-            d, g = swxr[i] / swxx[i], 0.0
-        sse = (
-            swrr - 2 * d * swxr[i] - 2 * g * swr + d * d * swxx[i] + 2 * d * g * swx[i] + g * g * sw
-        )
-        if sse < best[0] - 1e-15:
-            best = (sse, float(c), float(d), float(g))
-    return best[1], best[2], best[3]
+    n: np.ndarray, s: np.ndarray, k: int, w: np.ndarray, wr: np.ndarray, cs: np.ndarray
+) -> tuple[int, float, np.ndarray, float]:
+    """Least squares of ``r ~ a[s] + beta * max(0, n - c + 1)`` over the candidate ``cs``
+    (one intercept per step ``s`` in 0..k-1, one slope: FCFS, the queue is the pool's),
+    on requests grouped by (step, load): ``w`` the group's weight (count), ``wr`` its
+    sum of weighted latencies. Returns ``(index of the best c, beta >= 0, a, sse less
+    a constant)``."""
+    onehot = np.zeros((n.size, k))
+    onehot[np.arange(n.size), s] = 1.0
+    ws = w @ onehot  # (k,)
+    ok = ws > 0
+    sr = wr @ onehot
+    z = np.maximum(0.0, n[None, :] - cs[:, None] + 1.0)  # (C, groups)
+    wz = (z * w) @ onehot  # (C, k)
+    wzz = (z * z * w) @ onehot
+    wzr = (z * wr) @ onehot
+    safe = np.where(ok, ws, 1.0)
+    sxy = np.sum(np.where(ok, wzr - wz * sr / safe, 0.0), axis=1)
+    sxx = np.sum(np.where(ok, wzz - wz * wz / safe, 0.0), axis=1)
+    beta = np.where(sxx > 1e-12, np.maximum(0.0, sxy / np.where(sxx > 1e-12, sxx, 1.0)), 0.0)
+    sse = -2 * beta * sxy + beta * beta * sxx - float(np.sum(sr[ok] ** 2 / ws[ok]))
+    best = int(np.argmin(sse + 1e-12 * np.arange(cs.size)))  # ties: the fewest workers
+    a = np.where(ok, (sr - beta[best] * wz[best]) / safe, 0.0)
+    return best, float(beta[best]), a, float(sse[best])
 
 
-def fit_station(
+def fit_pool(
     load: np.ndarray,
     latency: np.ndarray,
+    step: np.ndarray,
+    steps: Sequence[str],
     rng: np.random.Generator,
     *,
-    intercept: bool = False,
-    c_max: int | None = None,
-) -> tuple[Estimate, Estimate, Estimate | None, bool]:
-    """Fit ``latency ~ G + D * mmc_factor(load, c)`` (Kraft et al. 2009, module
-    docstring): ``(concurrency c, demand D, delay G or None, identified)``, each
-    with a bootstrap interval over requests. ``load`` counts the other requests of
-    the pool in flight at each send; ``c`` runs over 1..``c_max`` (default: the
-    highest load + 1). ``identified`` is False when the best ``c`` is above every
-    load seen: nothing queued, ``c`` is only known to be at least that.
+    gateway: float = 0.0,
+    resamples: int = BOOTSTRAP,
+) -> tuple[PoolFit, float]:
+    """Fit ``latency ~ a[step] + (D / c) * max(0, load - c + 1)`` for one pool (Kraft et
+    al. 2009, module docstring), ``c`` over 1..(the highest load + 1), with bootstrap
+    intervals over requests (``resamples``). ``load``: the pool's other requests in
+    flight at each send. ``D = beta * c`` is the mean demand of the pool's mix (the
+    queue drains at ``c / D``); a step's intercept is its demand, less ``gateway``
+    for pay (a time outside the workers, fitted by :func:`calibrate_outcomes`).
+    Returns the fit and its residual sum of squares.
     """
+    k = len(steps)
+    s_idx = np.zeros(step.size, dtype=int)
+    for j, name in enumerate(steps):
+        s_idx[step == name] = j
     top = int(load.max()) + 1 if load.size else 1
-    hi_c = max(1, min(top, c_max if c_max is not None else top))
-    cs = np.unique(np.round(np.geomspace(1, hi_c, min(hi_c, 200)))).astype(float)
-    ones = np.ones_like(latency)
-    c, d, g = _profile(load, latency, ones, cs, intercept)
-    identified = c <= load.max()
-    boots = np.empty((BOOTSTRAP, 3))
-    for b in range(BOOTSTRAP):
-        w = np.bincount(rng.integers(0, latency.size, latency.size), minlength=latency.size)
-        boots[b] = _profile(load, latency, w.astype(float), cs, intercept)
+    cs = np.unique(np.round(np.geomspace(1, max(1, top), min(max(1, top), 200))))
+    cs = cs.astype(float)
+    j_pay = list(steps).index("pay") if "pay" in steps else None
+    # group the requests by (step, load): the fit needs only each group's count and sum
+    keys, group = np.unique(s_idx * (top + 1) + load.astype(int), return_inverse=True)
+    g_n, g_s = (keys % (top + 1)).astype(float), keys // (top + 1)
+
+    def derive(w: np.ndarray) -> np.ndarray:
+        gw = np.bincount(group, w, minlength=keys.size)
+        i, beta, a, sse = _profile(g_n, g_s, k, gw, np.bincount(group, w * latency, keys.size), cs)
+        demands = a.copy()
+        if j_pay is not None:
+            demands[j_pay] = max(0.0, a[j_pay] - gateway)
+        return np.concatenate([[cs[i], beta * cs[i], sse + float(w @ latency**2)], demands, a])
+
+    point = derive(np.ones_like(latency))
+    boots = np.array(
+        [
+            derive(
+                np.bincount(
+                    rng.integers(0, latency.size, latency.size), minlength=latency.size
+                ).astype(float)
+            )
+            for _ in range(resamples)
+        ]
+    ).reshape(resamples, point.size)
     method = "response-time regression (Kraft et al. 2009), bootstrap"
-    c_lo, c_hi = _percentile_ci(boots[:, 0])
-    d_lo, d_hi = _percentile_ci(boots[:, 1])
-    conc = Estimate(c, c_lo, c_hi, method)
-    demand = Estimate(d, d_lo, d_hi, method)
-    delay = None
-    if intercept:
-        g_lo, g_hi = _percentile_ci(boots[:, 2])
-        delay = Estimate(g, g_lo, g_hi, method + "; constant: the regression gives its mean only")
-    return conc, demand, delay, identified
+
+    def est(col: int) -> Estimate:
+        if not resamples:
+            return Estimate(float(point[col]), math.nan, math.nan, method)
+        return Estimate(float(point[col]), *_percentile_ci(boots[:, col]), method)
+
+    identified = bool(point[0] <= load.max()) if load.size else False
+    conc = est(0)
+    if not identified:
+        conc = Estimate(
+            float(point[0]),
+            float(top),
+            math.inf,
+            f"not identified: the replay never queued (at most {top} in flight)",
+        )
+    fit = PoolFit(
+        concurrency=conc,
+        identified=identified,
+        mean_demand=est(1),
+        intercepts={s: float(point[3 + k + j]) for j, s in enumerate(steps)},
+        demands={s: est(3 + j) for j, s in enumerate(steps)},
+        gateway=None,
+    )
+    return fit, float(point[2])
 
 
 def _goodness(load: np.ndarray, latency: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
@@ -331,25 +382,55 @@ def _goodness(load: np.ndarray, latency: np.ndarray, predicted: np.ndarray) -> t
 # ------------------------------------------------------------------- failures
 
 
-def _fail_ll(params: Sequence[float], load: np.ndarray, y: np.ndarray, knee: float) -> float:
+def _fail_nll(
+    params: Sequence[float], u: np.ndarray, m: np.ndarray, k: np.ndarray, knee: float
+) -> float:
+    """Negative log-likelihood of the failure law: ``k`` of ``m`` payments declined at
+    each load level ``u``."""
     p0, g = params
-    p = np.clip(p0 + g * np.maximum(0.0, load - knee), 1e-9, 1 - 1e-9)
-    return -float(np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)))
+    p = np.clip(p0 + g * np.maximum(0.0, u - knee), 1e-9, 1 - 1e-9)
+    return -float(k @ np.log(p) + (m - k) @ np.log1p(-p))
 
 
-def _fit_growth(load: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
-    """Maximum likelihood ``(p0, growth, knee, -loglik)`` over knees at the load's deciles."""
+def _fit_growth(
+    u: np.ndarray, m: np.ndarray, k: np.ndarray, knees: np.ndarray, start: Sequence[float]
+) -> tuple[float, float, float, float]:
+    """Maximum likelihood ``(p0, growth, knee, nll)`` over the candidate ``knees``: for
+    each, Newton's method on the concave log-likelihood of ``p = p0 + growth * x``
+    (``x = max(0, u - knee)``, ``p`` capped at 1), steps halved until the likelihood
+    does not fall, both parameters kept >= 0."""
     best = (0.0, 0.0, 0.0, math.inf)
-    for knee in np.unique(np.quantile(load, np.linspace(0, 0.9, 10))):
-        res = optimize.minimize(
-            _fail_ll,
-            x0=[max(1e-4, y.mean() / 2), 0.01],
-            args=(load, y, float(knee)),
-            bounds=[(0.0, 1.0), (0.0, 1e6)],
-            method="L-BFGS-B",
-        )
-        if res.fun < best[3]:
-            best = (float(res.x[0]), float(res.x[1]), float(knee), float(res.fun))
+    for knee in knees:
+        x = np.maximum(0.0, u - knee)
+        theta = np.array([max(1e-6, start[0]), max(0.0, start[1])])
+        nll = _fail_nll(theta, u, m, k, float(knee))
+        for _ in range(50):
+            q = theta[0] + theta[1] * x
+            p = np.clip(q, 1e-9, 1 - 1e-9)
+            free = q < 1 - 1e-9  # where min(1, ...) holds at 1 the parameters do not act
+            d1 = np.where(free, k / p - (m - k) / (1 - p), 0.0)
+            d2 = np.where(free, k / p**2 + (m - k) / (1 - p) ** 2, 0.0)
+            grad = np.array([d1.sum(), d1 @ x])
+            hess = np.array([[d2.sum(), d2 @ x], [d2 @ x, d2 @ (x * x)]])
+            try:
+                step = np.linalg.solve(hess + 1e-12 * np.eye(2), grad)
+            except np.linalg.LinAlgError:
+                break
+            t = 1.0
+            while t > 1e-6:
+                new = np.maximum(theta + t * step, [1e-9, 0.0])
+                new[0] = min(new[0], 1 - 1e-9)
+                if (trial := _fail_nll(new, u, m, k, float(knee))) <= nll:
+                    break
+                t /= 2
+            else:
+                break
+            done = abs(nll - trial) < 1e-10
+            theta, nll = new, trial
+            if done:
+                break
+        if nll < best[3]:
+            best = (float(theta[0]), float(theta[1]), float(knee), nll)
     return best
 
 
@@ -359,8 +440,9 @@ def fit_failures(
     """The failure law from payments the gateway answered: ``load`` the occupancy each
     met (requests in the pay pool per worker), ``declined`` True for a 402. Returns
     ``(failure_prob, failure_growth, load_knee)``: flat (growth and knee None) with a
-    Clopper-Pearson interval unless a growth above a knee is significant by the
-    likelihood ratio (chi-squared, 2 degrees of freedom, 5%); then bootstrap intervals."""
+    Clopper-Pearson interval unless a growth above a knee (at the load's deciles) is
+    significant by the likelihood ratio (chi-squared, 2 degrees of freedom, 5%); then
+    bootstrap intervals with the knee kept."""
     y = declined.astype(float)
     m, k = y.size, int(y.sum())
     lo = float(stats.beta.ppf(0.025, k, m - k + 1)) if k > 0 else 0.0
@@ -368,22 +450,24 @@ def fit_failures(
     flat = Estimate(k / m if m else 0.0, lo, hi, f"{k} declined of {m:,} payments, Clopper-Pearson")
     if k < 10 or m - k < 10 or np.ptp(load) == 0:
         return flat, None, None
+    u, level = np.unique(load, return_inverse=True)  # loads are counts per worker: few levels
+    per_m = np.bincount(level, minlength=u.size).astype(float)
+    per_k = np.bincount(level, y, minlength=u.size)
     p0 = k / m
     ll0 = -(k * math.log(p0) + (m - k) * math.log1p(-p0))
-    g_p0, g_g, knee, nll = _fit_growth(load, y)
+    knees = np.unique(np.quantile(load, np.linspace(0, 0.9, 10)))
+    g_p0, g_g, knee, nll = _fit_growth(u, per_m, per_k, knees, (max(1e-4, p0 / 2), 0.01))
+    at = int(np.searchsorted(knees, knee))  # then a finer grid between the neighbours
+    finer = np.linspace(knees[max(0, at - 1)], knees[min(knees.size - 1, at + 1)], 21)
+    g_p0, g_g, knee, nll = _fit_growth(u, per_m, per_k, finer, (g_p0, g_g))
     if stats.chi2.sf(2 * (ll0 - nll), 2) >= 0.05 or g_g <= 0:
         return flat, None, None
-    boots = np.empty((min(BOOTSTRAP, 100), 2))
-    for b in range(boots.shape[0]):
+    boots = np.empty((BOOTSTRAP, 2))
+    for b in range(BOOTSTRAP):
         i = rng.integers(0, m, m)
-        res = optimize.minimize(
-            _fail_ll,
-            x0=[g_p0, g_g],
-            args=(load[i], y[i], knee),
-            bounds=[(0, 1), (0, 1e6)],
-            method="L-BFGS-B",
-        )
-        boots[b] = res.x
+        bm = np.bincount(level[i], minlength=u.size).astype(float)
+        bk = np.bincount(level[i], y[i], minlength=u.size)
+        boots[b] = _fit_growth(u, bm, bk, np.array([knee]), (g_p0, g_g))[:2]
     method = (
         f"maximum likelihood over {m:,} payments ({k} declined), knee at load {knee:.3g}, bootstrap"
     )
@@ -474,66 +558,50 @@ def calibrate_outcomes(
     served = rq.served()
     pools = pools_of(service)
     pool_of = {s: name for name, steps in pools.items() for s in steps}
-    timed = rq.timed()
-    is_pay = rq.step == "pay"
-    reached = is_pay & np.isin(rq.status, _GATEWAY_ANSWERS)
+    reached = (rq.step == "pay") & np.isin(rq.status, _GATEWAY_ANSWERS)
+    fitted = served & np.isin(rq.step, STEPS) & ((rq.step != "pay") | reached)
     for s in STEPS:
-        k = int((served & (rq.step == s) & (~is_pay | reached)).sum())
+        k = int((fitted & (rq.step == s)).sum())
         if k < MIN_REQUESTS:
             raise CalibrationError(
                 f"{k} answered {s} request{'s' if k != 1 else ''}: at least {MIN_REQUESTS} "
                 "are needed to fit a step (replay more buyers: a larger --scale)"
             )
-    gw = np.where(np.isfinite(rq.gateway_time), rq.gateway_time, 0.0)
+    timed = rq.timed()
     fits: dict[str, StepFit] = {}
-    gateway: Estimate | None = None
+    pool_fits: dict[str, PoolFit] = {}
     gateway_dist: dict[str, Any] = {"dist": "constant", "value": 0.0}
-    occupancy_end = rq.sent + rq.latency - gw  # off the workers while the gateway answers
     if timed:
+        gw = np.where(np.isfinite(rq.gateway_time), rq.gateway_time, 0.0)
+        end = rq.sent + np.maximum(0.0, rq.latency - gw)  # off the workers at the gateway
+        for name, steps in pools.items():
+            pool_fits[name] = _timed_pool(rq, steps, fitted, rng)
         gsel = reached & np.isfinite(rq.gateway_time)
-        if int(gsel.sum()) >= MIN_REQUESTS and float(np.nanmean(rq.gateway_time[gsel])) > 0:
-            gateway, gateway_dist, _ = fit_service_times(rq.gateway_time[gsel], rng)
-            gateway = Estimate(
-                float(rq.gateway_time[gsel].mean()),
-                *_percentile_ci(
-                    rng.choice(rq.gateway_time[gsel], (BOOTSTRAP, int(gsel.sum()))).mean(axis=1)
-                ),
-                "Server-Timing gateway;dur, bootstrap",
-            )
+        if int(gsel.sum()) >= MIN_REQUESTS and float(rq.gateway_time[gsel].mean()) > 0:
+            _, gateway_dist, _ = fit_service_times(rq.gateway_time[gsel], rng)
     else:
-        # the pay regression's intercept is the gateway: fit pay first, with its requests
-        # counted in flight for their whole latency, then again without the gateway's part
-        g_pool = pools[pool_of["pay"]]
-        members = np.isin(rq.step, g_pool)
-        load = _others_in_flight(rq, members, rq.sent, rq.sent, occupancy_end)
-        sel = served & reached
-        _, _, delay, _ = fit_station(load[sel], rq.latency[sel], rng, intercept=True)
-        assert delay is not None
-        if delay.low > 0:
-            gateway = delay
-            gateway_dist = {"dist": "constant", "value": _r(delay.value)}
-            occupancy_end = rq.sent + rq.latency - np.where(reached, delay.value, 0.0)
-        else:  # an intercept not above 0: no time outside the workers to speak of
-            gateway = Estimate(0.0, 0.0, delay.high, delay.method + "; not above 0: none")
-    for steps in pools.values():
+        pool_fits, end, gateway_est = _regression(rq, pools, pool_of, fitted, reached, rng)
+        if gateway_est.value > 0:
+            gateway_dist = {"dist": "constant", "value": _r(gateway_est.value)}
+        name = pool_of["pay"]
+        pool_fits[name] = dataclasses.replace(pool_fits[name], gateway=gateway_est)
+    for name, steps in pools.items():
         members = np.isin(rq.step, steps)
-        load = _others_in_flight(rq, members, rq.sent, rq.sent, occupancy_end)
-        conc_timed = _timed_concurrency(rq, members & served, rng) if timed else None
+        load = _others_in_flight(rq, members, rq.sent, rq.sent, end)
         for s in steps:
-            sel = served & (rq.step == s) & (~is_pay | reached)
-            fits[s] = _fit_step(rq, s, sel, load, conc_timed, gateway if s == "pay" else None, rng)
-    pay_pool = np.isin(rq.step, pools[pool_of["pay"]])
-    c_pay = fits["pay"].concurrency
+            sel = fitted & (rq.step == s)
+            fits[s] = _fit_step(rq, s, sel, load, pool_fits[name], timed, rng)
+    pay_fit = pool_fits[pool_of["pay"]]
     workers = (
-        c_pay.value
-        if c_pay is not None and fits["pay"].identified
+        pay_fit.concurrency.value
+        if pay_fit.identified
         else float(_workers_of(service, pool_of["pay"]))
     )
-    load = (
-        _others_in_flight(rq, pay_pool, rq.sent, rq.sent, occupancy_end)[served & reached] / workers
-    )
-    declined = rq.status[served & reached] == _DECLINED
+    pay_pool = np.isin(rq.step, pools[pool_of["pay"]])
+    load = _others_in_flight(rq, pay_pool, rq.sent, rq.sent, end)[fitted & reached] / workers
+    declined = rq.status[fitted & reached] == _DECLINED
     failure_prob, failure_growth, knee = fit_failures(load, declined, rng)
+    gateway = pay_fit.gateway
     payment = PaymentFit(
         gateway=gateway,
         gateway_dist=gateway_dist,
@@ -548,38 +616,125 @@ def calibrate_outcomes(
     return Calibration("server_timing" if timed else "response_times", fits, pools, payment)
 
 
+def _regression(
+    rq: _Requests,
+    pools: Mapping[str, tuple[str, ...]],
+    pool_of: Mapping[str, str],
+    fitted: np.ndarray,
+    reached: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[dict[str, PoolFit], np.ndarray, Estimate]:
+    """The pools fitted from response times, with the gateway time profiled out.
+
+    A payment holds its worker for its demand, then waits on the gateway outside the
+    workers: it counts in the load of others only for its latency less the gateway's
+    time. That time ``G`` is the one whose load counts make the pools' regressions
+    fit best (least total squared error over a grid from 0 to the 5th percentile of
+    the pay latencies); its interval is the profile likelihood's (Gaussian errors:
+    ``N log(SSE(G) / SSE_min) <= 3.84``, the 95% chi-squared quantile, 1 degree of
+    freedom). Returns the pools, the end of each request's stay and ``G``.
+    """
+    pay_latency = rq.latency[fitted & reached]
+    grid = np.linspace(0.0, float(np.quantile(pay_latency, 0.05)), 25)
+
+    def fit_all(g: float, resamples: int) -> tuple[dict[str, PoolFit], np.ndarray, float]:
+        end = rq.sent + np.maximum(0.0, rq.latency - np.where(reached, g, 0.0))
+        fits, total = {}, 0.0
+        for name, steps in pools.items():
+            members = np.isin(rq.step, steps)
+            load = _others_in_flight(rq, members, rq.sent, rq.sent, end)
+            sel = fitted & members
+            fits[name], sse = fit_pool(
+                load[sel], rq.latency[sel], rq.step[sel], steps, rng,
+                gateway=g, resamples=resamples,
+            )  # fmt: skip
+            total += sse
+        return fits, end, total
+
+    sse = np.array([fit_all(float(g), 0)[2] for g in grid])
+    i = int(np.argmin(sse))  # then a finer grid around the best
+    grid = np.concatenate(
+        [grid, np.linspace(grid[max(0, i - 1)], grid[min(grid.size - 1, i + 1)], 21)]
+    )
+    sse = np.concatenate([sse, [fit_all(float(g), 0)[2] for g in grid[-21:]]])
+    n = int(fitted.sum())
+    best = int(np.argmin(sse))
+    inside = grid[n * np.log(np.maximum(sse, 1e-300) / max(sse[best], 1e-300)) <= 3.84]
+    fits, end, _ = fit_all(float(grid[best]), BOOTSTRAP)
+    method = (
+        "response-time regression (Kraft et al. 2009): the time outside the workers that "
+        "fits the load best, profile likelihood interval; constant: its mean only"
+    )
+    estimate = Estimate(float(grid[best]), float(inside.min()), float(inside.max()), method)
+    if pool_of["pay"] not in fits:  # every step is in some pool: cannot happen
+        raise CalibrationError("no pool serves pay")
+    return fits, end, estimate
+
+
 def _workers_of(service: Mapping[str, Any], pool: str) -> int:
     if pool == "default":
         return int(service.get("workers", 64))
     return int(service["pools"][pool].get("workers", service.get("workers", 64)))
 
 
-def _timed_concurrency(
-    rq: _Requests, members: np.ndarray, rng: np.random.Generator
-) -> tuple[Estimate | None, float]:
-    """From Server-Timing: ``(estimate or None, most requests seen on workers at once)``.
-
-    A request that waited got a worker the moment one was freed: every other worker
-    was busy then, so the requests on a worker at its start, itself included, are the
-    pool's concurrency. The median over the requests that waited, bootstrap interval.
-    """
+def _timed_pool(
+    rq: _Requests,
+    steps: Sequence[str],
+    fitted: np.ndarray,
+    rng: np.random.Generator,
+) -> PoolFit:
+    """A pool from Server-Timing. A request that waited got a worker the moment one was
+    freed: every other worker was busy then, so the requests on a worker at its start,
+    itself included, are the pool's concurrency (median over those that waited,
+    bootstrap interval). Demands are the mean ``service_time``, the gateway the mean
+    ``gateway_time``."""
+    members = np.isin(rq.step, steps)
     qw = np.where(np.isfinite(rq.queue_wait), rq.queue_wait, 0.0)
     st = np.where(np.isfinite(rq.service_time), rq.service_time, 0.0)
     start = rq.sent + qw
-    end = start + st
-    busy = _others_in_flight(rq, members, start, start, end) + 1
-    peak = float(busy[members].max()) if members.any() else 0.0
-    waited = members & (qw > 1e-3)
+    busy = _others_in_flight(rq, members, start, start, start + st) + 1
+    waited = members & fitted & (qw > 1e-3)
     b = busy[waited]
-    if b.size < 5:
-        return None, peak
-    meds = np.median(rng.choice(b, (BOOTSTRAP, b.size)), axis=1)
-    lo, hi = _percentile_ci(meds)
-    method = (
-        f"Server-Timing: requests on a worker when one of {b.size:,} that waited got one "
-        "(median), bootstrap"
+    identified = b.size >= 5
+    if identified:
+        meds = np.median(rng.choice(b, (BOOTSTRAP, b.size)), axis=1)
+        conc = Estimate(
+            float(np.median(b)),
+            *_percentile_ci(meds),
+            f"Server-Timing: requests on a worker when one of {b.size:,} that waited got one "
+            "(median), bootstrap",
+        )
+    else:
+        peak = float(busy[members].max()) if members.any() else 1.0
+        conc = Estimate(
+            peak, peak, math.inf, f"not identified: at most {peak:g} on workers at once"
+        )
+    method = "Server-Timing service;dur, bootstrap"
+
+    def mean_est(x: np.ndarray, what: str) -> Estimate:
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return Estimate(0.0, 0.0, 0.0, f"no {what} reported")
+        idx = rng.integers(0, x.size, (BOOTSTRAP, x.size))
+        return Estimate(float(x.mean()), *_percentile_ci(x[idx].mean(axis=1)), method)
+
+    demands = {s: mean_est(rq.service_time[fitted & (rq.step == s)], "service time") for s in steps}
+    gateway = None
+    if "pay" in steps:
+        sel = fitted & (rq.step == "pay") & np.isfinite(rq.gateway_time)
+        gateway = mean_est(rq.gateway_time[sel], "gateway time")
+        gateway = Estimate(
+            gateway.value, gateway.low, gateway.high, "Server-Timing gateway;dur, bootstrap"
+        )
+    g = gateway.value if gateway is not None else 0.0
+    return PoolFit(
+        concurrency=conc,
+        identified=identified,
+        mean_demand=mean_est(rq.service_time[fitted & members], "service time"),
+        intercepts={s: demands[s].value + (g if s == "pay" else 0.0) for s in steps},
+        demands=demands,
+        gateway=gateway,
     )
-    return Estimate(float(np.median(b)), lo, hi, method), peak
 
 
 def _fit_step(
@@ -587,56 +742,31 @@ def _fit_step(
     step: str,
     sel: np.ndarray,
     load: np.ndarray,
-    timed: tuple[Estimate | None, float] | None,
-    gateway: Estimate | None,
+    pool: PoolFit,
+    timed: bool,
     rng: np.random.Generator,
 ) -> StepFit:
-    """One step: demand and shape, concurrency, latency model against load."""
+    """One step of a fitted pool: its demand's distribution (fitted to Server-Timing's
+    service times, else to the latencies of requests that found a worker free, less
+    the gateway, rescaled to the regression's demand), the latency model and its fit."""
     x, r = load[sel], rq.latency[sel]
-    if timed is not None:
-        demand, dist, shape = fit_service_times(
-            rq.service_time[sel & np.isfinite(rq.service_time)], rng
-        )
-        mean_demand = float(np.nanmean(rq.service_time[sel]))
-        conc, peak = timed
-        identified = conc is not None
-        c = conc.value if conc is not None else max(peak, float(x.max()) + 1)
-        g = gateway.value if gateway is not None else 0.0
+    c = pool.concurrency.value
+    demand = pool.demands[step]
+    if timed:
+        _, dist, shape = fit_service_times(rq.service_time[sel & np.isfinite(rq.service_time)], rng)
     else:
-        outside = gateway is not None and gateway.value > 0
-        conc, demand_reg, delay, identified = fit_station(x, r, rng, intercept=outside)
-        g = delay.value if delay is not None else 0.0
-        c = conc.value
-        mean_demand = demand_reg.value
+        g = pool.gateway.value if step == "pay" and pool.gateway is not None else 0.0
         low = x < c - 1 + 1e-9  # found a free worker: latency = demand (+ gateway)
-        samples = r[low] - g if low.sum() >= MIN_REQUESTS else r - g
+        samples = (r[low] if low.sum() >= MIN_REQUESTS else r) - g
         _, dist, shape = fit_service_times(samples[samples > 0], rng)
-        dist = _with_mean(dist, mean_demand)
-        demand = demand_reg
-        if not identified:
-            conc = Estimate(
-                c,
-                c,
-                math.inf,
-                f"not identified: the replay never queued (at most {int(x.max()) + 1} in flight)",
-            )
-    predicted = g + mean_demand * mmc_factor(x, c)
+        dist = _with_mean(dist, max(demand.value, 1e-6))
+    a = pool.intercepts[step]
+    predicted = a + pool.mean_demand.value * wait_factor(x, c)
     r2, mape = _goodness(x, r, predicted)
     return StepFit(
-        step,
-        int(sel.sum()),
-        demand,
-        dist,
-        shape,
-        conc,
-        identified,
-        x,
-        r,
-        predicted,
-        r2,
-        mape,
-        (g, mean_demand, c),
-    )
+        step, int(sel.sum()), demand, dist, shape, pool.concurrency, pool.identified,
+        x, r, predicted, r2, mape, (a, pool.mean_demand.value, c),
+    )  # fmt: skip
 
 
 def _with_mean(dist: dict[str, Any], mean: float) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flashsale.calibrate import STEPS, Calibration, Estimate, StepFit, mmc_factor
+from flashsale.calibrate import STEPS, Calibration, Estimate, StepFit, wait_factor
 from flashsale.figures import OKABE_ITO, Chart, new_figure, save_chart
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
 from flashsale.runs import write_text_atomic
@@ -84,8 +84,8 @@ def _latency_chart(cal: Calibration, folder: Path) -> Chart:
                 np.bincount(which, f.latency)[keep] / k[keep] * 1000, "o",
                 color=OKABE_ITO["blue"], ms=4, label="observed mean")  # fmt: skip
         x = np.linspace(0, max(1.0, float(f.load.max())), 200)
-        g, d, c = f.model
-        ax.plot(x, (g + d * mmc_factor(x, c)) * 1000, color=OKABE_ITO["vermillion"],
+        a, d, c = f.model
+        ax.plot(x, (a + d * wait_factor(x, c)) * 1000, color=OKABE_ITO["vermillion"],
                 lw=1.8, label="fitted model")  # fmt: skip
         top = float(np.quantile(f.latency, 0.99)) * 1000
         ax.set_ylim(0, max(top, float(np.max(f.predicted)) * 1000) * 1.15)
@@ -102,7 +102,8 @@ def _latency_chart(cal: Calibration, folder: Path) -> Chart:
         "latency_vs_load",
         "Latency against load, per step",
         "Each dot is a request (the top 1% cut off), blue points the mean per load level, "
-        "the red line the fitted model G + D·(1 + max(0, n - c + 1)/c). R² and MAPE "
+        "the red line the fitted model a + D·max(0, n - c + 1)/c (a: the step's latency with "
+        "a worker free; D: the pool's mean demand; c: its workers). R² and MAPE "
         "compare the means per load level with the model.",
     )
 
