@@ -254,6 +254,10 @@ def test_smallest_workers_for_a_sellout_time_on_the_smoke_sale(
     line = next(ln for ln in res.output.splitlines() if ln.startswith("smallest"))
     assert line.startswith(f"smallest service.workers at which every threshold holds: {answer} (")
     assert f"{answer - 1} fails: sellout_time_s " in line
+    # progress: one line per tried value, every check on it, however narrow the terminal
+    progress = [ln for ln in res.output.splitlines() if ln.startswith("  service.workers=")]
+    assert len(progress) == len(json.loads((out / "search.json").read_text())["points"])
+    assert all("oversold_units 0 == 0; sellout_time_s " in ln for ln in progress), progress
 
     # The evidence: every tried value is a run folder with its verdicts and intervals,
     # the ends first, then bisection; the verdicts are monotone in the workers.
@@ -331,4 +335,35 @@ def test_ctrl_c_marks_the_search_incomplete_and_exits_130(
     assert [(p["status"], p["replications_done"]) for p in doc["points"]] == [
         ("incomplete", 2),
         ("incomplete", 1),
+    ]
+
+
+def test_a_verdict_in_a_few_words_names_the_bound_it_judged(smoke_path: Path) -> None:
+    """Pay p95 of 1.8, 2.0 and 1.9 s: the mean (1.9) holds <= 2, the interval's top
+    (1.9 + t(0.975, 2) x 0.1 / sqrt(3) = 2.148) does not; a sell-out time undefined in
+    one replication fails for want of a value."""
+    from flashsale.scenario import load_scenario
+    from flashsale.search_run import verdict_text
+    from flashsale.stats import summarize
+    from flashsale.thresholds import check_thresholds
+
+    sc = load_scenario(
+        smoke_path,
+        [
+            "thresholds={}",
+            "thresholds.latency_p95_s.pay=<= 2",
+            "thresholds.latency_p95_s.pay.ci_high=<= 2",
+            "thresholds.sellout_time_s=<= 300",
+        ],
+    )
+    metrics = {
+        "latency_p95_s": {"pay": summarize([1.8, 2.0, 1.9], bounds=(0.0, None))},
+        "sellout_time_s": summarize([250.0, None, 280.0], bounds=(0.0, None)),
+    }
+    texts = [verdict_text(v) for v in check_thresholds(sc.thresholds, metrics)]
+    top = 1.9 + 4.302652729911275 * 0.1 / math.sqrt(3)
+    assert texts == [
+        "latency_p95_s.pay 1.9 <= 2",
+        f"latency_p95_s.pay.ci_high {top:.4g} > 2",
+        "sellout_time_s undefined in 1 of 3 replications",
     ]

@@ -134,7 +134,9 @@ def search(
                 word = "holds" if t.passed else "FAILS"
                 checks = "; ".join(verdict_text(v) for v in t.verdicts)
                 label = f"{grid.path}={t.value:g}".ljust(width)
-                bar.console.print(f"  {label}  {word}  {checks}", markup=False, highlight=False)
+                bar.console.print(  # one line per value, however narrow the terminal
+                    f"  {label}  {word}  {checks}", markup=False, highlight=False, soft_wrap=True
+                )
 
             result = run_search(
                 plan,
