@@ -82,14 +82,14 @@ def test_hand_computed_sale_with_a_payment_pool() -> None:
     purchased, sold_out = RESULT.index("purchased"), RESULT.index("sold_out")
     assert j["result"].tolist() == [purchased] * 3 + [sold_out] * 2
     np.testing.assert_allclose(j["finished"], [3.7, 3.1, 3.4, 2.55, 10.1])
-    assert [[STEP[s] for s in steps] for steps in _by_journey(rq, "step")] == [
+    assert [[STEP[int(s)] for s in steps] for steps in _by_journey(rq, "step")] == [
         ["view", "view", "cart", "pay"],
         ["view", "cart", "pay"],
         ["view", "cart", "pay"],
         ["view"],
         ["view"],
     ]
-    expected = {
+    expected: dict[str, list[list[float]]] = {
         "sent": [[-0.5, 0.6, 1.7, 2.9], [0.0, 1.1, 2.3], [0.05, 1.2, 2.5], [2.45], [10.0]],
         "queue_wait": [[0, 0, 0, 0], [0, 0, 0], [0.05, 0.1, 0.1], [0], [0]],
         "service_time": [[0.1, 0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.1], [0.1]],
@@ -150,7 +150,9 @@ def test_a_payment_pool_behind_pages_that_never_queue_is_erlang_c() -> None:
     (its own service and think times): the payments of a Poisson stream of journeys
     are a Poisson stream of the same rate (the displacement theorem), so the payment
     pool is M/M/4 and its queue_wait column must show Erlang C's P(wait > 0) and mean
-    wait; the other pool none."""
+    wait; the other pool none. Tolerances: over seeds 3-11 one replication's
+    estimates had a standard deviation of 1.5% (P(wait > 0)) and 5% (mean wait) of
+    the formula, so the average of 4 is within 3% and 8% at more than 3 sigma."""
     c, mu, lam = 4, 10.0, 32.0
     exp = {"dist": "exponential", "mean": 1 / mu}
     sc = _tiny(
@@ -167,7 +169,7 @@ def test_a_payment_pool_behind_pages_that_never_queue_is_erlang_c() -> None:
         service__pools={"payments": {"steps": ["pay"], "workers": c}},
     )
     waits = []
-    for rep in range(3):
+    for rep in range(4):
         rq = simulate(sc, rep).outcome.requests
         pay = rq["step"] == STEP.index("pay")
         assert not rq["queue_wait"][~pay].any()
@@ -176,4 +178,4 @@ def test_a_payment_pool_behind_pages_that_never_queue_is_erlang_c() -> None:
         waits.append(rq["queue_wait"][pay][steady])
     wait = np.concatenate(waits)
     assert np.mean(wait > 0) == pytest.approx(erlang_c(c, lam / mu), rel=0.03)
-    assert np.mean(wait) == pytest.approx(erlang_c_mean_wait(c, lam, mu), rel=0.05)
+    assert np.mean(wait) == pytest.approx(erlang_c_mean_wait(c, lam, mu), rel=0.08)

@@ -342,6 +342,17 @@ def test_every_request_of_a_journey_is_a_row_of_the_requests_table(
     assert logins == replay["protocol"]["seen"]["login:ok"] == replay["journeys"]
 
 
+@pytest.mark.slow
+def test_a_shop_that_sends_no_server_timing_leaves_the_latency_parts_unknown(
+    coded_replay: Replayed,
+) -> None:
+    """The coded shop reports no Server-Timing: its answers' parts are NaN, not 0."""
+    rq = load_outcome(coded_replay.out / "rep-000").requests
+    assert rq["status"].size and (rq["status"] == 200).any()
+    for column in ("queue_wait", "service_time", "gateway_time"):
+        assert np.isnan(rq[column]).all(), column
+
+
 # ------------------------------------------------------------- 3. with an accounts file
 
 
