@@ -188,7 +188,9 @@ def fit_service_times(
 ) -> tuple[Estimate, dict[str, Any], Estimate | None]:
     """Mean of ``x`` (seconds, > 0) with a bootstrap interval, and the distribution the
     scenario supports that fits it best by AIC: exponential (1 parameter), lognormal
-    or gamma (2), or constant when the spread is under 5% of the mean. Returns
+    or gamma (2; the gamma only when its cv differs significantly from the
+    exponential's 1, likelihood ratio at 5%), or constant when the spread is under 5%
+    of the mean. Returns
     ``(mean, scenario distribution table, shape estimate or None)``.
     """
     x = x[x > 0]
@@ -210,6 +212,8 @@ def fit_service_times(
     shape_g, _, scale_g = stats.gamma.fit(x, floc=0)
     ll_g = float(np.sum(stats.gamma.logpdf(x, shape_g, scale=scale_g)))
     aic = {"exponential": 2 - 2 * ll_exp, "lognormal": 4 - 2 * ll_ln, "gamma": 4 - 2 * ll_g}
+    if 2 * (ll_g - ll_exp) < 3.84:  # nested (cv = 1): the gamma's cv is not significant
+        del aic["gamma"]
     best = min(aic, key=lambda k: aic[k])
     if best == "exponential":
         return mean, {"dist": "exponential", "mean": _r(mean.value)}, None
@@ -258,30 +262,35 @@ class PoolFit:
 
 
 def _profile(
-    n: np.ndarray, s: np.ndarray, k: int, w: np.ndarray, wr: np.ndarray, cs: np.ndarray
-) -> tuple[int, float, np.ndarray, float]:
-    """Least squares of ``r ~ a[s] + beta * max(0, n - c + 1)`` over the candidate ``cs``
-    (one intercept per step ``s`` in 0..k-1, one slope: FCFS, the queue is the pool's),
-    on requests grouped by (step, load): ``w`` the group's weight (count), ``wr`` its
-    sum of weighted latencies. Returns ``(index of the best c, beta >= 0, a, sse less
-    a constant)``."""
+    n: np.ndarray,
+    s: np.ndarray,
+    k: int,
+    w: np.ndarray,
+    wr: np.ndarray,
+    wrr: np.ndarray,
+    cs: np.ndarray,
+    mix: np.ndarray,
+    outside: np.ndarray,
+) -> tuple[int, np.ndarray, float]:
+    """Least squares of ``r = a[s] + (D / c) * max(0, n - c + 1)`` over the candidate
+    ``cs``, with ``D = mix @ (a - outside)``: one intercept per step ``s`` in 0..k-1
+    (its latency with a worker free), and the queue drained by the pool's own mean
+    demand (the demands of the requests ahead, as in Kraft et al. 2009), so for each
+    ``c`` the model is linear in ``a``. Requests are grouped by (step, load): ``w``
+    each group's weight, ``wr`` and ``wrr`` its weighted sums of latency and squared
+    latency. Returns ``(index of the best c, a, residual sum of squares)``."""
     onehot = np.zeros((n.size, k))
     onehot[np.arange(n.size), s] = 1.0
-    ws = w @ onehot  # (k,)
-    ok = ws > 0
-    sr = wr @ onehot
-    z = np.maximum(0.0, n[None, :] - cs[:, None] + 1.0)  # (C, groups)
-    wz = (z * w) @ onehot  # (C, k)
-    wzz = (z * z * w) @ onehot
-    wzr = (z * wr) @ onehot
-    safe = np.where(ok, ws, 1.0)
-    sxy = np.sum(np.where(ok, wzr - wz * sr / safe, 0.0), axis=1)
-    sxx = np.sum(np.where(ok, wzz - wz * wz / safe, 0.0), axis=1)
-    beta = np.where(sxx > 1e-12, np.maximum(0.0, sxy / np.where(sxx > 1e-12, sxx, 1.0)), 0.0)
-    sse = -2 * beta * sxy + beta * beta * sxx - float(np.sum(sr[ok] ** 2 / ws[ok]))
-    best = int(np.argmin(sse + 1e-12 * np.arange(cs.size)))  # ties: the fewest workers
-    a = np.where(ok, (sr - beta[best] * wz[best]) / safe, 0.0)
-    return best, float(beta[best]), a, float(sse[best])
+    zc = np.maximum(0.0, n[None, :] - cs[:, None] + 1.0) / cs[:, None]  # (C, groups)
+    x = onehot[None, :, :] + zc[:, :, None] * mix[None, None, :]  # (C, groups, k)
+    shift = float(mix @ outside)  # y = r + zc * shift: the model less its constant part
+    xtwx = np.einsum("cgk,g,cgl->ckl", x, w, x)
+    xtwy = np.einsum("cgk,g->ck", x, wr) + shift * np.einsum("cgk,g,cg->ck", x, w, zc)
+    ywy = float(wrr.sum()) + 2 * shift * (zc @ wr) + shift**2 * ((zc * zc) @ w)
+    a = np.linalg.solve(xtwx + 1e-12 * np.eye(k), xtwy[:, :, None])[:, :, 0]
+    sse = ywy - 2 * np.einsum("ck,ck->c", a, xtwy) + np.einsum("ck,ckl,cl->c", a, xtwx, a)
+    best = int(np.argmin(sse * (1 + 1e-12 * np.arange(cs.size))))  # ties: fewest workers
+    return best, a[best], float(sse[best])
 
 
 def fit_pool(
@@ -297,10 +306,11 @@ def fit_pool(
     """Fit ``latency ~ a[step] + (D / c) * max(0, load - c + 1)`` for one pool (Kraft et
     al. 2009, module docstring), ``c`` over 1..(the highest load + 1), with bootstrap
     intervals over requests (``resamples``). ``load``: the pool's other requests in
-    flight at each send. ``D = beta * c`` is the mean demand of the pool's mix (the
-    queue drains at ``c / D``); a step's intercept is its demand, less ``gateway``
-    for pay (a time outside the workers, fitted by :func:`calibrate_outcomes`).
-    Returns the fit and its residual sum of squares.
+    flight at each send. A step's intercept ``a`` is its demand, plus ``gateway`` for
+    pay (a time outside the workers, fitted by :func:`calibrate_outcomes`); ``D`` is
+    the mean demand of the pool's mix of steps, which drains the queue at ``c / D``.
+    ``c`` is identified when at least :data:`MIN_REQUESTS` requests found ``c`` or more
+    others in flight. Returns the fit and its residual sum of squares.
     """
     k = len(steps)
     s_idx = np.zeros(step.size, dtype=int)
@@ -314,13 +324,19 @@ def fit_pool(
     keys, group = np.unique(s_idx * (top + 1) + load.astype(int), return_inverse=True)
     g_n, g_s = (keys % (top + 1)).astype(float), keys // (top + 1)
 
+    mix = np.bincount(s_idx, minlength=k) / max(1, s_idx.size)
+    outside = np.zeros(k)
+    if j_pay is not None:
+        outside[j_pay] = gateway
+
     def derive(w: np.ndarray) -> np.ndarray:
         gw = np.bincount(group, w, minlength=keys.size)
-        i, beta, a, sse = _profile(g_n, g_s, k, gw, np.bincount(group, w * latency, keys.size), cs)
-        demands = a.copy()
-        if j_pay is not None:
-            demands[j_pay] = max(0.0, a[j_pay] - gateway)
-        return np.concatenate([[cs[i], beta * cs[i], sse + float(w @ latency**2)], demands, a])
+        wr = np.bincount(group, w * latency, keys.size)
+        wrr = np.bincount(group, w * latency**2, keys.size)
+        i, a, sse = _profile(g_n, g_s, k, gw, wr, wrr, cs, mix, outside)
+        demands = np.maximum(0.0, a - outside)
+        busy = float(gw[g_n >= cs[i]].sum())  # requests that found every worker busy
+        return np.concatenate([[cs[i], mix @ demands, sse, busy], demands, a])
 
     point = derive(np.ones_like(latency))
     boots = np.array(
@@ -340,7 +356,7 @@ def fit_pool(
             return Estimate(float(point[col]), math.nan, math.nan, method)
         return Estimate(float(point[col]), *_percentile_ci(boots[:, col]), method)
 
-    identified = bool(point[0] <= load.max()) if load.size else False
+    identified = bool(point[3] >= MIN_REQUESTS)  # enough requests found the workers busy
     conc = est(0)
     if not identified:
         conc = Estimate(
@@ -353,8 +369,8 @@ def fit_pool(
         concurrency=conc,
         identified=identified,
         mean_demand=est(1),
-        intercepts={s: float(point[3 + k + j]) for j, s in enumerate(steps)},
-        demands={s: est(3 + j) for j, s in enumerate(steps)},
+        intercepts={s: float(point[4 + k + j]) for j, s in enumerate(steps)},
+        demands={s: est(4 + j) for j, s in enumerate(steps)},
         gateway=None,
     )
     return fit, float(point[2])
@@ -383,7 +399,7 @@ def _goodness(load: np.ndarray, latency: np.ndarray, predicted: np.ndarray) -> t
 
 
 def _fail_nll(
-    params: Sequence[float], u: np.ndarray, m: np.ndarray, k: np.ndarray, knee: float
+    params: Sequence[float] | np.ndarray, u: np.ndarray, m: np.ndarray, k: np.ndarray, knee: float
 ) -> float:
     """Negative log-likelihood of the failure law: ``k`` of ``m`` payments declined at
     each load level ``u``."""
@@ -660,6 +676,8 @@ def _regression(
     n = int(fitted.sum())
     best = int(np.argmin(sse))
     inside = grid[n * np.log(np.maximum(sse, 1e-300) / max(sse[best], 1e-300)) <= 3.84]
+    if inside.min() <= 0:  # no time outside the workers to speak of: none
+        best = 0
     fits, end, _ = fit_all(float(grid[best]), BOOTSTRAP)
     method = (
         "response-time regression (Kraft et al. 2009): the time outside the workers that "
