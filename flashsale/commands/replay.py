@@ -237,12 +237,12 @@ def _show_progress(bar: Progress, task: TaskID, path: Path, name: str) -> dict[s
         return None
     bar.update(
         task,
-        description=f"replay {name}",
+        description=name,
         total=p["scheduled"],
         completed=p["ended"],
         detail=(
-            f"ended  {p['started']:,} started  {p['rps']:,.0f} req/s  "
-            f"{p['errors']:,} failed  {p['units']:,} sold"
+            f"ended, {p['started']:,} started, {p['rps']:,.0f} req/s, "
+            f"{p['errors']:,} failed, {p['units']:,} sold"
         ),
     )
     return p
@@ -263,7 +263,7 @@ def _progress() -> Progress:
     console = Console()
     return Progress(
         TextColumn("{task.description}"),
-        BarColumn(bar_width=8),
+        BarColumn(bar_width=6),
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
@@ -319,7 +319,7 @@ def _run_locust(cmd: list[str], timeout_s: float, progress: Path, name: str) -> 
     deadline = time.monotonic() + timeout_s
     try:
         with _progress() as bar:
-            task = bar.add_task(f"replay {name}: waiting for the sale", total=None, detail="")
+            task = bar.add_task(f"{name}: waiting for the sale to open", total=None, detail="")
             for relay in relays:
                 relay.start()
             while True:
