@@ -162,6 +162,9 @@ class Calibration:
     steps: dict[str, StepFit]
     pools: dict[str, tuple[str, ...]]
     payment: PaymentFit
+    unreported: float = math.nan
+    """With Server-Timing: the share of the fitted requests' total latency the target
+    did not account for (the network, the client's and the server's own lag)."""
 
 
 def in_flight_at(times: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -629,7 +632,15 @@ def calibrate_outcomes(
         load=load,
         declines=declined.astype(float),
     )
-    return Calibration("server_timing" if timed else "response_times", fits, pools, payment)
+    unreported = math.nan
+    if timed:
+        parts = [
+            np.nan_to_num(x[fitted]) for x in (rq.queue_wait, rq.service_time, rq.gateway_time)
+        ]
+        total = float(rq.latency[fitted].sum())
+        unreported = max(0.0, 1 - float(sum(p.sum() for p in parts)) / total) if total > 0 else 0.0
+    source = "server_timing" if timed else "response_times"
+    return Calibration(source, fits, pools, payment, unreported)
 
 
 def _regression(
@@ -709,7 +720,10 @@ def _timed_pool(
     members = np.isin(rq.step, steps)
     qw = np.where(np.isfinite(rq.queue_wait), rq.queue_wait, 0.0)
     st = np.where(np.isfinite(rq.service_time), rq.service_time, 0.0)
-    start = rq.sent + qw
+    gw = np.where(np.isfinite(rq.gateway_time), rq.gateway_time, 0.0)
+    # the server's part of a latency sits inside it; what the target did not report
+    # (the network, the client's and the server's own lag) is split evenly around it
+    start = rq.sent + np.maximum(0.0, rq.latency - qw - st - gw) / 2 + qw
     busy = _others_in_flight(rq, members, start, start, start + st) + 1
     waited = members & fitted & (qw > 1e-3)
     b = busy[waited]

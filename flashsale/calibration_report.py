@@ -51,6 +51,11 @@ def _dist(d: dict[str, object]) -> str:
 def calibration_summary(cal: Calibration) -> list[str]:
     """Console lines: one per step (demand, concurrency, R², MAPE), then the payment."""
     lines = [f"calibrated from {_SOURCES[cal.source]}"]
+    if cal.source == "server_timing":
+        lines.append(
+            f"  {cal.unreported:.0%} of the latency was not reported by the target "
+            "(network, client and server lag): the model leaves it out"
+        )
     for s in STEPS:
         f = cal.steps[s]
         conc = _num(f.concurrency) if f.identified else "not identified (never queued)"
@@ -143,6 +148,15 @@ def _failure_chart(cal: Calibration, folder: Path) -> Chart | None:
     )
 
 
+def _unreported(cal: Calibration) -> str:
+    if cal.source != "server_timing":
+        return ""
+    return (
+        f" The target did not account for {cal.unreported:.0%} of the latency (the network, "
+        "the client's and the server's own lag): the fitted model leaves it out."
+    )
+
+
 def write_calibration_report(cal: Calibration, folder: Path, title: str, scenario: Path) -> Path:
     """Write ``folder/calibration.html`` and its PNGs; returns the page's path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -166,8 +180,8 @@ def write_calibration_report(cal: Calibration, folder: Path, title: str, scenari
         f"<h1>{escape(title)}</h1>",
         f"<p>Fitted from {escape(_SOURCES[cal.source])}. Calibrated scenario: "
         f"<code>{escape(scenario)}</code>; each fitted value there carries its 95% interval "
-        "and method as a comment. Intervals: percentile bootstrap over requests (200 "
-        "resamples), Clopper-Pearson for a flat failure probability.</p>",
+        f"and method as a comment.{_unreported(cal)} Intervals: percentile bootstrap over "
+        "requests (200 resamples), Clopper-Pearson for a flat failure probability.</p>",
         "<h2>Per step</h2>",
         html_table(
             [
