@@ -59,3 +59,20 @@ def test_thinning_keeps_the_shape_in_time() -> None:
     n = humans.size
     early = float((humans < 0).mean())
     assert abs(early - p) < 4 * np.sqrt(p * (1 - p) / n)
+
+
+def test_each_pool_scales_like_the_service_and_unset_fields_still_follow_it() -> None:
+    sc = load_scenario(
+        SCENARIOS / "poco_m3.toml",
+        [
+            'service.pools.payments.steps=["pay"]',
+            "service.pools.payments.workers=16",
+            "service.pools.payments.queue_limit=1000",
+            'service.pools.front.steps=["view"]',
+        ],
+    )
+    s = scale_scenario(sc, 0.1)
+    assert s.service.pool_of("pay").workers == 2
+    assert s.service.pool_of("pay").queue_limit == 100
+    assert s.service.pool_of("view").workers == s.service.workers  # unset: [service]'s
+    assert s.service.pools["front"].workers is None

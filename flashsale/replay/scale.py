@@ -5,8 +5,8 @@ buyer in a hundred. Time is not scaled: a burst at 10:00:00 stays a burst, the
 window stays fifteen minutes. What scales is everything that counts people or
 capacity, so the pressure per unit of stock stays what it was:
 
-- humans, bot accounts, stock, the service's workers and queue, the waiting
-  room's admission rate and active users, the lottery's winners;
+- humans, bot accounts, stock, the service's workers and queue (each pool's too),
+  the waiting room's admission rate and active users, the lottery's winners;
 - the arrival *schedule* is the full-scale one, thinned: the replay's buyers are
   a seeded random subset of the simulated full-scale buyers, arriving at exactly
   the times the simulation gives them (one source of truth, flashsale.arrivals).
@@ -58,6 +58,11 @@ def scale_scenario(scenario: Scenario, scale: float) -> Scenario:
     svc, wr, lot = data["service"], data["defenses"]["waiting_room"], data["defenses"]["lottery"]
     svc["workers"] = _scaled(scenario.service.workers, scale)
     svc["queue_limit"] = _scaled(scenario.service.queue_limit, scale, floor=0)
+    for name, pool in scenario.service.pools.items():  # a field left out follows [service]
+        if pool.workers is not None:
+            svc["pools"][name]["workers"] = _scaled(pool.workers, scale)
+        if pool.queue_limit is not None:
+            svc["pools"][name]["queue_limit"] = _scaled(pool.queue_limit, scale, floor=0)
     wr["new_users_per_min"] = scenario.defenses.waiting_room.new_users_per_min * scale
     wr["max_active"] = _scaled(scenario.defenses.waiting_room.max_active, scale)
     if scenario.defenses.lottery.winners is not None:

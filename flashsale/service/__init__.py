@@ -26,7 +26,12 @@ get 503 ``overloaded`` (Retry-After): no worker took it within ``queue_timeout_s
 or the queue was full; it changed nothing, send it again. A request may say how
 long its client waits for a worker (header ``X-Patience-S``, seconds): still
 queued then, it leaves unserved with 499 ``abandoned`` (changed nothing), as the
-simulated buyer's patience runs out. A bad body gets 400
+simulated buyer's patience runs out. The cart and the checkout queue for the
+workers of their steps' pools, every other ``/v1`` request for the view's
+(``[service.pools.*]``; one pool for all by default). Every answer from a worker
+carries ``Server-Timing: queue;dur=<ms>, service;dur=<ms>`` (waited for a worker,
+held one), plus ``gateway;dur=<ms>`` for a payment that reached the gateway; a 503
+or 499 from the queue carries ``queue`` alone. A bad body gets 400
 ``malformed_json``, 408 ``body_timeout``, 413 ``body_too_large`` or 422
 ``invalid_body`` (``field`` names the culprit) and changes nothing::
 
