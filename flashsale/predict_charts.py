@@ -164,7 +164,8 @@ def _latency(doc: Mapping[str, Any], folder: Path) -> Chart | None:
         name="predict_latency_p95",
         title="Latency p95 per step over time, predicted vs observed",
         caption=f"{_band_note(n)}. Send-to-response seconds; gaps are bins without "
-        "requests of that step.",
+        "requests of that step; in a bin only some replications reached, the band is "
+        "wider than exact (it counts all of them).",
         legend_handles=_legend(axes[0, 0], n),
         legend_ncols=3,
     )
