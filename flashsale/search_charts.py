@@ -12,20 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 
 from flashsale.figures import (
     OKABE_ITO,
     Chart,
     draw_whiskers,
+    keep_tick_labels_apart,
     label_unit_axis,
     mean_and_whiskers,
     new_figure,
     save_chart,
 )
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
-from flashsale.metric_registry import label_of
+from flashsale.metric_registry import bounds_of, label_of
 from flashsale.metrics import fmt_interval, fmt_metric, fmt_undefined
 from flashsale.runs import write_text_atomic
+from flashsale.search import Number
 
 __all__ = ["draw_search_charts", "write_search_report"]
 
@@ -46,83 +49,104 @@ def _by_metric(doc: Mapping[str, Any]) -> dict[str, list[int]]:
     return groups
 
 
+def _value(point: Mapping[str, Any]) -> Number:
+    value: Number = point["value"]
+    return value
+
+
 def _judged(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The tried values that were judged, ordered by value."""
-    return sorted((p for p in doc["points"] if p.get("verdicts")), key=lambda p: p["value"])
+    return sorted((p for p in doc["points"] if p.get("verdicts")), key=_value)
+
+
+_NEAR = 5
+"""The zoomed panel shows the tried values nearest the answer: bisection crowds them
+there, where the whole range's panel has no room to tell them apart."""
+
+
+def _panel(
+    ax: Axes,
+    points: Sequence[Mapping[str, Any]],
+    metric: str,
+    idx: Sequence[int],
+    answer: Number | None,
+) -> None:
+    """One metric's means and CIs at ``points`` (a marker per verdict), its limits and
+    the answer, on ``ax``."""
+    x = np.array([float(p["value"]) for p in points])
+    blocks = [p["metrics"][metric] for p in points]
+    mean, _ = mean_and_whiskers(blocks)
+    ax.plot(x, mean, color="#555555", lw=1.0, zorder=1)
+    draw_whiskers(ax, x, blocks, ecolor="#555555", elinewidth=1.2, zorder=2)
+    holds = np.array([all(p["verdicts"][j]["passed"] for j in idx) for p in points], bool)
+    defined = np.isfinite(mean)
+    for where, marker, size, color, label in (
+        (holds & defined, "o", 36, _HOLDS, "threshold holds"),
+        (~holds & defined, "X", 48, _FAILS, "threshold fails"),
+    ):
+        ax.scatter(x[where], mean[where], marker=marker, s=size, color=color, zorder=3, label=label)
+    for xx in x[~defined]:  # no value in any replication: say so where it belongs
+        ax.annotate(
+            "n/a",
+            (xx, 0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+            color=_FAILS,
+        )
+    limits = [points[0]["verdicts"][j]["limit"] for j in idx]
+    for j, limit in zip(idx, limits, strict=True):
+        check = points[0]["verdicts"][j]["check"]
+        ax.axhline(limit, color="black", ls="--", lw=1.0, label=f"threshold: {check}")
+    if answer is not None:
+        ax.axvline(
+            float(answer), color=OKABE_ITO["blue"], ls=":", lw=1.6, label=f"answer: {answer:g}"
+        )
+    span = np.concatenate([mean[defined & (mean > 0)], [v for v in limits if v > 0]])
+    if span.size and span.max() / span.min() > _LOG_SPAN:
+        ax.set_yscale("log")
+    elif not span.size and (lo_hi := bounds_of(metric))[0] is not None:
+        # A flat line at 0 (no oversold unit anywhere): not in a frame of negative units.
+        floor, top = lo_hi[0], 1.0 if lo_hi[1] is None else lo_hi[1]
+        ax.set_ylim(floor - 0.05 * (top - floor), top)
+    label_unit_axis(ax, metric)
+    keep_tick_labels_apart(ax)
+    ax.grid(alpha=0.3)
 
 
 def draw_search_charts(doc: Mapping[str, Any], folder: Path) -> list[Chart]:
     """One chart per threshold metric: its mean and 95% CI at each tried value (a
     marker per verdict: holds or fails), the threshold's limit as a dashed line and the
-    answer as a dotted one. Nothing when no value was judged."""
+    answer as a dotted one, over the whole range and, once bisection has crowded
+    values near the answer, zoomed on the nearest ones. Nothing when no value was
+    judged."""
     points = _judged(doc)
     param = doc["parameter"]["path"]
     answer = (doc.get("answer") or {}).get("value")
+    near = (
+        sorted(sorted(points, key=lambda p: abs(p["value"] - answer))[:_NEAR], key=_value)
+        if answer is not None and len(points) > _NEAR
+        else []
+    )
     n = doc["replications"]
+    interval = (
+        f"mean of {n} replications, whiskers 95% CI" if n > 1 else "1 replication: no interval"
+    )
     charts = []
     for k, (metric, idx) in enumerate(_by_metric(doc).items()):
-        fig, axes = new_figure(height=4.4)
-        ax = axes[0, 0]
-        x = np.array([float(p["value"]) for p in points])
-        blocks = [p["metrics"][metric] for p in points]
-        mean, _ = mean_and_whiskers(blocks)
-        ax.plot(x, mean, color="#555555", lw=1.0, zorder=1)
-        draw_whiskers(ax, x, blocks, ecolor="#555555", elinewidth=1.2, zorder=2)
-        holds = np.array([all(p["verdicts"][j]["passed"] for j in idx) for p in points], bool)
-        defined = np.isfinite(mean)
-        ax.scatter(
-            x[holds & defined],
-            mean[holds & defined],
-            marker="o",
-            s=36,
-            color=_HOLDS,
-            zorder=3,
-            label="threshold holds",
-        )
-        ax.scatter(
-            x[~holds & defined],
-            mean[~holds & defined],
-            marker="X",
-            s=48,
-            color=_FAILS,
-            zorder=3,
-            label="threshold fails",
-        )
-        for xx in x[~defined]:  # no value in any replication: say so where it belongs
-            ax.annotate(
-                "n/a",
-                (xx, 0),
-                xycoords=("data", "axes fraction"),
-                xytext=(0, 3),
-                textcoords="offset points",
-                ha="center",
-                fontsize=8,
-                color=_FAILS,
-            )
-        for j in idx:
-            v = points[0]["verdicts"][j] if points else None
-            if v is not None:
-                ax.axhline(
-                    v["limit"], color="black", ls="--", lw=1.0, label=f"threshold: {v['check']}"
-                )
-        if answer is not None:
-            ax.axvline(
-                float(answer), color=OKABE_ITO["blue"], ls=":", lw=1.6, label=f"answer: {answer:g}"
-            )
-        positive = mean[defined & (mean > 0)]
-        limits = [points[0]["verdicts"][j]["limit"] for j in idx] if points else []
-        span = np.concatenate([positive, [v for v in limits if v > 0]])
-        if span.size and span.min() > 0 and span.max() / span.min() > _LOG_SPAN:
-            ax.set_yscale("log")
-        label_unit_axis(ax, metric)
-        ax.set_xlabel(param, fontsize=9)
-        ax.grid(alpha=0.3)
-        checks = "; ".join(points[0]["verdicts"][j]["check"] for j in idx) if points else metric
-        ax.set_title(f"{label_of(metric)} against {param}  ({checks})", fontsize=10)
-        fig.legend(loc="outside lower center", fontsize=8, ncols=4)
-        interval = (
-            f"mean of {n} replications, whiskers 95% CI" if n > 1 else "1 replication: no interval"
-        )
+        fig, axes = new_figure(1, 2 if near else 1, height=4.4)
+        checks = "; ".join(points[0]["verdicts"][j]["check"] for j in idx)
+        _panel(axes[0, 0], points, metric, idx, answer)
+        axes[0, 0].set_title(f"{label_of(metric)}  ({checks})", fontsize=9)
+        axes[0, 0].set_xlabel(f"{param} (whole range)" if near else param, fontsize=9)
+        if near:
+            _panel(axes[0, 1], near, metric, idx, answer)
+            axes[0, 1].set_title(f"near the answer: the {len(near)} closest values", fontsize=9)
+            axes[0, 1].set_xlabel(param, fontsize=9)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=4)
         fig.suptitle(
             f"{doc['scenario_name']}: {doc['parameter']['goal']} {param} at which every "
             f"threshold holds (seed {doc['seed']} at every value; {interval})",
@@ -136,8 +160,9 @@ def draw_search_charts(doc: Mapping[str, Any], folder: Path) -> list[Chart]:
                 f"{label_of(metric)} against {param}",
                 f"Each tried value's {metric} ({interval}; the same arrivals and buyers at "
                 "every value); circles: the threshold holds there, crosses: it fails; dashed: "
-                "the limit; dotted: the answer. A log axis when the values span more than "
-                f"{_LOG_SPAN:g}x; n/a: no value (e.g. never sold out).",
+                "the limit; dotted: the answer; on the right, the values nearest the answer. "
+                f"A log axis when the values span more than {_LOG_SPAN:g}x; n/a: no value "
+                "(e.g. never sold out).",
             )
         )
     return charts
