@@ -219,8 +219,8 @@ def prediction(
 ) -> dict[str, Any]:
     """The predict.json document for a replay (its metrics document ``observed``) and a
     simulation (``predicted``): runs, scenario differences, every figure judged
-    (:func:`judge`, in the order of the key figures, then latency p95 per step) and
-    the curves."""
+    (:func:`judge`, in the order of the key figures, then latency p95 per step), the
+    curves, and which run is not whole (stopped early: its figures cover what it holds)."""
     figures = []
     for name, label in _figures(observed["metrics"], predicted["metrics"]):
         obs = lookup(observed["metrics"], name)
@@ -242,6 +242,11 @@ def prediction(
         "replay": _run_facts(replay, observed),
         "simulation": _run_facts(simulation, predicted),
         "scenario_differences": scenario_differences(replay.manifest, simulation.manifest),
+        "not_whole": [
+            f"{r.path}: not a whole run ({r.describe_state()}); its figures cover what it holds"
+            for r in (replay, simulation)
+            if not r.whole
+        ],
         "interval": {
             "level": CI_LEVEL,
             "method": PI_METHOD,
@@ -294,7 +299,7 @@ def prediction_summary(doc: Mapping[str, Any]) -> list[str]:
     """The terminal's table of a predict.json document: per figure the observed value,
     the predicted mean, the 95% prediction interval, the error and the verdict; a
     warning line per scenario difference first, and a count of verdicts last."""
-    lines = []
+    lines = [f"warning: {text}" for text in doc["not_whole"]]
     for d in doc["scenario_differences"]:
         lines.append(
             f"warning: the scenarios differ in {d['setting']}: replay {d['replay']!r}, "

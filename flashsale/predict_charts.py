@@ -220,6 +220,8 @@ def write_predict_report(doc: Mapping[str, Any], charts: Sequence[Chart], path: 
     name = doc["replay"]["scenario"]
     body = [f"<h1>Prediction vs observation: {escape(name)}</h1>", "<h2>Runs</h2>"]
     body.append(_runs_table(doc))
+    for text in doc["not_whole"]:
+        body.append(f'<p class="warn"><b>Not a whole run</b>: {escape(text)}.</p>')
     if doc["scenario_differences"]:
         items = "".join(
             f"<li><code>{escape(d['setting'])}</code>: replay {escape(d['replay'])}, "
