@@ -320,10 +320,11 @@ class RunFolder:
         try:
             manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
-            if (p / "sweep.json").is_file():
-                raise RunError(
-                    f"{p}: a sweep folder, not a run folder; its runs are {p}/point-NNN"
-                ) from None
+            for kind in ("sweep", "search"):
+                if (p / f"{kind}.json").is_file():
+                    raise RunError(
+                        f"{p}: a {kind} folder, not a run folder; its runs are {p}/point-NNN"
+                    ) from None
             raise RunError(f"{p}: not a run folder (no manifest.json)") from None
         except NotADirectoryError:
             raise RunError(

@@ -277,6 +277,8 @@ def test_smallest_workers_for_a_sellout_time_on_the_smoke_sale(
     assert charts == ["threshold-0-oversold_units.png", "threshold-1-sellout_time_s.png"]
     page = (out / "report.html").read_text()
     assert doc["answer"]["line"].split(" (")[0] in page and "point-000" in page
+    res = cli.invoke(app, ["report", str(out)])  # a search folder is not a run folder
+    assert res.exit_code == 2 and "a search folder, not a run folder" in res.output
 
     # Independently: simulate the answer and the value below it with the same seed and
     # replications: the answer holds every threshold, the value below does not.
