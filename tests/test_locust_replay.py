@@ -227,7 +227,7 @@ def test_a_replay_whose_locust_fails_is_one_error_line_and_exit_1(tmp_path: Path
     code = (
         "import sys\n"
         "import flashsale.commands.replay as r\n"
-        "r._run_locust = lambda cmd, timeout_s: 3  # Locust died without a result\n"
+        "r._run_locust = lambda cmd, *_: 3  # Locust died without a result\n"
         "from flashsale.cli import main\n"
         "sys.argv[0] = 'flashsale'\n"
         "main()\n"

@@ -42,6 +42,16 @@ marked ``cut``. The master then merges the parts that reported (a partial merge:
 gaps accepted, duplicates still refused), writes them, leaves the run
 ``incomplete`` with the reason, writes a report marked partial and exits 1.
 
+Progress and the web UI. Each process counts its journeys started and ended and the
+units they bought (workers send theirs with their stats reports);
+:meth:`_Controller.progress` adds them up with Locust's request counts. ``flashsale
+replay``'s Locust writes it to ``progress.json`` in its staging folder every second
+(the command's progress bar); the web UI's user count is the journeys in flight
+(``/stats/requests``). Every Start in the web UI is a new replay (the shape's first
+tick, in state ``init``, resets the controller and this process's share; a worker
+resets on its next plan): the last replay's run folder is written first, the new one
+goes to a new folder (with ``--out``, refused: that folder holds the last replay).
+
 The contract for what is not in the tables: journeys never started (scheduled
 after the stop) have no row, so no metric counts them as buyers who failed; the
 manifest's ``replay`` entry counts them (``scheduled = journeys + unstarted +
