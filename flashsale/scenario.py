@@ -605,10 +605,10 @@ class Threshold(BaseModel):
 
 
 def _flat_keys(raw: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``latency_p95_s.pay = ...`` as TOML writes it unquoted (a table) or as ``--set
-    thresholds.latency_p95_s.pay=...`` does: one dotted key per check."""
+    """One dotted key per check: TOML reads an unquoted ``latency_p95_s.pay = ...`` as
+    nested tables (``--set thresholds.KEY=...`` keeps KEY whole: see apply_overrides)."""
     for k, v in raw.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and v:  # an empty table is a check with no value: an error
             yield from _flat_keys(v, f"{prefix}{k}.")
         else:
             yield f"{prefix}{k}", v

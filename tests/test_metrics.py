@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from flashsale.metric_registry import METRICS, find, meanings
+from flashsale.metric_registry import METRICS, find, meanings, parse_threshold_key
 from flashsale.metrics import (
     METRICS_SCHEMA,
     compute_metrics,
@@ -19,6 +19,7 @@ from flashsale.metrics import (
     replication_metrics,
 )
 from flashsale.outcome import STEP
+from flashsale.report import _flat_scalars
 
 from .test_metrics_data import make_outcome, scenario
 
@@ -341,6 +342,10 @@ def test_metrics_json_holds_exactly_the_registry() -> None:
         assert set(node) >= {"values", "mean", "ci_low", "ci_high", "n"}, m.name
         assert all(find(n) is m for n in names)
     assert doc["schema"] == METRICS_SCHEMA
+    # Every number the report's table of every metric shows can be a threshold.
+    shown = [name for name, _ in _flat_scalars(doc["metrics"])]
+    assert len(shown) == sum(math.prod(map(len, m.parts)) for m in METRICS if m.threshold)
+    assert all(parse_threshold_key(n) == (n, "mean") for n in shown)
 
 
 def test_compute_metrics_ci_across_replications() -> None:
