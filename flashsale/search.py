@@ -44,6 +44,7 @@ __all__ = [
     "bracket",
     "contradictions",
     "parse_range",
+    "show",
 ]
 
 MAX_VALUES = 20
@@ -58,6 +59,11 @@ _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _RANGE = re.compile(rf"^\s*({_NUMBER})\s*\.\.\s*({_NUMBER})\s*$")
 
 Number = int | float
+
+
+def show(value: Number) -> str:
+    """A parameter value as people write it: 1000000, not 1e+06; 0.35, not 0.35000000000000003."""
+    return str(value) if isinstance(value, int) else f"{value:.12g}"
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,7 @@ def parse_range(
     grid = Grid(path, low, high, step, integer)
     if grid.max_values > MAX_VALUES:
         raise ScenarioError(
-            f"{source}: --tolerance {step:g}: {low_raw}..{high_raw} in steps of {step:g} "
+            f"{source}: --tolerance {show(step)}: {low_raw}..{high_raw} in steps of {show(step)} "
             f"needs up to {grid.max_values} values; at most {MAX_VALUES}: give a larger "
             "--tolerance or a narrower range"
         )

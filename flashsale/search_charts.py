@@ -28,7 +28,7 @@ from flashsale.html_page import embedded_chart, escape, html_page, html_table
 from flashsale.metric_registry import bounds_of, label_of
 from flashsale.metrics import fmt_interval, fmt_metric, fmt_undefined
 from flashsale.runs import write_text_atomic
-from flashsale.search import Number
+from flashsale.search import Number, show
 
 __all__ = ["draw_search_charts", "write_search_report"]
 
@@ -102,7 +102,7 @@ def _panel(
         ax.axhline(limit, color="black", ls="--", lw=1.0, label=f"threshold: {check}")
     if answer is not None:
         ax.axvline(
-            float(answer), color=OKABE_ITO["blue"], ls=":", lw=1.6, label=f"answer: {answer:g}"
+            float(answer), color=OKABE_ITO["blue"], ls=":", lw=1.6, label=f"answer: {show(answer)}"
         )
     span = np.concatenate([mean[defined & (mean > 0)], [v for v in limits if v > 0]])
     if span.size and span.max() / span.min() > _LOG_SPAN:
@@ -191,10 +191,11 @@ def write_search_report(doc: Mapping[str, Any], charts: Sequence[Chart], path: P
         f"<p><b>{escape(answer.get('line', 'no answer: the search did not finish'))}</b></p>"
     )
     body.extend(f'<p class="warn">warning: {escape(w)}</p>' for w in doc.get("warnings", []))
-    step = "" if param["integer"] and param["step"] == 1 else f", to within {param['step']:g}"
+    step = "" if param["integer"] and param["step"] == 1 else f", to within {show(param['step'])}"
     body.append(
         f'<p class="muted">{escape(param["goal"])} <code>{escape(param["path"])}</code> in '
-        f"{param['low']:g}..{param['high']:g}{'' if not param['integer'] else ' (integers)'}"
+        f"{show(param['low'])}..{show(param['high'])}"
+        f"{' (integers)' if param['integer'] else ''}"
         f"{escape(step)}; {doc['replications']} replication(s) per value, root seed "
         f"{escape(doc['seed'])} at every value (common random numbers); scenario file "
         f"{escape(doc['scenario_file'])}. The search assumes every threshold is monotone "
@@ -217,7 +218,7 @@ def write_search_report(doc: Mapping[str, Any], charts: Sequence[Chart], path: P
         table.append(
             [
                 f'<a href="{escape(p["folder"])}/{page}">{escape(p["folder"])}</a>',
-                escape(f"{p['value']:g}"),
+                escape(show(p["value"])),
                 *(
                     _cell(m, p["metrics"][m], [p["verdicts"][j] for j in idx])
                     for m, idx in groups.items()

@@ -38,7 +38,15 @@ from typing import Any
 
 from flashsale.runs import new_results_dir, prepare_output_dir, redact_command, write_json_atomic
 from flashsale.scenario import Scenario, ScenarioError, Threshold
-from flashsale.search import Answer, Contradiction, Grid, Number, bracket, contradictions
+from flashsale.search import (
+    Answer,
+    Contradiction,
+    Grid,
+    Number,
+    bracket,
+    contradictions,
+    show,
+)
 from flashsale.sweep import Axis, Point, finish_points, keep_honest, plan_sweep, run_points
 from flashsale.sweep_charts import metric_block
 from flashsale.thresholds import Verdict, check_thresholds
@@ -169,24 +177,25 @@ def answer_line(result: SearchResult) -> str:
     plan, answer = result.plan, result.answer
     grid, n = plan.grid, len(result.tried)
     tried = f"tried {n} value{'s' if n != 1 else ''}"
-    span = f"{grid.value(0):g}..{grid.value(grid.cells):g}"
     failing = result.at(answer.failing)
-    why = (
-        ""
-        if failing is None
-        else "; ".join(verdict_text(v) for v in failing.verdicts if not v.passed)
+    if answer.value is not None and failing is None:  # the whole range holds
+        beyond = "smaller" if not plan.largest else "larger"
+        return (
+            f"{plan.goal} {grid.path} at which every threshold holds: {show(answer.value)} "
+            f"({tried}; the whole range holds: a {beyond} value may hold too)"
+        )
+    assert failing is not None  # bracket() names a tried value that failed
+    why = f"{show(failing.value)} fails: " + "; ".join(
+        verdict_text(v) for v in failing.verdicts if not v.passed
     )
     if answer.value is None:
-        return (
-            f"no {grid.path} in {span} satisfies every threshold ({tried}; "
-            f"{answer.failing:g} fails: {why})"
-        )
-    head = f"{plan.goal} {grid.path} at which every threshold holds: {answer.value:g}"
-    if answer.whole_range:
-        beyond = "smaller" if not plan.largest else "larger"
-        return f"{head} ({tried}; the whole range holds: a {beyond} value may hold too)"
-    within = "" if grid.integer and grid.step == 1 else f"to within {grid.step:g}; "
-    return f"{head} ({within}{tried}; {answer.failing:g} fails: {why})"
+        span = f"{show(grid.low)}..{show(grid.high)}"
+        return f"no {grid.path} in {span} satisfies every threshold ({tried}; {why})"
+    within = "" if grid.integer and grid.step == 1 else f"to within {show(grid.step)}; "
+    return (
+        f"{plan.goal} {grid.path} at which every threshold holds: {show(answer.value)} "
+        f"({within}{tried}; {why})"
+    )
 
 
 def warning_lines(result: SearchResult) -> list[str]:
@@ -194,7 +203,7 @@ def warning_lines(result: SearchResult) -> list[str]:
     path = result.plan.grid.path
     side = "larger" if not result.plan.largest else "smaller"
     return [
-        f"{c.check} holds at {path}={c.held:g} but not at {c.failed:g}: not monotone in "
+        f"{c.check} holds at {path}={show(c.held)} but not at {show(c.failed)}: not monotone in "
         f"{path} (the search assumes each threshold, once it holds, holds at every {side} "
         "value); the answer may be wrong: more replications, or a sweep of the range, tell"
         for c in result.warnings

@@ -369,3 +369,9 @@ def test_a_verdict_in_a_few_words_names_the_bound_it_judged(smoke_path: Path) ->
         f"latency_p95_s.pay.ci_high {top:.4g} > 2",
         "sellout_time_s undefined in 1 of 3 replications",
     ]
+
+
+def test_values_are_shown_as_people_write_them() -> None:
+    from flashsale.search import show
+
+    assert [show(1_000_000), show(0.1 + 0.2), show(2.5e-7)] == ["1000000", "0.3", "2.5e-07"]

@@ -88,7 +88,7 @@ def search(
     failed, 2 bad input (nothing runs then), 130 interrupted.
     """
     from flashsale.commands.sweep import _progress  # the sweep's bar: the same columns
-    from flashsale.search import parse_range
+    from flashsale.search import parse_range, show
     from flashsale.search_run import (
         answer_line,
         plan_search,
@@ -107,11 +107,11 @@ def search(
     n_workers = workers or os.cpu_count() or 1
     folder = out if out is not None else new_results_dir(f"{plan.scenario.name}-search")
     prepare_output_dir(folder)  # a bad --out: exit 2 before anything runs
-    width = max(len(f"{grid.path}={grid.value(k)}") for k in (0, grid.cells))
+    width = max(len(f"{grid.path}={show(v)}") for v in (grid.low, grid.high))
     typer.echo(
         f"searching {plan.scenario.name} for the {plan.goal} {grid.path} in "
-        f"{grid.value(0):g}..{grid.value(grid.cells):g}"
-        f"{'' if grid.integer and grid.step == 1 else f' (to within {grid.step:g})'} "
+        f"{show(grid.low)}..{show(grid.high)}"
+        f"{'' if grid.integer and grid.step == 1 else f' (to within {show(grid.step)})'} "
         f"at which every threshold holds: {replications} replication(s) per value, "
         f"at most {grid.max_values} values"
     )
@@ -122,7 +122,7 @@ def search(
             task = bar.add_task("", total=None)
 
             def batch(values: Sequence[Number]) -> None:
-                shown = ", ".join(f"{v:g}" for v in values)
+                shown = ", ".join(show(v) for v in values)
                 bar.reset(
                     task,
                     total=len(values) * replications,
@@ -133,7 +133,7 @@ def search(
                 judged.append(t)
                 word = "holds" if t.passed else "FAILS"
                 checks = "; ".join(verdict_text(v) for v in t.verdicts)
-                label = f"{grid.path}={t.value:g}".ljust(width)
+                label = f"{grid.path}={show(t.value)}".ljust(width)
                 bar.console.print(  # one line per value, however narrow the terminal
                     f"  {label}  {word}  {checks}", markup=False, highlight=False, soft_wrap=True
                 )
