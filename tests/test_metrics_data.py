@@ -67,6 +67,7 @@ def make_outcome(
         row["result"] = _code(RESULT, row["result"])
         jrows.append(row)
     rdef = {"journey": 0, "account": 0, "step": "view", "sent": 0.0, "latency": 0.01, "status": 200}
+    rdef |= {"queue_wait": _NAN, "service_time": _NAN, "gateway_time": _NAN}  # not reported
     rrows = []
     for r in requests:
         row = {**rdef, **r}
