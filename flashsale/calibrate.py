@@ -543,6 +543,17 @@ class _Requests:
     def served(self) -> np.ndarray:
         return np.asarray(~np.isin(self.status, _NOT_SERVED) & np.isfinite(self.latency))
 
+    def on_server(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """When each request reached the target's queue, got a worker and left it, from
+        Server-Timing: its parts sit inside its latency, and what the target did not
+        report (the network, the client's and the server's own lag) is split evenly
+        around them."""
+        qw = np.where(np.isfinite(self.queue_wait), self.queue_wait, 0.0)
+        st = np.where(np.isfinite(self.service_time), self.service_time, 0.0)
+        gw = np.where(np.isfinite(self.gateway_time), self.gateway_time, 0.0)
+        arrived = self.sent + np.maximum(0.0, self.latency - qw - st - gw) / 2
+        return arrived, arrived + qw, arrived + qw + st
+
     def timed(self) -> bool:
         """Server-Timing reported for most served requests of the three steps."""
         sel = self.served() & np.isin(self.step, STEPS)
@@ -564,13 +575,20 @@ def _others_in_flight(
 
 
 def calibrate_outcomes(
-    outcomes: Sequence[Outcome], service: Mapping[str, Any], *, seed: int = _SEED
+    outcomes: Sequence[Outcome],
+    service: Mapping[str, Any],
+    *,
+    server_timing: bool = True,
+    seed: int = _SEED,
 ) -> Calibration:
     """Fit the service model to a replay's replications (module docstring).
 
     ``service`` is the replayed scenario's ``[service]`` table (its pools say which
-    steps share workers). Raises CalibrationError when a step has fewer than
-    :data:`MIN_REQUESTS` answered requests.
+    steps share workers). With ``server_timing`` False the Server-Timing columns are
+    not used even where the target sent them: the whole latency is the model's (an
+    effective station that includes what the target did not report). Raises
+    CalibrationError when a step has fewer than :data:`MIN_REQUESTS` answered
+    requests.
     """
     rng = np.random.default_rng(seed)
     rq = _Requests.of(outcomes)
@@ -586,7 +604,7 @@ def calibrate_outcomes(
                 f"{k} answered {s} request{'s' if k != 1 else ''}: at least {MIN_REQUESTS} "
                 "are needed to fit a step (replay more buyers: a larger --scale)"
             )
-    timed = rq.timed()
+    timed = server_timing and rq.timed()
     fits: dict[str, StepFit] = {}
     pool_fits: dict[str, PoolFit] = {}
     gateway_dist: dict[str, Any] = {"dist": "constant", "value": 0.0}
@@ -617,7 +635,12 @@ def calibrate_outcomes(
         else float(_workers_of(service, pool_of["pay"]))
     )
     pay_pool = np.isin(rq.step, pools[pool_of["pay"]])
-    load = _others_in_flight(rq, pay_pool, rq.sent, rq.sent, end)[fitted & reached] / workers
+    if timed:  # the pool's occupancy when the payment's worker took it, itself included
+        arrived, started, done = rq.on_server()
+        held = _others_in_flight(rq, pay_pool, started, arrived, done) + 1
+    else:  # the pool's requests in flight when the payment was sent
+        held = _others_in_flight(rq, pay_pool, rq.sent, rq.sent, end)
+    load = held[fitted & reached] / workers
     declined = rq.status[fitted & reached] == _DECLINED
     failure_prob, failure_growth, knee = fit_failures(load, declined, rng)
     gateway = pay_fit.gateway
@@ -719,12 +742,8 @@ def _timed_pool(
     ``gateway_time``."""
     members = np.isin(rq.step, steps)
     qw = np.where(np.isfinite(rq.queue_wait), rq.queue_wait, 0.0)
-    st = np.where(np.isfinite(rq.service_time), rq.service_time, 0.0)
-    gw = np.where(np.isfinite(rq.gateway_time), rq.gateway_time, 0.0)
-    # the server's part of a latency sits inside it; what the target did not report
-    # (the network, the client's and the server's own lag) is split evenly around it
-    start = rq.sent + np.maximum(0.0, rq.latency - qw - st - gw) / 2 + qw
-    busy = _others_in_flight(rq, members, start, start, start + st) + 1
+    _, start, done = rq.on_server()
+    busy = _others_in_flight(rq, members, start, start, done) + 1
     waited = members & fitted & (qw > 1e-3)
     b = busy[waited]
     identified = b.size >= 5
@@ -877,14 +896,18 @@ def calibrated_service(
     if pools_supported:
         for extra in parts[1:]:
             named_pools[extra[0]] = (extra, cal.steps[extra[0]].concurrency)
-    scaled = f" x {capacity_ratio:.4g} (the target scenario's workers / the replay's)"
-    ratio_note = scaled if capacity_ratio != 1 else ""
+    ratio_note = (
+        f"fitted at the replay's capacity, times {capacity_ratio:.4g} (this scenario's "
+        "workers / the replay's): "
+        if capacity_ratio != 1
+        else "fitted "
+    )
 
     def workers_item(e: Estimate | None, kept: int) -> Any:
         if e is None:
             return _commented(kept, "kept: concurrency not identified (the replay never queued)")
         n = max(1, round(e.value * capacity_ratio))
-        return _commented(n, f"fitted {e.describe()}{ratio_note}")
+        return _commented(n, f"{ratio_note}{e.describe()}")
 
     svc.add("workers", workers_item(est, int(base.get("workers", 64))))
     for key in ("queue_limit", "queue_timeout_s", "cart_hold_s"):

@@ -29,6 +29,14 @@ def calibrate(
             "e.g. the full-scale sale. Workers are scaled by its workers / the replay's.",
         ),
     ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="server-timing: the target's reported queue, service and gateway times where "
+            "it sent them (else response times); response-times: the whole latency, an "
+            "effective station that includes what the target did not report.",
+        ),
+    ] = "server-timing",
 ) -> None:
     """Fit per-step service demand, concurrency, gateway time and payment failures
     against load to a replay's tables (Server-Timing when the target sent it, else
@@ -42,6 +50,8 @@ def calibrate(
     from flashsale.runs import write_text_atomic
     from flashsale.scenario import ScenarioError, parse_scenario
 
+    if method not in ("server-timing", "response-times"):
+        fail(f"--method {method!r}: use server-timing or response-times")
     run = RunFolder.load(run_dir)  # RunError: `guarded` prints it, exit 2
     engine = run.manifest.get("engine")
     if engine != "replay":
@@ -65,7 +75,11 @@ def calibrate(
     except (OSError, tomllib.TOMLDecodeError) as e:
         fail(f"{target_path}: cannot read as TOML: {e}")
     try:
-        cal = calibrate_outcomes(outcomes, replayed.to_toml_dict()["service"])
+        cal = calibrate_outcomes(
+            outcomes,
+            replayed.to_toml_dict()["service"],
+            server_timing=method == "server-timing",
+        )
     except CalibrationError as e:
         fail(f"{run_dir}: {e}")
     ratio = target.service.workers / replayed.service.workers
