@@ -41,7 +41,8 @@ from flashsale.figures import (
     save_chart,
     wrap_label,
 )
-from flashsale.metrics import fmt_metric, fmt_signed, fmt_undefined, metric_unit
+from flashsale.metric_registry import unit_of
+from flashsale.metrics import fmt_metric, fmt_signed, fmt_undefined
 
 __all__ = ["draw_compare_charts", "draw_run_charts"]
 
@@ -534,7 +535,7 @@ def _paired(
         ax.axhline(0, color=OKABE_ITO["black"], lw=0.8)
         ax.set_title(titles[name], fontsize=9)
         label_unit_axis(ax, name)
-        if metric_unit(name) == "share":  # a difference of shares: points, not a percent
+        if unit_of(name) == "share":  # a difference of shares: points, not a percent
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{100 * v:+.3g} pp"))
             ax.set_ylabel("difference (percentage points)", fontsize=8)
         else:

@@ -50,7 +50,6 @@ __all__ = [
     "grouped_quantiles",
     "jain",
     "lorenz",
-    "metric_unit",
     "replication_metrics",
     "units_per_person",
 ]
@@ -60,15 +59,12 @@ METRICS_SCHEMA = "flashsale.metrics/1"
 PERCENTILES = (50, 95, 99)
 """Latency percentiles reported per step."""
 
-metric_unit = unit_of
-"""The unit of a (dotted) metric name: :func:`flashsale.metric_registry.unit_of`."""
-
 
 def fmt_metric(name: str, value: float | None) -> str:
     """A metric value as a reader wants it: shares in %, seconds with s, counts grouped."""
     if value is None:
         return "n/a"
-    unit = metric_unit(name)
+    unit = unit_of(name)
     if unit == "share":
         return f"{100 * value:.2f}%"
     if unit == "s":
@@ -102,7 +98,7 @@ def fmt_signed(name: str, value: float | None) -> str:
     relative change."""
     if value is None:
         return "n/a"
-    share = metric_unit(name) == "share"
+    share = unit_of(name) == "share"
     text = f"{100 * abs(value):.2f} pp" if share else fmt_metric(name, abs(value))
     return f"+{text}" if value >= 0 else f"-{text}"
 
