@@ -11,32 +11,36 @@ and the gateway as work (issue 14). This module separates them two ways:
   waited, worked and waited on the gateway. The service demand is fitted to
   ``service_time``, the gateway to ``gateway_time``; the concurrency is the
   number of requests of the pool on a worker at the moment a request that had
-  waited got one (a worker was then just freed: every worker was busy).
+  waited got one (a worker was then just freed: every worker was busy). The
+  parts are placed inside each latency, the time the target did not report (the
+  network, the client's and the server's own lag) split evenly around them.
 - **Response times only** (any target, any table): the regression of Kraft,
   Pacheco-Sanchez, Casale & Dawson, "Estimating Service Resource Consumption
-  From Response Time Measurements", VALUETOOLS 2009 (section 3: a request's
-  response time is its own demand plus the demand of the requests it finds in
-  the station). For a FCFS station of ``c`` servers with exponential demand
-  ``D``, a request that finds ``n`` others in the station waits for
-  ``max(0, n - c + 1)`` departures at rate ``c / D``::
+  From Response Time Measurements", VALUETOOLS 2009 (a request's response time is
+  its own demand plus the demands of the requests it finds in the station, shared
+  among the servers). In a FCFS pool of ``c`` workers whose mix of requests has
+  the mean demand ``D``, a request that finds ``n`` others waits for
+  ``max(0, n - c + 1)`` departures at rate ``c / D`` (exact for exponential
+  demands)::
 
-      E[R | n] = G + D * (1 + max(0, n - c + 1) / c)
+      E[R | n, step] = a[step] + D * max(0, n - c + 1) / c,   D = mix @ (a - G)
 
-  (the paper's multi-server form). ``G`` is a delay outside the workers (the
-  payment gateway: pay only, else 0). ``n`` is counted from the table: the
-  requests of the same pool sent before and not yet answered. For each ``c``
-  the model is linear in ``D`` (and ``G``); ``c`` is the one with the least
-  squared error. At low load (``n < c``) it says ``R = G + D``: the demand is the
-  low-load latency. ``c`` is identified only where the load exceeded it; a replay
-  that never queued leaves it unknown (then the scenario's value is kept, and
-  said so).
+  ``a[step]`` is the step's latency with a worker free: its demand, plus ``G``
+  for pay (the gateway, outside the workers). ``n`` is counted from the table:
+  the requests of the same pool sent before and not yet answered, a payment
+  counting only until its gateway call. For each ``c`` the model is linear in
+  ``a``; ``c`` is the one with the least squared error, and ``G`` the one whose
+  load counts fit best. ``c`` is identified only where requests found the
+  workers busy; a replay that never queued leaves it unknown (then the
+  scenario's value is kept, and said so).
 
 Payment failures: the scenario's own law, ``p = min(1, failure_prob +
 failure_growth * max(0, L - load_knee))`` with ``L`` the pay pool's occupancy
-(requests in service and queued per worker) a payment met, fitted by maximum
-likelihood over the answered payments (402 declined, 201 paid); kept flat (one
-probability with its exact binomial interval) unless the growth is significant
-(likelihood ratio, 5%).
+(requests in service and queued per worker): with Server-Timing when the
+payment's worker took it, itself included (as the reference service decides),
+else at its send. Fitted by maximum likelihood over the answered payments (402
+declined, 201 paid); kept flat (one probability with its exact binomial interval)
+unless the growth is significant (likelihood ratio, 5%).
 
 Every estimate carries a 95% interval: percentile bootstrap over requests
 (:data:`BOOTSTRAP`, seeded), Clopper-Pearson for a flat failure probability.
@@ -66,10 +70,13 @@ __all__ = [
     "PoolFit",
     "StepFit",
     "calibrate_outcomes",
+    "calibrated_scenario",
+    "calibrated_service",
     "fit_failures",
     "fit_pool",
     "fit_service_times",
     "in_flight_at",
+    "pools_of",
     "wait_factor",
 ]
 
@@ -847,22 +854,10 @@ def _commented(value: Any, note: str) -> Any:
     return item
 
 
-def _pool_workers(
-    cal: Calibration, steps: Sequence[str]
-) -> tuple[Estimate | None, list[tuple[str, ...]]]:
-    """The pool's concurrency (the identified step fit with the narrowest interval) and
-    the pool split where the steps' intervals are disjoint from it."""
-    known = [
-        (s, f.concurrency)
-        for s in steps
-        if (f := cal.steps[s]).identified and f.concurrency is not None
-    ]
-    if not known:
-        return None, [tuple(steps)]
-    _, best = min(known, key=lambda k: k[1].high - k[1].low)
-    apart = tuple(s for s, e in known if e.high < best.low or e.low > best.high)
-    together = tuple(s for s in steps if s not in apart)
-    return best, [together, *((s,) for s in apart)]
+def _pool_workers(cal: Calibration, steps: Sequence[str]) -> Estimate | None:
+    """A pool's fitted workers (its steps share one fit), None where not identified."""
+    f = cal.steps[steps[0]]
+    return f.concurrency if f.identified else None
 
 
 def calibrated_service(
@@ -870,32 +865,20 @@ def calibrated_service(
     base: Mapping[str, Any],
     *,
     capacity_ratio: float = 1.0,
-    pools_supported: bool = True,
 ) -> Any:
     """The ``[service]`` table (tomlkit) of the calibrated scenario.
 
     ``base`` is the ``[service]`` table it replaces: its settings that no table
     measures (queue limits and timeouts, the cart hold, the gateway's timeout) are
-    kept. Fitted workers are multiplied by ``capacity_ratio`` (a scenario with
-    more workers than the replayed one, ``--for``). Steps whose concurrency differs
-    (disjoint intervals) get pools of their own when ``pools_supported``.
+    kept. The pools are the replayed scenario's (``cal.pools``), each with its
+    fitted workers multiplied by ``capacity_ratio`` (a scenario with more workers
+    than the replayed one, ``--for``).
     """
     import tomlkit
 
     svc = tomlkit.table()
     default_steps = cal.pools.get("default", ())
-    est, parts = _pool_workers(cal, default_steps) if default_steps else (None, [()])
-    named_pools: dict[str, tuple[tuple[str, ...], Estimate | None]] = {}
-    for name, steps in cal.pools.items():
-        if name == "default":
-            continue
-        e, p = _pool_workers(cal, steps)
-        named_pools[name] = (p[0], e)
-        for extra in p[1:]:
-            named_pools[extra[0]] = (extra, cal.steps[extra[0]].concurrency)
-    if pools_supported:
-        for extra in parts[1:]:
-            named_pools[extra[0]] = (extra, cal.steps[extra[0]].concurrency)
+    est = _pool_workers(cal, default_steps) if default_steps else None
     ratio_note = (
         f"fitted at the replay's capacity, times {capacity_ratio:.4g} (this scenario's "
         "workers / the replay's): "
@@ -939,14 +922,18 @@ def calibrated_service(
     if "timeout_s" in base_pay:
         pay.add("timeout_s", _commented(base_pay["timeout_s"], "kept: not measured"))
     svc.add("payment", pay)
-    if named_pools and pools_supported:
+    named = {name: steps for name, steps in cal.pools.items() if name != "default"}
+    if named:
         base_pools = base.get("pools") or {}
         pools = tomlkit.table(is_super_table=True)
-        for name, (steps, e) in named_pools.items():
+        for name, steps in named.items():
             kept = base_pools.get(name, {})
             t = tomlkit.table()
             t.add("steps", tomlkit.item(list(steps)))
-            t.add("workers", workers_item(e, int(kept.get("workers", base.get("workers", 64)))))
+            fitted = _pool_workers(cal, steps)
+            t.add(
+                "workers", workers_item(fitted, int(kept.get("workers", base.get("workers", 64))))
+            )
             for key in ("queue_limit", "queue_timeout_s"):
                 if key in kept or key in base:
                     t.add(key, _commented(kept.get(key, base.get(key)), "kept: not measured"))
@@ -962,15 +949,8 @@ def calibrated_scenario(
     one (:func:`calibrated_service`), ``header`` as comment lines at the top."""
     import tomlkit
 
-    from flashsale.scenario import Service
-
     doc = tomlkit.parse(text)
     base = doc.get("service", {}).unwrap() if "service" in doc else {}
-    doc["service"] = calibrated_service(
-        cal,
-        base,
-        capacity_ratio=capacity_ratio,
-        pools_supported="pools" in Service.model_fields,
-    )
+    doc["service"] = calibrated_service(cal, base, capacity_ratio=capacity_ratio)
     lines = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
     return lines + doc.as_string()
