@@ -616,7 +616,10 @@ def _flat_keys(raw: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any
 
 def _parse_thresholds(raw: Any) -> list[Threshold]:
     if not isinstance(raw, dict):
-        raise ValueError('must be a table of metric = "op value", e.g. oversold_units = "== 0"')
+        raise ValueError(
+            'must be a table of metric = "op value", e.g. oversold_units = "== 0" or '
+            '"latency_p95_s.pay.ci_high" = "<= 2"'
+        )
     checks = []
     for key, expr in dict(_flat_keys(raw)).items():
         try:
