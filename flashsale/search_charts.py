@@ -23,6 +23,7 @@ from flashsale.figures import (
     mean_and_whiskers,
     new_figure,
     save_chart,
+    wrap_label,
 )
 from flashsale.html_page import embedded_chart, escape, html_page, html_table
 from flashsale.metric_registry import bounds_of, label_of
@@ -147,11 +148,11 @@ def draw_search_charts(doc: Mapping[str, Any], folder: Path) -> list[Chart]:
             axes[0, 1].set_xlabel(param, fontsize=9)
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=4)
-        fig.suptitle(
+        title = (
             f"{doc['scenario_name']}: {doc['parameter']['goal']} {param} at which every "
-            f"threshold holds (seed {doc['seed']} at every value; {interval})",
-            fontsize=9,
+            f"threshold holds (seed {doc['seed']} at every value; {interval})"
         )
+        fig.suptitle(wrap_label(title, 120), fontsize=9)
         charts.append(
             save_chart(
                 fig,
