@@ -22,7 +22,9 @@ def compare(
         ),
     ] = None,
 ) -> None:
-    """Compare runs: key metrics with CIs, overlaid curves, paired differences vs the first.
+    """Compare runs: key metrics with CIs, overlaid curves, paired differences vs the first
+    (shares in percentage points). Names every setting that differs between the runs and
+    says when a run differs from the first in more than one (an effect is then confounded).
 
     Exit 0 when the comparison was written, 2 for a bad run folder or output folder
     (``flashsale.runs.prepare_output_dir``: refused before any metric is computed).
