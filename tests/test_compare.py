@@ -225,6 +225,60 @@ def test_compare_command_writes_its_own_report(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "not empty" in res.output
 
 
+@pytest.mark.slow
+def test_compare_json_report_and_console_name_three_changes(tmp_path: Path) -> None:
+    """Three settings changed at once (the crowd, the account limit switched on, the
+    room switched on with its rate): every one in compare.json, the page and the
+    console, with the note that the effect cannot be attributed; the label in full."""
+    rng = np.random.default_rng
+    a = _sc()
+    b = scenario(
+        sale={"units": 150, "window_s": 30},
+        humans={"count": 350},
+        bots={"operators": 2, "accounts_per_operator": 10, "units_per_order": 2},
+        defenses={
+            "account_limit": {"enabled": True},
+            "waiting_room": {"enabled": True, "new_users_per_min": 600},
+        },
+    )
+    make_run(tmp_path / "a", a, [synthetic_outcome(a, rng(i)) for i in range(2)])
+    make_run(tmp_path / "b", b, [synthetic_outcome(b, rng(i)) for i in range(2)])
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(
+        app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "compare.json").read_text())
+    assert data["differences"] == [
+        {"setting": "humans.count", "values": [300, 350]},
+        {"setting": "defenses.account_limit.enabled", "values": [False, True]},
+        {"setting": "defenses.waiting_room.enabled", "values": [False, True]},
+        {"setting": "defenses.waiting_room.new_users_per_min", "values": [6000.0, 600.0]},
+    ]
+    note = (
+        "These runs differ in 3 settings (humans.count, defenses.account_limit, "
+        "defenses.waiting_room): an effect cannot be attributed to one of them."
+    )
+    assert data["changes"] == [
+        {
+            "run": 1,
+            "settings": ["humans.count", "defenses.account_limit", "defenses.waiting_room"],
+            "note": note,
+        }
+    ]
+    label = (
+        "humans.count=350, defenses.account_limit.enabled=true, "
+        "defenses.waiting_room.enabled=true, defenses.waiting_room.new_users_per_min=600.0"
+    )
+    assert data["runs"][1]["label"] == label
+    page = (out / "report.html").read_text()
+    assert f'<p class="warn">{note}</p>' in page
+    assert page.count("<code>defenses.waiting_room.new_users_per_min</code>") == 1
+    assert f"run 2: {label}" in res.output and note in res.output
+    bot = next(x for x in res.output.splitlines() if x.strip().startswith("bot share of units"))
+    assert " pp, CI " in bot and "%," not in bot
+
+
 def test_compare_refuses_bad_input(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["compare", str(tmp_path)])
