@@ -172,7 +172,8 @@ def draw_search_charts(doc: Mapping[str, Any], folder: Path) -> list[Chart]:
 def _cell(metric: str, block: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]]) -> str:
     """The metric's mean, its 95% CI and each of its checks' verdicts at one value."""
     text = escape(fmt_metric(metric, block.get("mean")))
-    for note in (fmt_interval(metric, block), fmt_undefined(block)):
+    interval = fmt_interval(metric, block)
+    for note in (None if interval is None else f"95% CI {interval}", fmt_undefined(block)):
         if note is not None:
             text += f'<br><span class="muted">{escape(note)}</span>'
     for v in verdicts:
