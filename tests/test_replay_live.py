@@ -6,6 +6,7 @@ with generous safety bounds only.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import inspect
 import json
@@ -16,6 +17,7 @@ import struct
 import subprocess
 import sys
 import termios
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,32 +140,28 @@ def _runs(results: Path) -> list[Path]:
 
 def _complete(run: Path) -> bool:
     try:
-        return json.loads((run / "manifest.json").read_text())["status"] == "complete"
+        return bool(json.loads((run / "manifest.json").read_text())["status"] == "complete")
     except (OSError, ValueError):  # being replaced
         return False
 
 
-@pytest.mark.slow
-def test_web_ui_start_twice_replays_twice_into_new_folders(tmp_path: Path) -> None:
-    """Locust's web UI, bound to 127.0.0.1 as the README says: Start runs a replay into
-    a new run folder, Start again runs another into another, each complete and agreeing
-    with the service's books; while a replay runs the UI's user count is the journeys
-    in flight (one pacer per process would read 1)."""
+@contextlib.contextmanager
+def _web_ui(cwd: Path, *extra: str) -> Iterator[tuple[str, Any, Path]]:
+    """Plain Locust with its web UI on 127.0.0.1 (as the README says) against the
+    reference service; yields the UI's URL, the service's URL and Locust's log file."""
     sets = [SHORT[i + 1] for i in range(0, len(SHORT), 2)]
-    scaled = scale_scenario(load_scenario(SMOKE, sets), float(SCALE))
-    scheduled = len(replay_schedule(load_scenario(SMOKE, sets), float(SCALE), 0)[1])
     port = free_port()
     ui = f"http://127.0.0.1:{port}"
-    with run_in_background(scaled) as url:
+    log = cwd / "locust.log"
+    with run_in_background(scale_scenario(load_scenario(SMOKE, sets), float(SCALE))) as url:
         cmd = [
             sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "flashsale.py"),
             "--web-host", "127.0.0.1", "--web-port", str(port), "--loglevel", "WARNING",
             "--scenario", str(SMOKE), "--scale", SCALE, *SHORT,
-            "--host", str(url), "--admin-token", url.admin_token,
+            "--host", str(url), "--admin-token", url.admin_token, *extra,
         ]  # fmt: skip
-        locust = subprocess.Popen(
-            cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        with log.open("w") as err:
+            locust = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
         try:
 
             def answers() -> bool:
@@ -173,32 +171,68 @@ def test_web_ui_start_twice_replays_twice_into_new_folders(tmp_path: Path) -> No
                     return locust.poll() is not None  # it died: fail below, not hang
 
             wait_until("the web UI answers", answers)
-            assert locust.poll() is None, locust.communicate()[1][-2000:]
-            results = tmp_path / "results"
-            users = []
-            for n in (1, 2):
-                form = {"user_count": 1, "spawn_rate": 1, "host": str(url)}
-                swarm = httpx.post(f"{ui}/swarm", data=form, timeout=30).json()
-                assert swarm["success"], swarm
-
-                def done(n: int = n) -> bool:
-                    users.append(_stats(ui)["user_count"])
-                    runs = _runs(results) if results.exists() else []
-                    return len(runs) == n and _complete(runs[-1])
-
-                wait_until(f"replay {n}'s run folder complete", done)
-            runs = _runs(results)
-            assert len(runs) == 2
-            for run in runs:
-                journeys, _, sold = _counts(run)
-                audit = json.loads((run / "manifest.json").read_text())["audit"][0]
-                assert journeys == scheduled and audit["units_sold"] == sold
-                assert (run / "report.html").exists()
-            assert max(users) > 1  # journeys in flight, not the one pacer
+            assert locust.poll() is None, log.read_text()[-2000:]
+            yield ui, url, log
         finally:
-            locust.terminate()
+            locust.terminate()  # SIGTERM: the UI's clean stop
             try:
-                locust.communicate(timeout=120)
+                locust.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 locust.kill()
-                locust.communicate()
+                locust.wait()
+    assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
+
+
+def _start(ui: str, url: Any) -> None:
+    """What the web UI's Start button posts."""
+    form = {"user_count": 1, "spawn_rate": 1, "host": str(url)}
+    swarm = httpx.post(f"{ui}/swarm", data=form, timeout=30).json()
+    assert swarm["success"], swarm
+
+
+@pytest.mark.slow
+def test_web_ui_start_twice_replays_twice_into_new_folders(tmp_path: Path) -> None:
+    """Start runs a replay into a new run folder, Start again runs another into
+    another, each complete and agreeing with the service's books; while a replay runs
+    the UI's user count is the journeys in flight (one pacer per process would read 1)."""
+    sets = [SHORT[i + 1] for i in range(0, len(SHORT), 2)]
+    scheduled = len(replay_schedule(load_scenario(SMOKE, sets), float(SCALE), 0)[1])
+    results = tmp_path / "results"
+    users = []
+    with _web_ui(tmp_path) as (ui, url, _):
+        for n in (1, 2):
+            _start(ui, url)
+
+            def done(n: int = n) -> bool:
+                users.append(_stats(ui)["user_count"])
+                runs = _runs(results) if results.exists() else []
+                return len(runs) == n and _complete(runs[-1])
+
+            wait_until(f"replay {n}'s run folder complete", done)
+    runs = _runs(results)
+    assert len(runs) == 2
+    for run in runs:
+        journeys, _, sold = _counts(run)
+        audit = json.loads((run / "manifest.json").read_text())["audit"][0]
+        assert journeys == scheduled and audit["units_sold"] == sold
+        assert (run / "report.html").exists()
+    assert max(users) > 1  # journeys in flight, not the one pacer
+
+
+@pytest.mark.slow
+def test_web_ui_start_again_with_out_says_why_it_cannot(tmp_path: Path) -> None:
+    """With --out the folder holds the first replay: Start again replays nothing and
+    the log says why, in one error line; the first run stays complete."""
+    out = tmp_path / "run"
+    with _web_ui(tmp_path, "--out", str(out)) as (ui, url, log):
+        _start(ui, url)
+        wait_until("the first replay complete", lambda: _complete(out))
+        _start(ui, url)
+        wait_until("the refusal in the log", lambda: "cannot replay again" in log.read_text())
+    errors = [line for line in log.read_text().splitlines() if "cannot replay again" in line]
+    assert errors == [
+        f"error: cannot replay again: --out {out}: holds the last replay; restart Locust "
+        "without --out (each Start then writes a new results/<stamp> folder) or with "
+        "another --out"
+    ]
+    assert _complete(out) and _runs(tmp_path) == [out]
