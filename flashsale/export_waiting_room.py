@@ -176,12 +176,12 @@ def cloudflare_event(
         )
     if scenario.sale.window_s < MIN_EVENT_S:
         raise ExportError(
-            f"{source}: sale.window_s: {scenario.sale.window_s:g} s cannot be exported: a "
+            f"{source}: sale.window_s: {scenario.sale.window_s:,.10g} s cannot be exported: a "
             "Cloudflare event starts at least one minute before it ends"
         )
     if 0 < room.prequeue_s < MIN_PREQUEUE_S:
         raise ExportError(
-            f"{source}: defenses.waiting_room.prequeue_s: {room.prequeue_s:g} s cannot be "
+            f"{source}: defenses.waiting_room.prequeue_s: {room.prequeue_s:,.10g} s cannot be "
             "exported: Cloudflare's pre-queue starts at least 5 minutes (300 s) before "
             "the event, or not at all (0)"
         )
@@ -190,7 +190,7 @@ def cloudflare_event(
         room.session_s / 60,
         "session_duration",
         "minutes",
-        f"{room_field}.session_s: {room.session_s:g} s ({room.session_s / 60:.4g} minutes)",
+        f"{room_field}.session_s: {room.session_s:,.10g} s ({room.session_s / 60:,.4g} minutes)",
     )
     body: dict[str, Any] = {
         "name": event_name,
@@ -206,7 +206,7 @@ def cloudflare_event(
             room.new_users_per_min,
             "new_users_per_minute",
             "users a minute",
-            f"{room_field}.new_users_per_min: {room.new_users_per_min:,g}",
+            f"{room_field}.new_users_per_min: {room.new_users_per_min:,.10g}",
         ),
         "total_active_users": _whole(
             room.max_active,

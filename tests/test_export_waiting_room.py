@@ -178,7 +178,7 @@ def test_the_opening_keeps_its_offset_when_the_scenario_has_a_date(tmp_path: Pat
         ),
         (
             [WAITING_ROOM, "--start", START, "--set", "defenses.waiting_room.session_s=1860"],
-            "defenses.waiting_room.session_s: 1860 s (31 minutes) cannot be exported",
+            "defenses.waiting_room.session_s: 1,860 s (31 minutes) cannot be exported",
         ),
         (
             [
