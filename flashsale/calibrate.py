@@ -36,9 +36,10 @@ and the gateway as work (issue 14). This module separates them two ways:
 
 Payment failures: the scenario's own law, ``p = min(1, failure_prob +
 failure_growth * max(0, L - load_knee))`` with ``L`` the pay pool's occupancy
-(requests in service and queued per worker): with Server-Timing when the
-payment's worker took it, itself included (as the reference service decides),
-else at its send. Fitted by maximum likelihood over the answered payments (402
+(requests in service and queued per worker) when the payment reached the pool,
+itself excluded, as the simulator reads it (the reference service reads it when
+the payment's worker takes it): with Server-Timing at the payment's arrival on the
+server, else at its send. Fitted by maximum likelihood over the answered payments (402
 declined, 201 paid); kept flat (one probability with its exact binomial interval)
 unless the growth is significant (likelihood ratio, 5%).
 
@@ -72,6 +73,7 @@ __all__ = [
     "calibrate_outcomes",
     "calibrated_scenario",
     "calibrated_service",
+    "fit_censored_lognormal",
     "fit_failures",
     "fit_pool",
     "fit_service_times",
@@ -94,6 +96,7 @@ _NOT_SERVED = (0, 429, 499, 503)  # no answer, turned away at the edge or by the
 _VIEW_LIKE = ("view", "captcha", "lottery")  # served as views (their service time is a view's)
 _GATEWAY_ANSWERS = (201, 402)  # payments the gateway answered: paid or declined
 _DECLINED = 402
+_GATEWAY_TIMEOUT = 504
 
 
 class CalibrationError(ValueError):
@@ -239,6 +242,44 @@ def fit_service_times(
         {"dist": "gamma", "mean": _r(mean.value), "cv": _r(min(10.0, max(0.001, g_cv)))},
         Estimate(g_cv, c_lo, c_hi, "gamma cv by maximum likelihood (AIC), bootstrap"),
     )
+
+
+def fit_censored_lognormal(
+    x: np.ndarray, cut: int, timeout_s: float, rng: np.random.Generator
+) -> tuple[Estimate, dict[str, Any]]:
+    """A lognormal fitted by maximum likelihood to times ``x`` (seconds) of which
+    ``cut`` more were cut at ``timeout_s`` (right-censored: known only to be longer),
+    e.g. gateway calls that timed out. Returns ``(mean with a bootstrap interval,
+    scenario distribution table)``."""
+    from scipy import optimize
+
+    logx, log_t = np.log(x[x > 0]), math.log(timeout_s)
+
+    def fit(lx: np.ndarray, k: int) -> tuple[float, float]:
+        def nll(theta: np.ndarray) -> float:
+            mu, sigma = float(theta[0]), math.exp(float(theta[1]))
+            return -float(
+                np.sum(stats.norm.logpdf(lx, mu, sigma) - lx)
+                + k * stats.norm.logsf(log_t, mu, sigma)
+            )
+
+        start = np.array([lx.mean(), math.log(max(lx.std(), 1e-3))])
+        res = optimize.minimize(nll, start, method="Nelder-Mead")
+        return float(res.x[0]), math.exp(float(res.x[1]))
+
+    mu, sigma = fit(logx, cut)
+    n = logx.size + cut
+    boots = []
+    for _ in range(BOOTSTRAP // 2):
+        i = rng.integers(0, n, n)
+        b_mu, b_sigma = fit(logx[i[i < logx.size]], int((i >= logx.size).sum()))
+        boots.append(math.exp(b_mu + b_sigma**2 / 2))
+    method = (
+        f"lognormal by maximum likelihood, {cut} of {n:,} cut at the {timeout_s:g} s timeout "
+        "(censored), bootstrap"
+    )
+    mean = Estimate(math.exp(mu + sigma**2 / 2), *_percentile_ci(np.array(boots)), method)
+    return mean, {"dist": "lognormal", "median": _r(math.exp(mu)), "sigma": _r(sigma)}
 
 
 def _r(v: float) -> float:
@@ -619,10 +660,24 @@ def calibrate_outcomes(
         gw = np.where(np.isfinite(rq.gateway_time), rq.gateway_time, 0.0)
         end = rq.sent + np.maximum(0.0, rq.latency - gw)  # off the workers at the gateway
         for name, steps in pools.items():
-            pool_fits[name] = _timed_pool(rq, steps, fitted, rng)
+            fit = _timed_pool(rq, steps, fitted, rng)
+            if not fit.identified:  # the model needs workers: the scenario's, said so
+                e = fit.concurrency
+                kept = float(_workers_of(service, name))
+                fit = dataclasses.replace(fit, concurrency=Estimate(kept, e.low, e.high, e.method))
+            pool_fits[name] = fit
         gsel = reached & np.isfinite(rq.gateway_time)
+        timeout_s = float(service.get("payment", {}).get("timeout_s", 30.0))
+        cut = (rq.step == "pay") & (rq.status == _GATEWAY_TIMEOUT) & np.isfinite(rq.gateway_time)
         if int(gsel.sum()) >= MIN_REQUESTS and float(rq.gateway_time[gsel].mean()) > 0:
-            _, gateway_dist, _ = fit_service_times(rq.gateway_time[gsel], rng)
+            if cut.any():  # the gateway's slowest calls were cut at its timeout
+                name = pool_of["pay"]
+                estimate, gateway_dist = fit_censored_lognormal(
+                    rq.gateway_time[gsel], int(cut.sum()), timeout_s, rng
+                )
+                pool_fits[name] = dataclasses.replace(pool_fits[name], gateway=estimate)
+            else:
+                _, gateway_dist, _ = fit_service_times(rq.gateway_time[gsel], rng)
     else:
         pool_fits, end, gateway_est = _regression(rq, pools, pool_of, fitted, reached, rng)
         if gateway_est.value > 0:
@@ -642,9 +697,9 @@ def calibrate_outcomes(
         else float(_workers_of(service, pool_of["pay"]))
     )
     pay_pool = np.isin(rq.step, pools[pool_of["pay"]])
-    if timed:  # the pool's occupancy when the payment's worker took it, itself included
-        arrived, started, done = rq.on_server()
-        held = _others_in_flight(rq, pay_pool, started, arrived, done) + 1
+    if timed:  # the pool's occupancy when the payment reached it, as the simulator reads it
+        arrived, _, done = rq.on_server()
+        held = _others_in_flight(rq, pay_pool, arrived, arrived, done)
     else:  # the pool's requests in flight when the payment was sent
         held = _others_in_flight(rq, pay_pool, rq.sent, rq.sent, end)
     load = held[fitted & reached] / workers
@@ -745,15 +800,21 @@ def _timed_pool(
     """A pool from Server-Timing. A request that waited got a worker the moment one was
     freed: every other worker was busy then, so the requests on a worker at its start,
     itself included, are the pool's concurrency (median over those that waited,
-    bootstrap interval). Demands are the mean ``service_time``, the gateway the mean
-    ``gateway_time``."""
+    bootstrap interval). Not identified when fewer than 5 waited, or when the median
+    time on a worker is shorter than the median latency the target did not report
+    (the parts cannot then be lined up across requests). Demands are the mean
+    ``service_time``, the gateway the mean ``gateway_time``."""
     members = np.isin(rq.step, steps)
     qw = np.where(np.isfinite(rq.queue_wait), rq.queue_wait, 0.0)
-    _, start, done = rq.on_server()
+    arrived, start, done = rq.on_server()
     busy = _others_in_flight(rq, members, start, start, done) + 1
     waited = members & fitted & (qw > 1e-3)
     b = busy[waited]
-    identified = b.size >= 5
+    # the parts are placed within each latency to within the time the target did not
+    # report: a time on a worker shorter than that cannot be lined up with the others'
+    work = float(np.median(done[members & fitted] - start[members & fitted]))
+    blur = float(np.median(2 * (arrived - rq.sent)[members & fitted]))
+    identified = b.size >= 5 and work > blur
     if identified:
         meds = np.median(rng.choice(b, (BOOTSTRAP, b.size)), axis=1)
         conc = Estimate(
@@ -762,10 +823,18 @@ def _timed_pool(
             f"Server-Timing: requests on a worker when one of {b.size:,} that waited got one "
             "(median), bootstrap",
         )
-    else:
+    elif b.size < 5:
         peak = float(busy[members].max()) if members.any() else 1.0
         conc = Estimate(
             peak, peak, math.inf, f"not identified: at most {peak:g} on workers at once"
+        )
+    else:
+        conc = Estimate(
+            math.nan,
+            math.nan,
+            math.inf,
+            f"not identified: a time on a worker ({work * 1000:.3g} ms, median) below the "
+            f"latency the target did not report ({blur * 1000:.3g} ms) cannot be lined up",
         )
     method = "Server-Timing service;dur, bootstrap"
 
@@ -854,10 +923,10 @@ def _commented(value: Any, note: str) -> Any:
     return item
 
 
-def _pool_workers(cal: Calibration, steps: Sequence[str]) -> Estimate | None:
-    """A pool's fitted workers (its steps share one fit), None where not identified."""
+def _pool_workers(cal: Calibration, steps: Sequence[str]) -> tuple[Estimate | None, bool]:
+    """A pool's workers (its steps share one fit) and whether the replay identified them."""
     f = cal.steps[steps[0]]
-    return f.concurrency if f.identified else None
+    return f.concurrency, f.identified
 
 
 def calibrated_service(
@@ -878,7 +947,7 @@ def calibrated_service(
 
     svc = tomlkit.table()
     default_steps = cal.pools.get("default", ())
-    est = _pool_workers(cal, default_steps) if default_steps else None
+    est, known = _pool_workers(cal, default_steps) if default_steps else (None, False)
     ratio_note = (
         f"fitted at the replay's capacity, times {capacity_ratio:.4g} (this scenario's "
         "workers / the replay's): "
@@ -886,13 +955,14 @@ def calibrated_service(
         else "fitted "
     )
 
-    def workers_item(e: Estimate | None, kept: int) -> Any:
-        if e is None:
-            return _commented(kept, "kept: concurrency not identified (the replay never queued)")
+    def workers_item(e: Estimate | None, identified: bool, kept: int) -> Any:
+        if e is None or not identified:
+            why = e.method if e is not None else "no step of this pool was fitted"
+            return _commented(kept, f"kept: {why}")
         n = max(1, round(e.value * capacity_ratio))
         return _commented(n, f"{ratio_note}{e.describe()}")
 
-    svc.add("workers", workers_item(est, int(base.get("workers", 64))))
+    svc.add("workers", workers_item(est, known, int(base.get("workers", 64))))
     for key in ("queue_limit", "queue_timeout_s", "cart_hold_s"):
         if key in base:
             svc.add(key, _commented(base[key], "kept: not measured"))
@@ -930,10 +1000,9 @@ def calibrated_service(
             kept = base_pools.get(name, {})
             t = tomlkit.table()
             t.add("steps", tomlkit.item(list(steps)))
-            fitted = _pool_workers(cal, steps)
-            t.add(
-                "workers", workers_item(fitted, int(kept.get("workers", base.get("workers", 64))))
-            )
+            fitted, known = _pool_workers(cal, steps)
+            pool_kept = int(kept.get("workers", base.get("workers", 64)))
+            t.add("workers", workers_item(fitted, known, pool_kept))
             for key in ("queue_limit", "queue_timeout_s"):
                 if key in kept or key in base:
                     t.add(key, _commented(kept.get(key, base.get(key)), "kept: not measured"))

@@ -58,7 +58,7 @@ def calibration_summary(cal: Calibration) -> list[str]:
         )
     for s in STEPS:
         f = cal.steps[s]
-        conc = _num(f.concurrency) if f.identified else "not identified (never queued)"
+        conc = _num(f.concurrency) if f.identified else "not identified (the scenario's kept)"
         lines.append(
             f"  {s:<5} {f.n:>7,} requests  demand {_ms(f.demand)}  workers {conc}  "
             f"fit R² {f.r2:.2f}, MAPE {f.mape:.1%}"

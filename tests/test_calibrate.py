@@ -1,11 +1,11 @@
 """``flashsale calibrate``: the estimators against known answers, end to end against
 the simulator with set parameters, and the bad-input paths.
 
-Known answers: a FCFS M/M/c queue simulated with numpy, samples drawn from each distribution family, a
-failure law drawn with numpy, and the simulator run with set step times, workers,
-gateway and failure law (its requests table is what a replay's would be, with the
-latency parts in the Server-Timing columns; blanked, what a target without
-Server-Timing gives). Tolerances are stated at each assertion. The reference
+Known answers: a FCFS M/M/c queue simulated with numpy, samples drawn from each
+distribution family, a failure law drawn with numpy, and the simulator run with set
+step times, workers, gateway and failure law (its requests table is what a
+replay's would be, with the latency parts in the Server-Timing columns; blanked,
+what a target without Server-Timing gives). Tolerances are stated at each assertion. The reference
 service, replayed: tests/test_calibrate_replay.py (slow).
 """
 
@@ -25,6 +25,7 @@ import pytest
 from flashsale.calibrate import (
     calibrate_outcomes,
     calibrated_scenario,
+    fit_censored_lognormal,
     fit_failures,
     fit_pool,
     fit_service_times,
@@ -118,6 +119,17 @@ def test_the_service_time_family_and_its_parameters(dist: str, params: dict[str,
         assert table[key] == pytest.approx(value, rel=0.05), table
     if dist == "lognormal":
         assert shape is not None and shape.low <= 0.6 <= shape.high
+
+
+def test_gateway_calls_cut_at_the_timeout_enter_the_fit_as_censored() -> None:
+    rng = np.random.default_rng(8)
+    g = rng.lognormal(math.log(2.0), 0.8, 3000)  # yellow_cart's gateway, 8 s timeout
+    kept = g[g <= 8.0]
+    mean, table = fit_censored_lognormal(kept, int((g > 8.0).sum()), 8.0, rng)
+    true_mean = 2.0 * math.exp(0.8**2 / 2)
+    assert mean.low <= true_mean <= mean.high and kept.mean() < mean.low  # the cut tail counts
+    assert table["median"] == pytest.approx(2.0, rel=0.05)
+    assert table["sigma"] == pytest.approx(0.8, rel=0.05)
 
 
 def test_the_failure_law_grows_above_its_knee() -> None:

@@ -5,8 +5,13 @@ calibrated scenario.
 
 What is recovered, with the tolerance and why:
 
-- workers of each pool: exactly (an integer, read from Server-Timing: the requests
-  on a worker when one that had waited got one);
+- workers of each pool: exactly when identified (Server-Timing: the requests on a
+  worker when one that had waited got one); the reference service's time on a
+  worker (under a millisecond) is shorter than the latency it does not report (the
+  loopback HTTP stack, the loaded event loop), so they are usually not identified:
+  then the scenario's are kept and the comment says why. Measured on a 2-core
+  machine at load average 12: the busy count gave 2 for settings of 1, 2, 4 and 8,
+  which is why the estimator refuses rather than guesses;
 - the gateway time: at least the set value less 2% (an ``asyncio.sleep`` never ends
   early), and its median at most 50% above it (on a loaded machine the service's
   event loop wakes late: measured +12% on a 2-core machine at load average 12);
@@ -77,8 +82,12 @@ def test_calibrate_recovers_the_reference_services_settings(case: str, tmp_path:
     for pool, steps in cal.pools.items():
         for step in steps:
             f = cal.steps[step]
-            assert f.identified and f.concurrency is not None, (case, step)
+            assert f.concurrency is not None, (case, step)
             assert f.concurrency.value == workers[pool], (case, step, f.concurrency)
+            if not f.identified:
+                assert "cannot be lined up" in f.concurrency.method or "at most" in (
+                    f.concurrency.method
+                ), f.concurrency
     p = cal.payment
     assert p.gateway is not None and p.gateway.value >= GATEWAY_S * 0.98, p.gateway
     dist = p.gateway_dist
