@@ -108,8 +108,6 @@ class Shop:
             r.r_sent.append,
             r.r_latency.append,
             r.r_status.append,
-        )
-        self._log_parts = (
             r.r_queue_wait.append,
             r.r_service_time.append,
             r.r_gateway_time.append,
@@ -190,13 +188,21 @@ class Shop:
                     answer = self._enter(j, start)
                 else:  # CAPTCHA: a challenge, always served
                     answer = _OK
-        log_journey, log_step, log_sent, log_latency, log_status = self._log
+        (
+            log_journey,
+            log_step,
+            log_sent,
+            log_latency,
+            log_status,
+            log_queued,
+            log_worked,
+            log_gateway,
+        ) = self._log
         log_journey(j.id)
         log_step(step)
         log_sent(now)
         log_latency(end - now)
         log_status(STATUS[step][answer])
-        log_queued, log_worked, log_gateway = self._log_parts
         log_queued(queued)
         log_worked(worked)
         log_gateway(gateway)
