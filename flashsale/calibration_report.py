@@ -133,10 +133,11 @@ def _failure_chart(cal: Calibration, folder: Path) -> Chart | None:
     ax.plot(x, law, color=OKABE_ITO["vermillion"], lw=1.8, label="fitted law")
     ax.axhspan(p.failure_prob.low, p.failure_prob.high, color=OKABE_ITO["vermillion"], alpha=0.12,
                label="failure_prob 95% CI")  # fmt: skip
-    ax.set_xlabel("pay pool occupancy at send (requests per worker)", fontsize=8)
+    ax.set_xlabel("pay pool occupancy the payment met (requests per worker)", fontsize=8)
     ax.set_ylabel("share of payments declined", fontsize=8)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="upper left")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
     ax.set_title(f"{p.declined} of {p.payments:,} payments declined", fontsize=10)
     return save_chart(
         fig,
