@@ -70,7 +70,7 @@ CASES: dict[str, list[str]] = {
     "payments in their own pool behind a gateway": [
         "--set", 'service.pools.payments.steps=["pay"]',
         "--set", "service.pools.payments.workers=2",
-        "--set", "service.payment.gateway_s=0.2",
+        "--set", "service.payment.gateway_s=1.0",
     ],
 }  # fmt: skip
 SERVER_TIMED = {"payments in their own pool behind a gateway"}
