@@ -393,7 +393,7 @@ class _Controller:
     def _reset(self) -> None:
         """The state of one replay, before it starts."""
         self.plan: Plan | None = None
-        self.scheduled = 0  # journeys in the plan
+        self.scheduled = 0  # journeys in the plan (once it is made)
         self.workers_progress: dict[str, dict[str, int]] = {}  # each worker's, last reported
         self._progress_writer: gevent.Greenlet | None = None
         self.parts: dict[str, int] = {}
@@ -441,6 +441,7 @@ class _Controller:
             env.process_exit_code = 1 if isinstance(e, Unreachable) else 2
             sys.stderr.write(f"error: {e}\n")
             return
+        self.scheduled = len(self.plan.for_part(0, 1).schedule()[1])
         if self.staging is None:
             cm = open_run(
                 self.scaled,
@@ -462,7 +463,6 @@ class _Controller:
         else:
             self.parts = {"local": 0}
             _proc.plan.set(self.plan)
-        self.scheduled = len(self.plan.for_part(0, 1).schedule()[1])
         if self.staging is not None:  # flashsale replay shows it as it goes
             self._progress_writer = gevent.spawn(self._write_progress, self.staging)
 
@@ -618,9 +618,8 @@ class _Controller:
             self._finalize_stopped()
             return
         try:
-            _, sched, _ = self.plan.for_part(0, 1).schedule()
             chunks = [c for cid in self.parts for c in self.chunks.get(cid, [])]
-            outcome = assemble(self.scaled, chunks, len(sched))
+            outcome = assemble(self.scaled, chunks, self.scheduled)
         except MergeError as e:
             self._abandon(f"merge failed: {e}", failed=True)
             env.process_exit_code = 1
@@ -641,10 +640,9 @@ class _Controller:
         if self.staging is not None or not reported:
             self._abandon(why if reported else f"{why}; no part sent results")
             return
-        _, sched, _ = self.plan.for_part(0, 1).schedule()
         try:
             chunks = [c for cid in reported for c in self.chunks.get(cid, [])]
-            outcome = assemble(self.scaled, chunks, len(sched), partial=True)
+            outcome = assemble(self.scaled, chunks, self.scheduled, partial=True)
         except MergeError as e:
             self._abandon(f"merge failed: {e}", failed=True)
             return
@@ -653,7 +651,7 @@ class _Controller:
             outcome,
             len(self.parts),
             budget_spent,
-            scheduled=len(sched),
+            scheduled=self.scheduled,
             parts_missing=self.missing(),
             cut_short=sum(n for _, n in self.cut.values()),
         )
