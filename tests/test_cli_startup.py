@@ -45,6 +45,7 @@ COMMANDS = (
     "simulate",
     "sweep",
     "search",
+    "calibrate",
 )
 
 SMOKE = str(SCENARIOS / "smoke.toml")
