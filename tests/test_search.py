@@ -375,3 +375,58 @@ def test_values_are_shown_as_people_write_them() -> None:
     from flashsale.search import show
 
     assert [show(1_000_000), show(0.1 + 0.2), show(2.5e-7)] == ["1000000", "0.3", "2.5e-07"]
+
+
+def test_answer_lines_and_warnings_say_what_the_tried_values_show(smoke_path: Path) -> None:
+    """Two thresholds pulling in opposite directions (a sell-out time that wants more
+    workers, a bot share that wants fewer): the search's answer line and its warning."""
+    from flashsale.search import Answer, Trial
+    from flashsale.search_run import SearchResult, Tried, answer_line, plan_search, warning_lines
+    from flashsale.stats import summarize
+    from flashsale.thresholds import check_thresholds
+
+    grid = parse_range("service.workers=1..8", str(smoke_path), integer=True)
+    checks = [
+        "thresholds={}",
+        "thresholds.sellout_time_s=<= 30",
+        "thresholds.bot_unit_share=<= 0.4",
+    ]
+    plan = plan_search(smoke_path, grid, checks, None)
+
+    def tried(point: int, value: int, sellout: float, bots: float) -> Tried:
+        metrics = {"sellout_time_s": summarize([sellout]), "bot_unit_share": summarize([bots])}
+        return Tried(
+            point, f"point-{point:03d}", value, tuple(check_thresholds(plan.thresholds, metrics))
+        )
+
+    low, high = tried(0, 1, 44.5, 0.3), tried(1, 8, 6.0, 0.5)
+    trials = (Trial(1, low.passed), Trial(8, high.passed))
+    found = contradictions(
+        [(t.value, {str(v.threshold): v.passed for v in t.verdicts}) for t in (low, high)]
+    )
+    result = SearchResult(
+        plan, Path("s"), Path("s/report.html"), Answer(None, 8, trials), (low, high), tuple(found)
+    )
+    assert answer_line(result) == (
+        "no service.workers in 1..8 satisfies every threshold "
+        "(tried 2 values; 8 fails: bot_unit_share 0.5 > 0.4)"
+    )
+    [warning] = warning_lines(result)
+    assert warning.startswith(
+        "bot_unit_share <= 0.4 holds at service.workers=1 but not at 8: not monotone in "
+        "service.workers (the search assumes each threshold, once it holds, holds at every "
+        "larger value)"
+    )
+    both = tried(0, 1, 20.0, 0.3)
+    whole = SearchResult(
+        plan,
+        Path("s"),
+        Path("s/report.html"),
+        Answer(1, None, (Trial(1, True), Trial(8, True))),
+        (both, tried(1, 8, 6.0, 0.3)),
+        (),
+    )
+    assert answer_line(whole) == (
+        "smallest service.workers at which every threshold holds: 1 "
+        "(tried 2 values; the whole range holds: a smaller value may hold too)"
+    )
