@@ -319,7 +319,8 @@ def test_ctrl_c_marks_the_search_incomplete_and_exits_130(
         calls.append(replication)
         if len(calls) > 3:  # LOW's two replications and HIGH's first run; then Ctrl-C
             raise KeyboardInterrupt
-        return real(scenario, seed, replication)
+        outcome: Outcome = real(scenario, seed, replication)
+        return outcome
 
     monkeypatch.setattr(sim_runner, "replication_outcome", interrupted)
     out = tmp_path / "search"
