@@ -71,14 +71,13 @@ __all__ = [
     "PoolFit",
     "StepFit",
     "calibrate_outcomes",
-    "calibrated_scenario",
-    "calibrated_service",
     "fit_censored_lognormal",
     "fit_failures",
     "fit_pool",
     "fit_service_times",
     "in_flight_at",
     "pools_of",
+    "round_fit",
     "wait_factor",
 ]
 
@@ -217,7 +216,7 @@ def fit_service_times(
     mean = Estimate(float(x.mean()), lo, hi, f"mean of {n:,} requests, bootstrap")
     cv = float(x.std(ddof=1) / x.mean())
     if cv < 0.05:
-        return mean, {"dist": "constant", "value": _r(mean.value)}, None
+        return mean, {"dist": "constant", "value": round_fit(mean.value)}, None
     logx = np.log(x)
     mu, sigma = float(logx.mean()), float(logx.std())
     ll_exp = float(np.sum(stats.expon.logpdf(x, scale=x.mean())))
@@ -229,17 +228,25 @@ def fit_service_times(
         del aic["gamma"]
     best = min(aic, key=lambda k: aic[k])
     if best == "exponential":
-        return mean, {"dist": "exponential", "mean": _r(mean.value)}, None
+        return mean, {"dist": "exponential", "mean": round_fit(mean.value)}, None
     if best == "lognormal":
         s_lo, s_hi = _percentile_ci(np.log(boots).std(axis=1))
         shape = Estimate(sigma, s_lo, s_hi, "lognormal by maximum likelihood (AIC), bootstrap")
-        return mean, {"dist": "lognormal", "median": _r(math.exp(mu)), "sigma": _r(sigma)}, shape
+        return (
+            mean,
+            {"dist": "lognormal", "median": round_fit(math.exp(mu)), "sigma": round_fit(sigma)},
+            shape,
+        )
     cvs = boots.std(axis=1, ddof=1) / means
     c_lo, c_hi = _percentile_ci(cvs)
     g_cv = 1 / math.sqrt(shape_g)
     return (
         mean,
-        {"dist": "gamma", "mean": _r(mean.value), "cv": _r(min(10.0, max(0.001, g_cv)))},
+        {
+            "dist": "gamma",
+            "mean": round_fit(mean.value),
+            "cv": round_fit(min(10.0, max(0.001, g_cv))),
+        },
         Estimate(g_cv, c_lo, c_hi, "gamma cv by maximum likelihood (AIC), bootstrap"),
     )
 
@@ -279,10 +286,10 @@ def fit_censored_lognormal(
         "(censored), bootstrap"
     )
     mean = Estimate(math.exp(mu + sigma**2 / 2), *_percentile_ci(np.array(boots)), method)
-    return mean, {"dist": "lognormal", "median": _r(math.exp(mu)), "sigma": _r(sigma)}
+    return mean, {"dist": "lognormal", "median": round_fit(math.exp(mu)), "sigma": round_fit(sigma)}
 
 
-def _r(v: float) -> float:
+def round_fit(v: float) -> float:
     """A fitted value with 4 significant digits: more would claim a precision no
     interval here has."""
     return float(f"{v:.4g}")
@@ -681,7 +688,7 @@ def calibrate_outcomes(
     else:
         pool_fits, end, gateway_est = _regression(rq, pools, pool_of, fitted, reached, rng)
         if gateway_est.value > 0:
-            gateway_dist = {"dist": "constant", "value": _r(gateway_est.value)}
+            gateway_dist = {"dist": "constant", "value": round_fit(gateway_est.value)}
         name = pool_of["pay"]
         pool_fits[name] = dataclasses.replace(pool_fits[name], gateway=gateway_est)
     for name, steps in pools.items():
@@ -901,125 +908,7 @@ def _with_mean(dist: dict[str, Any], mean: float) -> dict[str, Any]:
     low-load latencies' shape."""
     kind = dist["dist"]
     if kind == "constant":
-        return {"dist": "constant", "value": _r(mean)}
+        return {"dist": "constant", "value": round_fit(mean)}
     if kind == "lognormal":
-        return {**dist, "median": _r(mean / math.exp(dist["sigma"] ** 2 / 2))}
-    return {**dist, "mean": _r(mean)}
-
-
-# ------------------------------------------------------- the calibrated scenario
-
-
-def _commented(value: Any, note: str) -> Any:
-    """A tomlkit item carrying ``note`` as its end-of-line comment."""
-    import tomlkit
-
-    if isinstance(value, Mapping):
-        item: Any = tomlkit.inline_table()
-        item.update(value)
-    else:
-        item = tomlkit.item(value)
-    item.comment(note)
-    return item
-
-
-def _pool_workers(cal: Calibration, steps: Sequence[str]) -> tuple[Estimate | None, bool]:
-    """A pool's workers (its steps share one fit) and whether the replay identified them."""
-    f = cal.steps[steps[0]]
-    return f.concurrency, f.identified
-
-
-def calibrated_service(
-    cal: Calibration,
-    base: Mapping[str, Any],
-    *,
-    capacity_ratio: float = 1.0,
-) -> Any:
-    """The ``[service]`` table (tomlkit) of the calibrated scenario.
-
-    ``base`` is the ``[service]`` table it replaces: its settings that no table
-    measures (queue limits and timeouts, the cart hold, the gateway's timeout) are
-    kept. The pools are the replayed scenario's (``cal.pools``), each with its
-    fitted workers multiplied by ``capacity_ratio`` (a scenario with more workers
-    than the replayed one, ``--for``).
-    """
-    import tomlkit
-
-    svc = tomlkit.table()
-    default_steps = cal.pools.get("default", ())
-    est, known = _pool_workers(cal, default_steps) if default_steps else (None, False)
-    ratio_note = (
-        f"fitted at the replay's capacity, times {capacity_ratio:.4g} (this scenario's "
-        "workers / the replay's): "
-        if capacity_ratio != 1
-        else "fitted "
-    )
-
-    def workers_item(e: Estimate | None, identified: bool, kept: int) -> Any:
-        if e is None or not identified:
-            why = e.method if e is not None else "no step of this pool was fitted"
-            return _commented(kept, f"kept: {why}")
-        n = max(1, round(e.value * capacity_ratio))
-        return _commented(n, f"{ratio_note}{e.describe()}")
-
-    svc.add("workers", workers_item(est, known, int(base.get("workers", 64))))
-    for key in ("queue_limit", "queue_timeout_s", "cart_hold_s"):
-        if key in base:
-            svc.add(key, _commented(base[key], "kept: not measured"))
-    step_s = tomlkit.table()
-    for s in STEPS:
-        f = cal.steps[s]
-        shape = ""
-        if f.shape is not None:
-            shape = f"; {'sigma' if f.dist['dist'] == 'lognormal' else 'cv'} {f.shape.describe()}"
-        note = f"mean demand {f.demand.describe('s')}{shape}"
-        step_s.add(s, _commented(f.dist, note))
-    svc.add("step_s", step_s)
-    pay = tomlkit.table()
-    pf, base_pay = cal.payment, base.get("payment", {})
-    pay.add("failure_prob", _commented(_r(pf.failure_prob.value), pf.failure_prob.describe()))
-    if pf.failure_growth is not None and pf.load_knee is not None:
-        pay.add(
-            "failure_growth", _commented(_r(pf.failure_growth.value), pf.failure_growth.describe())
-        )
-        pay.add("load_knee", _commented(_r(pf.load_knee), "fitted: the load where failures start"))
-    else:
-        pay.add(
-            "failure_growth", _commented(0.0, "no growth with load found (likelihood ratio, 5%)")
-        )
-    gw_note = pf.gateway.describe("s") if pf.gateway is not None else "no gateway time reported"
-    pay.add("gateway_s", _commented(pf.gateway_dist, f"mean {gw_note}"))
-    if "timeout_s" in base_pay:
-        pay.add("timeout_s", _commented(base_pay["timeout_s"], "kept: not measured"))
-    svc.add("payment", pay)
-    named = {name: steps for name, steps in cal.pools.items() if name != "default"}
-    if named:
-        base_pools = base.get("pools") or {}
-        pools = tomlkit.table(is_super_table=True)
-        for name, steps in named.items():
-            kept = base_pools.get(name, {})
-            t = tomlkit.table()
-            t.add("steps", tomlkit.item(list(steps)))
-            fitted, known = _pool_workers(cal, steps)
-            pool_kept = int(kept.get("workers", base.get("workers", 64)))
-            t.add("workers", workers_item(fitted, known, pool_kept))
-            for key in ("queue_limit", "queue_timeout_s"):
-                if key in kept or key in base:
-                    t.add(key, _commented(kept.get(key, base.get(key)), "kept: not measured"))
-            pools.add(name, t)
-        svc.add("pools", pools)
-    return svc
-
-
-def calibrated_scenario(
-    text: str, cal: Calibration, *, capacity_ratio: float = 1.0, header: str = ""
-) -> str:
-    """``text`` (a scenario's TOML) with its ``[service]`` table replaced by the fitted
-    one (:func:`calibrated_service`), ``header`` as comment lines at the top."""
-    import tomlkit
-
-    doc = tomlkit.parse(text)
-    base = doc.get("service", {}).unwrap() if "service" in doc else {}
-    doc["service"] = calibrated_service(cal, base, capacity_ratio=capacity_ratio)
-    lines = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
-    return lines + doc.as_string()
+        return {**dist, "median": round_fit(mean / math.exp(dist["sigma"] ** 2 / 2))}
+    return {**dist, "mean": round_fit(mean)}

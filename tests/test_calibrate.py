@@ -24,7 +24,6 @@ import pytest
 
 from flashsale.calibrate import (
     calibrate_outcomes,
-    calibrated_scenario,
     fit_censored_lognormal,
     fit_failures,
     fit_pool,
@@ -32,6 +31,7 @@ from flashsale.calibrate import (
     in_flight_at,
     wait_factor,
 )
+from flashsale.calibration_toml import calibrated_scenario
 from flashsale.outcome import Outcome
 from flashsale.scenario import Scenario, parse_scenario
 from flashsale.sim.runner import replication_outcome

@@ -44,8 +44,9 @@ def calibrate(
     replaced, each value commented with its 95% interval, plus a report in
     RUN_DIR/calibration/. Exit 0 ok, 2 bad input (not a replay, too few requests).
     """
-    from flashsale.calibrate import CalibrationError, calibrate_outcomes, calibrated_scenario
+    from flashsale.calibrate import CalibrationError, calibrate_outcomes
     from flashsale.calibration_report import calibration_summary, write_calibration_report
+    from flashsale.calibration_toml import calibrated_scenario
     from flashsale.outcome import OutcomeError
     from flashsale.runs import write_text_atomic
     from flashsale.scenario import ScenarioError, parse_scenario
