@@ -96,6 +96,23 @@ _BAD_PROTOCOL: dict[str, list[Any]] = {
     "target.reset": [3, {"method": "FETCH"}, {"command": []}, {"path": "/r?u={nope}"}],
     "target.audit": [3, {"command": ["x"], "fields": {}}, {"path": "/a", "fields": {"sold": "s"}}],
 }
+_BAD_TABLES: dict[str, list[Any]] = {
+    **_BAD_PROTOCOL,
+    # worker pools per step: tests/test_scenario_pools.py for more
+    "service.pools": [
+        3,
+        {"pay": 3},
+        {"pay": {"steps": []}},
+        {"pay": {"steps": ["checkout"]}},
+        {"pay": {"steps": ["pay", "pay"]}},
+        {"pay": {"steps": ["pay"], "workers": 0}},
+        {"pay": {"steps": ["pay"], "queue_limit": -1}},
+        {"pay": {"steps": ["pay"], "queue_timeout_s": 0}},
+        {"a": {"steps": ["pay"]}, "b": {"steps": ["pay"]}},  # a step in two pools
+        {"default": {"steps": ["pay"]}},
+        {"bad name": {"steps": ["pay"]}},
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -363,8 +380,8 @@ def _leaves(model: type[BaseModel], prefix: str = "") -> Iterator[Leaf]:
         sub = _model_of(field.annotation)
         if path == "thresholds":
             yield Leaf(path, path, _bad_thresholds(), _direct(path))
-        elif path in _BAD_PROTOCOL:  # the target protocol: tests/test_protocol.py for more
-            bad = _tagged(st.sampled_from(_BAD_PROTOCOL[path]), "")
+        elif path in _BAD_TABLES:  # tables of named parts, each checked as it loads
+            bad = _tagged(st.sampled_from(_BAD_TABLES[path]), "")
             yield Leaf(path, path, bad, _direct(path))
         elif _is_dist(sub):
             yield Leaf(path, path, _bad_distribution(), _direct(path), _good_distribution())
@@ -409,6 +426,7 @@ def test_the_walk_reaches_every_part_of_the_schema() -> None:
         "humans.arrivals.rate_per_s",
         "humans.think_s",
         "service.payment.gateway_s",
+        "service.pools",
         "defenses.resale.units",
         "target.steps",
         "target.reset",
