@@ -87,7 +87,7 @@ def search(
     Exit 0 answer found, 1 no value in the range satisfies the thresholds or a run
     failed, 2 bad input (nothing runs then), 130 interrupted.
     """
-    from flashsale.commands.sweep import _progress  # the sweep's bar: the same columns
+    from flashsale.commands.sweep import progress_bar
     from flashsale.search import parse_range, show
     from flashsale.search_run import (
         answer_line,
@@ -118,7 +118,7 @@ def search(
     typer.echo(f"thresholds: {'; '.join(str(th) for th in plan.thresholds)}")
     judged: list[Tried] = []
     try:
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("", total=None)
 
             def batch(values: Sequence[Number]) -> None:

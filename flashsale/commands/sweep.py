@@ -19,7 +19,7 @@ from flashsale.sim.stock import OversellError
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["sweep"]
+__all__ = ["progress_bar", "sweep"]
 
 
 def sweep(
@@ -90,7 +90,7 @@ def sweep(
     try:
         with _executor(dask_scheduler) as executor:
             prepare_output_dir(folder)  # a bad --out: exit 2 before anything is drawn
-            with _progress() as bar:
+            with progress_bar() as bar:
                 task = bar.add_task(
                     f"sweeping {points[0].scenario.name}: {len(points)} points x {replications}",
                     total=jobs,
@@ -148,7 +148,8 @@ def _executor(address: str | None) -> Iterator[Executor | None]:
         yield client.get_executor()  # type: ignore[no-untyped-call,unused-ignore]
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
+    """A job bar: what runs, the bar, done of total, elapsed (sweep and search)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
