@@ -687,6 +687,11 @@ def calibrate_outcomes(
                 _, gateway_dist, _ = fit_service_times(rq.gateway_time[gsel], rng)
     else:
         pool_fits, end, gateway_est = _regression(rq, pools, pool_of, fitted, reached, rng)
+        split = _split_pools(rq, pools, fitted, end, gateway_est.value, rng)
+        if split != pools:  # steps that queue apart: fit their pools apart
+            pools = split
+            pool_of = {s: name for name, steps in pools.items() for s in steps}
+            pool_fits, end, gateway_est = _regression(rq, pools, pool_of, fitted, reached, rng)
         if gateway_est.value > 0:
             gateway_dist = {"dist": "constant", "value": round_fit(gateway_est.value)}
         name = pool_of["pay"]
@@ -790,6 +795,49 @@ def _regression(
     if pool_of["pay"] not in fits:  # every step is in some pool: cannot happen
         raise CalibrationError("no pool serves pay")
     return fits, end, estimate
+
+
+def _split_pools(
+    rq: _Requests,
+    pools: Mapping[str, tuple[str, ...]],
+    fitted: np.ndarray,
+    end: np.ndarray,
+    gateway: float,
+    rng: np.random.Generator,
+) -> dict[str, tuple[str, ...]]:
+    """``pools`` with a shared pool split where that fits the response times better by
+    the Bayesian information criterion, ``N log(SSE / N) + p log N`` (a pool has one
+    concurrency and one intercept per step): steps that queue apart have workers
+    apart. Tried: the pool as it is, each step alone beside the others, every step
+    alone. A step taken out gets a pool named after it (``view``, ``cart``, ``pay``)."""
+
+    def sse_of(steps: tuple[str, ...]) -> float:
+        members = np.isin(rq.step, steps)
+        load = _others_in_flight(rq, members, rq.sent, rq.sent, end)
+        sel = fitted & members
+        _, sse = fit_pool(
+            load[sel], rq.latency[sel], rq.step[sel], steps, rng, gateway=gateway, resamples=0
+        )
+        return sse
+
+    out: dict[str, tuple[str, ...]] = {}
+    for name, steps in pools.items():
+        n, k = int((fitted & np.isin(rq.step, steps)).sum()), len(steps)
+        if k < 2 or n <= 2 * k:
+            out[name] = steps
+            continue
+        alone = {s: sse_of((s,)) for s in steps}
+        options: list[tuple[float, dict[str, tuple[str, ...]]]] = [
+            (n * math.log(sse_of(steps) / n) + (k + 1) * math.log(n), {name: steps})
+        ]
+        for s in steps if k > 2 else ():
+            rest = tuple(x for x in steps if x != s)
+            sse = alone[s] + sse_of(rest)
+            options.append((n * math.log(sse / n) + (k + 2) * math.log(n), {name: rest, s: (s,)}))
+        split: dict[str, tuple[str, ...]] = {s: (s,) for s in steps}
+        options.append((n * math.log(sum(alone.values()) / n) + 2 * k * math.log(n), split))
+        out.update(min(options, key=lambda o: o[0])[1])
+    return out
 
 
 def _workers_of(service: Mapping[str, Any], pool: str) -> int:

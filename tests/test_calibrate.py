@@ -239,6 +239,59 @@ def test_response_times_alone_recover_the_set_service(simulated: Outcome) -> Non
     assert p.failure_growth.value == pytest.approx(0.3, rel=0.15)
 
 
+def _sale_with_a_payment_pool(pools: bool) -> Scenario:
+    """Payments of 0.1 s on 1 worker of their own (or in the shared pool of 4) behind a
+    0.5 s gateway; pages and carts on 4 workers that seldom queue."""
+    service: dict[str, Any] = {
+        "workers": 4,
+        "queue_limit": 100_000,
+        "queue_timeout_s": 1000.0,
+        "step_s": {"view": _exp(0.02), "cart": _exp(0.04), "pay": _exp(0.1)},
+        "payment": {"failure_prob": 0.05, "gateway_s": 0.5},
+    }
+    if pools:
+        service["pools"] = {
+            "payments": {"steps": ["pay"], "workers": 1, "queue_limit": 100_000,
+                         "queue_timeout_s": 1000.0},
+        }  # fmt: skip
+    return parse_scenario(
+        {
+            "schema_version": 1,
+            "name": "pools",
+            "seed": 3,
+            "sale": {"units": 10**6, "window_s": 10**5},
+            "humans": {
+                "count": 4000,
+                "arrivals": {"profile": "poisson", "rate_per_s": 8.0},
+                "think_s": _exp(1.0),
+                "retries_on_error": 0,
+            },
+            "service": service,
+        }
+    )
+
+
+@pytest.mark.parametrize("pools", [True, False])
+def test_response_times_tell_a_payment_pool_from_a_shared_one(pools: bool) -> None:
+    """Calibrated against a scenario that declares one shared pool: the payments'
+    own pool of 1 worker is found (its workers exactly), and a shared pool stays one."""
+    o = _without_server_timing(replication_outcome(_sale_with_a_payment_pool(pools), 3, 0))
+    declared = _sale_with_a_payment_pool(False).to_toml_dict()["service"]
+    cal = calibrate_outcomes([o], declared)
+    if pools:
+        assert cal.pools == {"default": ("view", "cart"), "pay": ("pay",)}
+        pay = cal.steps["pay"]
+        assert pay.identified and pay.concurrency is not None and pay.concurrency.value == 1
+        assert pay.demand.value == pytest.approx(0.1, rel=0.1)
+        text = calibrated_scenario(_sale_with_a_payment_pool(False).to_toml(), cal)
+        back = parse_scenario(tomllib.loads(text), "calibrated")
+        assert back.service.pools["pay"].steps == ["pay"] and back.service.pools["pay"].workers == 1
+    else:
+        assert cal.pools == {"default": ("view", "cart", "pay")}
+    assert cal.payment.gateway is not None
+    assert cal.payment.gateway.value == pytest.approx(0.5, rel=0.06)
+
+
 def test_the_calibrated_scenario_validates_and_comments_every_fit(simulated: Outcome) -> None:
     sc = _known_sale()
     cal = calibrate_outcomes([simulated], sc.to_toml_dict()["service"])
