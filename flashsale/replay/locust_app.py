@@ -42,9 +42,10 @@ marked ``cut``. The master then merges the parts that reported (a partial merge:
 gaps accepted, duplicates still refused), writes them, leaves the run
 ``incomplete`` with the reason, writes a report marked partial and exits 1.
 
-Progress and the web UI. Each process counts its journeys started and ended and the
-units they bought (workers send theirs with their stats reports);
-:meth:`_Controller.progress` adds them up with Locust's request counts. ``flashsale
+Progress and the web UI. Each process counts its journeys started and ended, the
+units they bought and their requests, answered and failed (workers send theirs with
+their stats reports, and their final figures with their shares);
+:meth:`_Controller.progress` adds them up, with Locust's requests per second. ``flashsale
 replay``'s Locust writes it to ``progress.json`` in its staging folder every second
 (the command's progress bar); the web UI's user count is the journeys in flight
 (``/stats/requests``). Every Start in the web UI is a new replay (the shape's first
@@ -205,11 +206,20 @@ class _Process:
         self.journeys: list[Journey] = []  # this process's, started (the watchdog reads them)
         self.ended = 0  # journeys of this process that have ended
         self.units = 0  # units those journeys bought
+        self.requests = 0  # requests its journeys sent and got an answer (or none) to
+        self.failed = 0  # of which Locust counted failed (judged: journey.Judge)
         self.stopped: str | None = None  # why the watchdog stopped this share early
 
     def progress(self) -> dict[str, int]:
-        """This process's journeys started and ended and the units they bought, so far."""
-        return {"started": len(self.journeys), "ended": self.ended, "units": self.units}
+        """This process's journeys started and ended, the units they bought and their
+        requests, answered and failed, so far."""
+        return {
+            "started": len(self.journeys),
+            "ended": self.ended,
+            "units": self.units,
+            "requests": self.requests,
+            "failed": self.failed,
+        }
 
 
 _proc = _Process()
@@ -335,6 +345,7 @@ def _on_request(
     response_time: float,
     response: Any,
     context: dict[str, Any],
+    exception: BaseException | None = None,
     **_: Any,
 ) -> None:
     """STYLE rule 7: raw timings, one row per request, straight from Locust's event,
@@ -342,6 +353,8 @@ def _on_request(
     rec = _proc.recorder
     if rec is None or "journey" not in context:
         return
+    _proc.requests += 1
+    _proc.failed += exception is not None
     headers = getattr(response, "headers", None)
     rec.request(
         journey=context["journey"],
@@ -472,17 +485,16 @@ class _Controller:
         an overloaded target) and requests per second; workers' figures as of their last
         stats report (every few seconds)."""
         parts = [_proc.progress(), *self.workers_progress.values()]
-        started, ended = (sum(p.get(k, 0) for p in parts) for k in ("started", "ended"))
-        total = self.env.stats.total
+        n = {k: sum(p.get(k, 0) for p in parts) for k in _proc.progress()}
         return {
             "scheduled": self.scheduled,
-            "started": started,
-            "ended": ended,
-            "in_flight": max(0, started - ended),
-            "units": sum(p.get("units", 0) for p in parts),
-            "requests": total.num_requests,
-            "errors": total.num_failures,
-            "rps": round(total.current_rps, 1),
+            "started": n["started"],
+            "ended": n["ended"],
+            "in_flight": max(0, n["started"] - n["ended"]),
+            "units": n["units"],
+            "requests": n["requests"],
+            "errors": n["failed"],
+            "rps": round(self.env.stats.total.current_rps, 1),
         }
 
     def on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
@@ -495,6 +507,14 @@ class _Controller:
         while True:
             write_json_atomic(staging / "progress.json", self.progress())
             gevent.sleep(_PROGRESS_S)
+
+    def _stop_progress(self) -> None:
+        """Stop writing progress.json, once more with the parts' final figures."""
+        if self._progress_writer is None:
+            return
+        self._progress_writer.kill()
+        if self.staging is not None:
+            write_json_atomic(self.staging / "progress.json", self.progress())
 
     def _make_plan(self) -> Plan:
         assert self.base_url is not None
@@ -525,6 +545,8 @@ class _Controller:
     def on_done(self, environment: Environment, msg: Any, **_: Any) -> None:
         data = msg.data
         cut_short = int(data.get("cut_short", 0)) if data.get("cut") else None
+        if isinstance(data.get(_PROGRESS), dict):  # the part's final figures
+            self.workers_progress[msg.node_id] = data[_PROGRESS]
         self.mark_done(msg.node_id, bool(data.get("budget_spent")), data.get("tally"), cut_short)
 
     def on_refused(self, environment: Environment, msg: Any, **_: Any) -> None:
@@ -606,8 +628,7 @@ class _Controller:
             return
         self.gather()  # a stop that did not pass test_stopping first (SIGTERM)
         self.finalized = True
-        if self._progress_writer is not None:
-            self._progress_writer.kill()
+        self._stop_progress()
         env = self.env
         if self.refused is not None:  # bad input on a worker's side: exit 2
             self._abandon(self.refused, failed=True)
@@ -1063,7 +1084,12 @@ def _send_share(env: Environment, share: _Share, cut_short: int | None) -> None:
     if isinstance(runner, WorkerRunner):
         for payload in encode_part(rec):
             runner.send_message(_PART, payload)
-        done = {"part": share.plan.part, "budget_spent": budget_spent, "tally": _tally()}
+        done = {
+            "part": share.plan.part,
+            "budget_spent": budget_spent,
+            "tally": _tally(),
+            _PROGRESS: _proc.progress(),
+        }
         if cut_short is not None:
             done |= {"cut": True, "cut_short": cut_short}
         runner.send_message(_DONE, done)
