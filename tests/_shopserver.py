@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import select
 import signal
 import socket
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from flashsale._ports import free_port
 from flashsale.children import die_with_parent
 
 __all__ = ["READY_TIMEOUT_S", "ROOT", "books", "closed_port", "free_port", "running"]
@@ -88,21 +88,3 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def free_port() -> int:
-    """A free loopback port for a server a test starts (Locust's master), below the
-    kernel's ephemeral range: a port from that range (what binding port 0 gives) can be
-    taken by any outgoing connection between this check and the server's own bind."""
-    try:
-        first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except OSError:  # not Linux: IANA's dynamic range starts at 49152
-        first_ephemeral = 49_152
-    for port in random.Random().sample(range(20_000, first_ephemeral), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free loopback port in 20000-{first_ephemeral - 1}")

@@ -13,6 +13,7 @@ import json
 import os
 import pty
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -68,15 +69,21 @@ def test_replay_prints_its_progress_off_a_terminal(processes: int, tmp_path: Pat
     """Off a terminal (a CI log) the replay's progress is one line at the end, which
     agrees with the tables and with the service's own books, with Locust workers too
     (their final figures come with their shares); the lines it printed before are all
-    still there."""
+    still there. Locust's default master port (5557) is taken meanwhile, as by another
+    replay's master: the workers' master listens on a free loopback port of its own."""
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [*_replay(out), "--processes", str(processes)],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
-    )
+    with contextlib.ExitStack() as stack:
+        blocker = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # already taken: just as good
+            blocker.bind(("127.0.0.1", 5557))
+            blocker.listen()
+        proc = subprocess.run(
+            [*_replay(out), "--processes", str(processes)],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
+        )
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = _LAST_LINE.search(proc.stdout)
     assert m, proc.stdout

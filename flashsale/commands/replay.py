@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 import typer
 
 from flashsale._cli_utils import RUN_FAILED, SetOption, fail, load_or_exit, run_note
+from flashsale._ports import free_port
 from flashsale.children import die_with_parent
 from flashsale.replay.scale import ScaleError, scale_scenario
 from flashsale.replay.target import (
@@ -201,7 +202,7 @@ def _replay(
         repr(t0),
         "--run-time",
         f"{run_time}s",
-        *(["--processes", str(processes)] if processes > 1 else []),
+        *(_processes(processes) if processes > 1 else []),
         *passthrough,
     ]
     rc = _run_locust(cmd, run_time + _GRACE_S, staging / "progress.json", scaled.name)
@@ -215,6 +216,19 @@ def _replay(
         raise ReplayError(str(e)) from None
     except httpx.HTTPError as e:
         raise ReplayError(f"{url}/admin/audit: cannot read the audit: {e}") from None
+
+
+def _processes(processes: int) -> list[str]:
+    """Locust's options for ``processes`` workers forked from the master, which listens
+    on a free loopback port of its own (Locust's fixed 5557 would clash with another
+    replay's master, and its default binds every interface)."""
+    port = str(free_port())
+    return [
+        "--processes", str(processes),
+        "--master-bind-host", "127.0.0.1",
+        "--master-bind-port", port,
+        "--master-port", port,
+    ]  # fmt: skip
 
 
 def _relay(pipe: IO[bytes] | None, stream: str) -> None:
