@@ -67,7 +67,7 @@ class Gateway:
         self.started = asyncio.Event()
         self._verdict: asyncio.Future[Charge] = asyncio.get_running_loop().create_future()
 
-    def start(self) -> Awaitable[Charge]:
+    def start(self, load: float) -> Awaitable[Charge]:
         self.started.set()
         return self._wait()
 
@@ -150,6 +150,24 @@ def test_hold_that_expires_during_the_gateway_wait_is_sold_to_its_payer(db: str)
             a = await audit(c)
             assert (a["units_sold"], a["units_reserved"], a["stock_left"]) == (1, 0, 0)
             assert [o["account"] for o in a["order_rows"]] == [1]
+
+    asyncio.run(run())
+
+
+def test_a_lone_payment_meets_no_load(db: str) -> None:
+    """The load a payment meets is its pool's requests per worker when it arrives, not
+    counting itself, as in the simulator: on one idle worker, with failures growing from
+    a load of 0 (p = 0 + 1 x load), a lone payment is never declined. Counting itself
+    (load 1, p = 1), the service declined every one."""
+
+    async def run() -> None:
+        payment = {"failure_growth": 1.0, "load_knee": 0.0}
+        async with serving(db, scenario(units=3, workers=1, payment=payment)) as (_, c):
+            for account in (1, 2, 3):
+                rid = (await cart(c, account)).json()["reservation_id"]
+                paid = await pay(c, rid, account, f"lone-{account}")
+                assert paid.status_code == 201, paid.text
+            assert (await audit(c))["units_sold"] == 3
 
     asyncio.run(run())
 
@@ -261,8 +279,8 @@ def test_gateway_times_out_only_when_slower_than_timeout_s() -> None:
 
     async def run(gateway_s: float) -> Charge:
         pay_cfg = Payment(gateway_s=Constant(value=gateway_s), timeout_s=0.05)
-        gw = PaymentGateway(pay_cfg, np.random.default_rng(0), lambda: 0.0)
-        pending = gw.start()
+        gw = PaymentGateway(pay_cfg, np.random.default_rng(0))
+        pending = gw.start(0.0)
         assert not isinstance(pending, str)
         return await pending
 
@@ -270,21 +288,18 @@ def test_gateway_times_out_only_when_slower_than_timeout_s() -> None:
     assert asyncio.run(run(0.06)) == "timeout"
 
 
-def test_verdict_uses_the_load_when_the_payment_starts() -> None:
-    """The load the payment meets when its worker starts it decides, not the load
-    after the gateway's wait (the simulation decides before the wait too)."""
+def test_verdict_uses_the_load_the_payment_met() -> None:
+    """The load the payment met decides, not the load after the gateway's wait (the
+    simulation decides before the wait too)."""
     pay_cfg = Payment(
         gateway_s=Constant(value=0.01), failure_growth=1.0, load_knee=1.0, timeout_s=1.0
     )
-    load = [0.0]
-    gw = PaymentGateway(pay_cfg, np.random.default_rng(0), lambda: load[0])
+    gw = PaymentGateway(pay_cfg, np.random.default_rng(0))
 
-    async def run() -> Charge:
-        pending = gw.start()
-        load[0] = 100.0  # the service fills up during the gateway's wait
+    async def run(load: float) -> Charge:
+        pending = gw.start(load)
         assert not isinstance(pending, str)
         return await pending
 
-    assert asyncio.run(run()) == "paid"
-    load[0] = 100.0
-    assert asyncio.run(run()) == "failed"
+    assert asyncio.run(run(0.0)) == "paid"
+    assert asyncio.run(run(100.0)) == "failed"

@@ -121,10 +121,11 @@ def test_a_payment_queued_in_its_pool_waits_while_views_are_served(tmp_path: Pat
 
 
 def test_a_payments_load_is_its_own_pools(tmp_path: Path) -> None:
-    """failure p = min(1, 100 x max(0, load - 0.5)) on 2 workers: a payment alone loads
-    its pool 0.5 (itself) and is paid; with the other worker of its pool busy the load
-    is 1 and it is declined. A busy view worker counts only when views share the pool."""
-    payment = {"failure_growth": 100.0, "load_knee": 0.5}
+    """failure p = min(1, 100 x max(0, load - 0.25)) on 2 workers, at the load the
+    payment meets on arrival (itself not counted, as in the simulator): alone in its
+    pool it meets 0 and is paid; with a worker of its pool busy it meets 0.5 and is
+    declined. A busy view worker counts only when views share the pool."""
+    payment = {"failure_growth": 100.0, "load_knee": 0.25}
 
     async def verdict(db: Path, **service: Any) -> int:
         sc = _scenario(workers=2, queue_limit=5, payment=payment, **service)

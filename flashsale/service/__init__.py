@@ -162,8 +162,9 @@ Capacity (scenario ``[service]``): at most ``workers`` requests are served at on
 at most ``queue_limit`` wait, none longer than ``queue_timeout_s`` (then 503 with
 Retry-After). The payment gateway waits ``payment.gateway_s`` outside the workers
 (slower than ``timeout_s``: 504 after ``timeout_s``) and declines with the
-scenario's probability at the load the payment met when its worker started it,
-drawn from the ``payment`` random stream of the scenario's seed.
+scenario's probability at the load the payment met when it reached the pay step's
+pool (itself not counted, as in the simulator), drawn from the ``payment`` random
+stream of the scenario's seed.
 """
 
 from __future__ import annotations

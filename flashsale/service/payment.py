@@ -8,13 +8,14 @@ in distribution (not request by request: arrival order on a real server varies).
 
 As in the simulation (flashsale.sim.shop), a gateway slower than ``timeout_s``
 times out after ``timeout_s``, and the verdict depends on the load the payment
-meets when its worker starts it, not on the load after the gateway's wait.
+met when it reached the pay step's pool (requests in service and queued there,
+per worker, itself not counted), not on the load after the gateway's wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import numpy as np
@@ -33,12 +34,9 @@ finish (the worker coming back, the database) before it gives the payment up."""
 class PaymentGateway:
     """Charges a hold: ``paid``, ``failed`` (402) or ``timeout`` (504)."""
 
-    def __init__(
-        self, payment: Payment, rng: np.random.Generator, load: Callable[[], float]
-    ) -> None:
+    def __init__(self, payment: Payment, rng: np.random.Generator) -> None:
         self.payment = payment
         self._rng = rng
-        self._load = load
 
     @property
     def instant(self) -> bool:
@@ -53,23 +51,26 @@ class PaymentGateway:
         answer voided. The gateway itself answers within ``timeout_s``."""
         return self.payment.timeout_s + GIVE_UP_GRACE_S
 
-    def decide(self) -> Charge:
-        """The gateway's verdict at the current load (no latency)."""
-        p = self.payment.failure_probability(self._load())
+    def decide(self, load: float) -> Charge:
+        """The gateway's verdict at ``load`` (requests in the pay step's pool per worker
+        when the payment reached it; no latency)."""
+        p = self.payment.failure_probability(load)
         if p > 0 and self._rng.random() < p:
             return "failed"
         return "paid"
 
-    def start(self) -> Charge | Coroutine[Any, Any, Charge]:
-        """Start a charge while a worker holds the payment. An instant gateway answers
-        at once; otherwise the latency and the verdict (at the load now) are drawn
-        now and the coroutine waits the latency, ``timeout_s`` at most, then answers."""
+    def start(self, load: float) -> Charge | Coroutine[Any, Any, Charge]:
+        """Start a charge while a worker holds the payment, which met ``load`` when it
+        reached its pool (the simulator reads it then too: flashsale.sim.shop). An
+        instant gateway answers at once; otherwise the latency and the verdict are
+        drawn now and the coroutine waits the latency, ``timeout_s`` at most, then
+        answers."""
         if self.instant:
-            return self.decide()
+            return self.decide(load)
         latency = float(self.payment.gateway_s.sample(self._rng, 1)[0])
         if latency > self.payment.timeout_s:
             return _answer(self.payment.timeout_s, "timeout")
-        return _answer(latency, self.decide())
+        return _answer(latency, self.decide(load))
 
 
 async def _answer(after_s: float, verdict: Charge) -> Charge:

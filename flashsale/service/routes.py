@@ -80,6 +80,7 @@ def in_worker(handler: Handler, step: str = "view") -> Handler:
         await receive_body(request)
         limiter = runtime(request).limiters[step]
         request.state.limiter = limiter
+        request.state.load = limiter.occupancy  # met on arrival, itself not counted
         try:
             async with limiter.slot(_patience(request)) as timing:
                 request.state.timing = timing
@@ -171,8 +172,9 @@ async def checkout(request: Request) -> Response:
     and is then the payment's until the gateway answers: paid sells the units
     (201) even if the cart's hold time ran out during the gateway's wait; declined
     (402) or timed out (504) gives them back to the stock. The gateway's verdict
-    is drawn at the load the payment meets now, its wait happens outside the
-    workers."""
+    is drawn at the load the payment met when it reached its pool (requests in
+    service and queued there per worker, itself not counted: as in the simulator),
+    its wait happens outside the workers."""
     rt = runtime(request)
     key = request.headers.get("idempotency-key", "")
     if not 1 <= len(key) <= 200:
@@ -186,6 +188,7 @@ async def checkout(request: Request) -> Response:
     rt.guards.rate(body.account, client_ip(request), rt.t(rt.clock()))
     limiter: CapacityLimiter = request.state.limiter
     timing: Timing = request.state.timing
+    load: float = request.state.load
     gateway = rt.gateway
 
     async def outside_worker(answer: Awaitable[Charge]) -> Charge:
@@ -193,7 +196,7 @@ async def checkout(request: Request) -> Response:
             return await answer
 
     def charge() -> Charge | Awaitable[Charge]:  # called in the worker, hold claimed
-        pending = gateway.start()
+        pending = gateway.start(load)
         if isinstance(pending, str):  # an instant gateway
             timing.gateway_s = 0.0
             return pending

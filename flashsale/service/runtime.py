@@ -112,8 +112,7 @@ class Runtime:
             if at.name not in pools:
                 pools[at.name] = CapacityLimiter(at.workers, at.queue_limit, at.queue_timeout_s)
             self.limiters[step] = pools[at.name]
-        pay = self.limiters["pay"]  # a payment's load is its own pool's occupancy
-        self.gateway = PaymentGateway(svc.payment, self.streams["payment"], lambda: pay.occupancy)
+        self.gateway = PaymentGateway(svc.payment, self.streams["payment"])
         self.channels = [c.name for c in self.scenario.sale.channels]
         await self.rebuild_guards()
 
