@@ -191,6 +191,10 @@ def _one_error_line(res: Any) -> str:
         (["--vary", "service.workers=0..8", "--integer"], "service.workers"),
         (["--vary", "service.workers=1..8", "--integer", "--set", "thresholds={}"], "none to"),
         (["--vary", "service.workers=1..8", "--integer", "--report", "none"], "--report"),
+        (
+            ["--vary", "service.workers=1..8", "--vary", "humans.count=10..20", "--integer"],
+            "a search varies one parameter, got 2",
+        ),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(

@@ -26,7 +26,7 @@ __all__ = ["search"]
 def search(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML file with a [thresholds] table.")],
     vary: Annotated[
-        str,
+        list[str],
         typer.Option(
             "--vary",
             help="The field to search and its range, e.g. --vary service.workers=64..1024 "
@@ -99,8 +99,10 @@ def search(
 
     if report not in ("summary", "full"):
         fail(f"--report: must be summary or full (the verdicts need metrics.json), got {report!r}")
+    if len(vary) != 1:
+        fail(f"--vary: a search varies one parameter, got {len(vary)}: {', '.join(vary)}")
     try:
-        grid = parse_range(vary, str(scenario), integer=integer, tolerance=tolerance)
+        grid = parse_range(vary[0], str(scenario), integer=integer, tolerance=tolerance)
         plan = plan_search(scenario, grid, set_ or [], seed, largest=largest)
     except ScenarioError as e:
         fail(str(e))
