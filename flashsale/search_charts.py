@@ -21,6 +21,7 @@ from flashsale.figures import (
     keep_tick_labels_apart,
     label_unit_axis,
     mean_and_whiskers,
+    nan_array,
     new_figure,
     save_chart,
     wrap_label,
@@ -30,8 +31,9 @@ from flashsale.metric_registry import bounds_of, label_of
 from flashsale.metrics import fmt_interval, fmt_metric, fmt_undefined
 from flashsale.runs import write_text_atomic
 from flashsale.search import Number, show
+from flashsale.thresholds import BOUND_NAMES
 
-__all__ = ["draw_search_charts", "write_search_report"]
+__all__ = ["draw_search_charts", "judged_markers", "write_search_report"]
 
 _HOLDS = OKABE_ITO["bluish_green"]
 _FAILS = OKABE_ITO["vermillion"]
@@ -65,6 +67,31 @@ _NEAR = 5
 there, where the whole range's panel has no room to tell them apart."""
 
 
+def judged_markers(
+    points: Sequence[Mapping[str, Any]], idx: Sequence[int]
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """What the thresholds ``idx`` (indexes into each point's ``verdicts``, all on one
+    metric) judged at each of ``points``: per bound judged (``mean``, ``ci_low``,
+    ``ci_high``, in the order the thresholds name them), the judged value at each point
+    (NaN where there was none, e.g. no interval with one replication) and whether every
+    threshold on that bound holds there. The markers are drawn there, so a failing
+    ``.ci_high`` threshold's cross sits above its limit even where the mean is below."""
+    bounds = dict.fromkeys(points[0]["verdicts"][j]["bound"] for j in idx)
+    drawn = []
+    for bound in bounds:
+        on = [j for j in idx if points[0]["verdicts"][j]["bound"] == bound]
+        judged = nan_array([p["verdicts"][on[0]]["judged"] for p in points])
+        holds = np.array([all(p["verdicts"][j]["passed"] for j in on) for p in points], bool)
+        drawn.append((bound, judged, holds))
+    return drawn
+
+
+def _judged_names(points: Sequence[Mapping[str, Any]], idx: Sequence[int]) -> list[str]:
+    """The interval bounds the thresholds ``idx`` judge, in words (none: the mean)."""
+    bounds = dict.fromkeys(points[0]["verdicts"][j]["bound"] for j in idx)
+    return [BOUND_NAMES[b] for b in bounds if b != "mean"]
+
+
 def _panel(
     ax: Axes,
     points: Sequence[Mapping[str, Any]],
@@ -72,21 +99,28 @@ def _panel(
     idx: Sequence[int],
     answer: Number | None,
 ) -> None:
-    """One metric's means and CIs at ``points`` (a marker per verdict), its limits and
-    the answer, on ``ax``."""
+    """One metric's means and CIs at ``points`` (a marker per verdict, at the quantity
+    it judged), its limits and the answer, on ``ax``."""
     x = np.array([float(p["value"]) for p in points])
     blocks = [p["metrics"][metric] for p in points]
     mean, _ = mean_and_whiskers(blocks)
-    ax.plot(x, mean, color="#555555", lw=1.0, zorder=1)
+    markers = judged_markers(points, idx)
+    on_bound = any(bound != "mean" for bound, _, _ in markers)
+    ax.plot(x, mean, color="#555555", lw=1.0, zorder=1, label="mean" if on_bound else None)
     draw_whiskers(ax, x, blocks, ecolor="#555555", elinewidth=1.2, zorder=2)
-    holds = np.array([all(p["verdicts"][j]["passed"] for j in idx) for p in points], bool)
-    defined = np.isfinite(mean)
-    for where, marker, size, color, label in (
-        (holds & defined, "o", 36, _HOLDS, "threshold holds"),
-        (~holds & defined, "X", 48, _FAILS, "threshold fails"),
-    ):
-        ax.scatter(x[where], mean[where], marker=marker, s=size, color=color, zorder=3, label=label)
-    for xx in x[~defined]:  # no value in any replication: say so where it belongs
+    undefined = np.zeros(len(points), bool)
+    for bound, judged, holds in markers:
+        at = "" if bound == "mean" else f" (judged: {BOUND_NAMES[bound]})"
+        defined = np.isfinite(judged)
+        undefined |= ~defined
+        for where, marker, size, color, label in (
+            (holds & defined, "o", 36, _HOLDS, f"threshold holds{at}"),
+            (~holds & defined, "X", 48, _FAILS, f"threshold fails{at}"),
+        ):
+            ax.scatter(
+                x[where], judged[where], marker=marker, s=size, color=color, zorder=3, label=label
+            )
+    for xx in x[undefined]:  # nothing to judge (no value, no interval): say so where it belongs
         ax.annotate(
             "n/a",
             (xx, 0),
@@ -105,7 +139,8 @@ def _panel(
         ax.axvline(
             float(answer), color=OKABE_ITO["blue"], ls=":", lw=1.6, label=f"answer: {show(answer)}"
         )
-    span = np.concatenate([mean[defined & (mean > 0)], [v for v in limits if v > 0]])
+    drawn = np.concatenate([mean, *(judged for _, judged, _ in markers)])
+    span = np.concatenate([drawn[drawn > 0], [v for v in limits if v > 0]])
     if span.size and span.max() / span.min() > _LOG_SPAN:
         ax.set_yscale("log")
     elif not span.size and (lo_hi := bounds_of(metric))[0] is not None:
@@ -138,7 +173,10 @@ def draw_search_charts(doc: Mapping[str, Any], folder: Path) -> list[Chart]:
     charts = []
     for k, (metric, idx) in enumerate(_by_metric(doc).items()):
         fig, axes = new_figure(1, 2 if near else 1, height=4.4)
-        checks = "; ".join(points[0]["verdicts"][j]["check"] for j in idx)
+        checks = "; ".join(
+            [points[0]["verdicts"][j]["check"] for j in idx]
+            + [f"judged: {name}" for name in _judged_names(points, idx)]
+        )
         _panel(axes[0, 0], points, metric, idx, answer)
         axes[0, 0].set_title(f"{label_of(metric)}  ({checks})", fontsize=9)
         axes[0, 0].set_xlabel(f"{param} (whole range)" if near else param, fontsize=9)
@@ -147,7 +185,13 @@ def draw_search_charts(doc: Mapping[str, Any], folder: Path) -> list[Chart]:
             axes[0, 1].set_title(f"near the answer: the {len(near)} closest values", fontsize=9)
             axes[0, 1].set_xlabel(param, fontsize=9)
         handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=4)
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            fontsize=8,
+            ncols=4 if len(handles) <= 4 else 3,
+        )
         title = (
             f"{doc['scenario_name']}: {doc['parameter']['goal']} {param} at which every "
             f"threshold holds (seed {doc['seed']} at every value; {interval})"
@@ -160,7 +204,9 @@ def draw_search_charts(doc: Mapping[str, Any], folder: Path) -> list[Chart]:
                 f"threshold-{k}-{metric}",
                 f"{label_of(metric)} against {param}",
                 f"Each tried value's {metric} ({interval}; the same arrivals and buyers at "
-                "every value); circles: the threshold holds there, crosses: it fails; dashed: "
+                "every value); circles: the threshold holds there, crosses: it fails, each at "
+                "what the threshold judges (the mean, or for a .ci_high or .ci_low threshold "
+                "that end of the 95% CI); dashed: "
                 "the limit; dotted: the answer; on the right, the values nearest the answer. "
                 f"A log axis when the values span more than {_LOG_SPAN:g}x; n/a: no value "
                 "(e.g. never sold out).",

@@ -635,7 +635,15 @@ def report_sweep(
 
 
 def summary_lines(result: SweepResult) -> list[str]:
-    """One line per point (its settings and the key metrics' means), then the paths."""
+    """One line per point (its settings and the key metrics' means), then the paths;
+    with ``--report none`` no table (no metric was computed), a line saying so."""
+    if result.report is None:
+        return [
+            f"sweep:   {result.folder}",
+            "metrics: not computed (--report none), so no table and no report; "
+            f"`flashsale report {result.folder}` computes them and writes every point's "
+            "report and the sweep's",
+        ]
     head = ["point", "settings", *(label for _, label in SWEEP_COLUMNS), "thresholds"]
     table = [
         [
@@ -652,13 +660,7 @@ def summary_lines(result: SweepResult) -> list[str]:
         for line in (head, *table)
     ]
     lines.append(f"sweep:   {result.folder}")
-    if result.report is None:
-        lines.append(
-            f"report:  not written (--report none); `flashsale report {result.folder}` "
-            "writes every point's report and the sweep's"
-        )
-    else:
-        lines.append(f"report:  {result.report}")
+    lines.append(f"report:  {result.report}")
     if result.compare_report is not None:
         lines.append(f"compare: {result.compare_report}")
     return lines

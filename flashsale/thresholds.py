@@ -25,7 +25,7 @@ from typing import Any
 from flashsale.metric_registry import lookup
 from flashsale.scenario import Threshold
 
-__all__ = ["BREACHED", "OK", "Verdict", "check_thresholds", "exit_code"]
+__all__ = ["BOUND_NAMES", "BREACHED", "OK", "Verdict", "check_thresholds", "exit_code"]
 
 OK = 0
 BREACHED = 1
@@ -41,7 +41,8 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-_BOUND_NAMES = {"ci_low": "95% CI low", "ci_high": "95% CI high"}
+BOUND_NAMES = {"ci_low": "95% CI low", "ci_high": "95% CI high"}
+"""What a threshold on an interval bound judges, in words (verdicts, charts)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Verdict:
         seen = f"mean {self.value:.4g}{self._ci()}"
         if self.judged is None:  # one (defined) replication: no interval
             return f"{head} {why}, no value to check ({seen})"
-        judged = f"{_BOUND_NAMES[bound]} {self.judged:.4g}"
+        judged = f"{BOUND_NAMES[bound]} {self.judged:.4g}"
         if why is not None:
             return f"{head} {why} (of the other {defined}: {judged}, {seen})"
         return f"{head} got {judged} ({seen})"

@@ -122,7 +122,10 @@ def test_sweep_none_writes_tables_and_report_writes_the_rest(tmp_path: Path) -> 
     out = tmp_path / "s"
     res = _sweep(out, "--report", "none")
     assert res.exit_code == 0, res.output
-    assert f"`flashsale report {out}`" in res.output
+    # no metrics, so no table (not even its header): one line says how to get them
+    assert "settings" not in res.output and "point-000" not in res.output, res.output
+    said = "metrics: not computed (--report none), so no table and no report; "
+    assert f"{said}`flashsale report {out}` computes them" in res.output, res.output
     assert not (out / "report.html").exists() and not (out / "point-000" / "metrics.json").exists()
     assert _json(out / "sweep.json")["status"] == "complete"
     res = _flashsale("report", out)

@@ -262,6 +262,11 @@ def test_smallest_workers_for_a_sellout_time_on_the_smoke_sale(
     progress = [ln for ln in res.output.splitlines() if ln.startswith("  service.workers=")]
     assert len(progress) == len(json.loads((out / "search.json").read_text())["points"])
     assert all("oversold_units 0 == 0; sellout_time_s " in ln for ln in progress), progress
+    # the bar is gone once done: off a terminal nothing of it is printed, and the
+    # line before the answer is the last tried value's verdict line
+    lines = res.output.splitlines()
+    assert lines[lines.index(line) - 1] == progress[-1], res.output
+    assert "━" not in res.output and "/2" not in res.output, res.output
 
     # The evidence: every tried value is a run folder with its verdicts and intervals,
     # the ends first, then bisection; the verdicts are monotone in the workers.
@@ -435,3 +440,35 @@ def test_answer_lines_and_warnings_say_what_the_tried_values_show(smoke_path: Pa
         "smallest service.workers at which every threshold holds: 1 "
         "(tried 2 values; the whole range holds: a smaller value may hold too)"
     )
+
+
+def test_the_chart_marks_a_ci_high_threshold_at_the_interval_top(smoke_path: Path) -> None:
+    """Sell-out times of 20, 22 and 30 s: mean 24 holds <= 30, but the interval's top
+    (24 + t(0.975, 2) x sqrt(28) / sqrt(3) = 37.14) fails; 10, 11 and 12 s: top
+    11 + t(0.975, 2) / sqrt(3) = 13.48 holds. The chart's markers for the .ci_high
+    threshold sit at those tops (so a cross is above the limit), the mean's at the means."""
+    from flashsale.scenario import load_scenario
+    from flashsale.search_charts import judged_markers
+    from flashsale.stats import summarize
+    from flashsale.thresholds import check_thresholds
+
+    sc = load_scenario(
+        smoke_path,
+        [
+            "thresholds={}",
+            "thresholds.sellout_time_s=<= 30",
+            "thresholds.sellout_time_s.ci_high=<= 30",
+        ],
+    )
+    points = []
+    for value, times in ((4, [20.0, 22.0, 30.0]), (8, [10.0, 11.0, 12.0])):
+        metrics = {"sellout_time_s": summarize(times, bounds=(0.0, None))}
+        verdicts = [v.as_json() for v in check_thresholds(sc.thresholds, metrics)]
+        points.append({"value": value, "metrics": metrics, "verdicts": verdicts})
+    t = 4.302652729911275
+    drawn = {bound: (list(y), list(holds)) for bound, y, holds in judged_markers(points, [0, 1])}
+    assert list(drawn) == ["mean", "ci_high"]
+    assert drawn["mean"] == (pytest.approx([24.0, 11.0]), [True, True])
+    tops = [24 + t * math.sqrt(28) / math.sqrt(3), 11 + t / math.sqrt(3)]
+    assert drawn["ci_high"] == (pytest.approx(tops), [False, True])
+    assert drawn["ci_high"][0][0] > 30  # the failing cross is above the limit line

@@ -148,8 +148,11 @@ def _executor(address: str | None) -> Iterator[Executor | None]:
         yield client.get_executor()  # type: ignore[no-untyped-call,unused-ignore]
 
 
-def progress_bar() -> Progress:
-    """A job bar: what runs, the bar, done of total, elapsed (sweep and search)."""
+def progress_bar(*, transient: bool = False) -> Progress:
+    """A job bar: what runs, the bar, done of total, elapsed (sweep and search).
+    ``transient``: the bar is erased when it stops, and off a terminal it is never
+    drawn, not even a blank line (a search prints its own line per value instead)."""
+    from rich import get_console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -158,10 +161,13 @@ def progress_bar() -> Progress:
         TimeElapsedColumn,
     )
 
+    console = get_console()
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        transient=False,
+        console=console,
+        transient=transient,
+        disable=transient and not console.is_interactive,
     )
