@@ -310,7 +310,8 @@ out = []
 for allow_remote, plan in json.loads(sys.argv[1]):
     app._proc.plan = AsyncResult()
     env = SimpleNamespace(
-        runner=Worker(), events=SimpleNamespace(request=hook, quitting=hook),
+        runner=Worker(),
+        events=SimpleNamespace(request=hook, quitting=hook, report_to_master=hook),
         process_exit_code=None,
         parsed_options=SimpleNamespace(allow_remote=allow_remote),
     )
