@@ -17,9 +17,8 @@ PostgreSQL (the ``db`` fixture).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
@@ -27,14 +26,13 @@ import numpy as np
 
 from flashsale.distributions import Constant
 from flashsale.scenario import Payment, Scenario, parse_scenario
-from flashsale.service.app import create_app
-from flashsale.service.backends import open_store
 from flashsale.service.payment import PaymentGateway
 from flashsale.service.runtime import Runtime
 from flashsale.service.store import Charge
 
-TOKEN = "test-admin-token"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+from ._asgi_service import cart, pay, serving
+from ._inprocess import ADMIN
+
 T0 = 1_000_000.0
 
 
@@ -76,32 +74,6 @@ class Gateway:
 
     def answer(self, verdict: Charge) -> None:
         self._verdict.set_result(verdict)
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    db: str, sc: Scenario, clock: Callable[[], float] = time.time
-) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
-    rt = Runtime(open_store(db, pool_size=4), sc, TOKEN, clock=clock)
-    await rt.start()
-    try:
-        transport = httpx.ASGITransport(app=create_app(rt))
-        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
-            yield rt, c
-    finally:
-        await rt.stop()
-
-
-async def cart(c: httpx.AsyncClient, account: int) -> httpx.Response:
-    return await c.post("/v1/cart", json={"account": account, "sku": "SKU-P", "units": 1})
-
-
-async def pay(c: httpx.AsyncClient, rid: int, account: int, key: str) -> httpx.Response:
-    return await c.post(
-        "/v1/checkout",
-        json={"reservation_id": rid, "account": account},
-        headers={"Idempotency-Key": key},
-    )
 
 
 async def audit(c: httpx.AsyncClient) -> dict[str, Any]:

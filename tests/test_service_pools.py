@@ -8,8 +8,6 @@ nothing depends on how fast this machine is.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +16,9 @@ import pytest
 
 from flashsale.replay.recorder import server_timing
 from flashsale.scenario import Scenario, parse_scenario
-from flashsale.service.app import create_app
-from flashsale.service.backends import open_store
-from flashsale.service.runtime import Runtime
 
-TOKEN = "test-admin-token"
+from ._asgi_service import cart, pay, serving
+
 PAY_POOL = {"payments": {"steps": ["pay"], "workers": 1, "queue_limit": 0}}
 
 
@@ -38,28 +34,8 @@ def _scenario(**service: Any) -> Scenario:
     )
 
 
-@contextlib.asynccontextmanager
-async def _serving(db: Path, sc: Scenario) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
-    rt = Runtime(open_store(db), sc, TOKEN)
-    await rt.start()
-    try:
-        transport = httpx.ASGITransport(app=create_app(rt))
-        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
-            yield rt, c
-    finally:
-        await rt.stop()
-
-
-async def _cart(c: httpx.AsyncClient, account: int) -> httpx.Response:
-    return await c.post("/v1/cart", json={"account": account, "sku": "SKU-P", "units": 1})
-
-
 async def _pay(c: httpx.AsyncClient, rid: int, account: int) -> httpx.Response:
-    return await c.post(
-        "/v1/checkout",
-        json={"reservation_id": rid, "account": account},
-        headers={"Idempotency-Key": f"k-{rid}-{account}"},
-    )
+    return await pay(c, rid, account, f"k-{rid}-{account}")
 
 
 def _timing(r: httpx.Response) -> dict[str, float]:
@@ -70,11 +46,11 @@ def test_a_saturated_payment_pool_does_not_refuse_views_or_carts(tmp_path: Path)
     """Its one worker busy and no queue: payments get 503, pages and carts are served."""
 
     async def run() -> None:
-        async with _serving(tmp_path / "s.db", _scenario(pools=PAY_POOL)) as (rt, c):
-            rid = (await _cart(c, 1)).json()["reservation_id"]
+        async with serving(tmp_path / "s.db", _scenario(pools=PAY_POOL)) as (rt, c):
+            rid = (await cart(c, 1)).json()["reservation_id"]
             async with rt.limiters["pay"].slot():
                 view = await c.get("/v1/sale")
-                carted = await _cart(c, 2)
+                carted = await cart(c, 2)
                 paid = await _pay(c, rid, 1)
             assert view.status_code == 200 and carted.status_code == 201
             assert paid.status_code == 503 and paid.json()["reason"] == "queue_full"
@@ -86,7 +62,7 @@ def test_a_saturated_payment_pool_does_not_refuse_views_or_carts(tmp_path: Path)
 
 def test_in_one_shared_pool_the_same_busy_worker_refuses_the_view(tmp_path: Path) -> None:
     async def run() -> None:
-        async with _serving(tmp_path / "s.db", _scenario()) as (rt, c):
+        async with serving(tmp_path / "s.db", _scenario()) as (rt, c):
             assert rt.limiters["view"] is rt.limiters["pay"] is rt.limiters["cart"]
             async with rt.limiters["pay"].slot():
                 view = await c.get("/v1/sale")
@@ -100,8 +76,8 @@ def test_a_payment_queued_in_its_pool_waits_while_views_are_served(tmp_path: Pat
 
     async def run() -> None:
         sc = _scenario(pools=pools, queue_timeout_s=600.0)
-        async with _serving(tmp_path / "s.db", sc) as (rt, c):
-            rid = (await _cart(c, 1)).json()["reservation_id"]
+        async with serving(tmp_path / "s.db", sc) as (rt, c):
+            rid = (await cart(c, 1)).json()["reservation_id"]
             pay_pool = rt.limiters["pay"]
             async with pay_pool.slot():
                 task = asyncio.create_task(_pay(c, rid, 1))
@@ -129,8 +105,8 @@ def test_a_payments_load_is_its_own_pools(tmp_path: Path) -> None:
 
     async def verdict(db: Path, **service: Any) -> int:
         sc = _scenario(workers=2, queue_limit=5, payment=payment, **service)
-        async with _serving(db, sc) as (rt, c):
-            rid = (await _cart(c, 1)).json()["reservation_id"]
+        async with serving(db, sc) as (rt, c):
+            rid = (await cart(c, 1)).json()["reservation_id"]
             async with rt.limiters["view"].slot():
                 return (await _pay(c, rid, 1)).status_code
 
@@ -148,9 +124,9 @@ def test_every_answer_from_a_worker_says_where_its_time_went(
 
     async def run() -> None:
         sc = _scenario(workers=4, queue_limit=5, payment={"gateway_s": gateway_s})
-        async with _serving(tmp_path / "s.db", sc) as (_, c):
+        async with serving(tmp_path / "s.db", sc) as (_, c):
             view = await c.get("/v1/sale")
-            carted = await _cart(c, 1)
+            carted = await cart(c, 1)
             refused = await c.post("/v1/cart", json={"account": 1, "sku": "NOPE", "units": 1})
             paid = await _pay(c, carted.json()["reservation_id"], 1)
             again = await _pay(c, carted.json()["reservation_id"], 1)  # the stored answer
