@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 
+from flashsale.arrivals import HUMAN, Schedule
 from flashsale.scenario import Scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +29,45 @@ def scenario_with(data: dict[str, Any], **over: Any) -> Scenario:
             node = node.setdefault(part, {})
         node[last] = value
     return parse_scenario(data)
+
+
+def tiny_sale(**over: Any) -> Scenario:
+    """A hand-computable sale: 3 units, 5 humans, one worker, constant step times
+    (view 0.1 s, cart 0.2 s, pay 0.3 s), no retries; ``over`` as for scenario_with."""
+    data: dict[str, Any] = {
+        "schema_version": 1,
+        "name": "tiny",
+        "seed": 3,
+        "sale": {"units": 3, "window_s": 60},
+        "humans": {
+            "count": 5,
+            "think_s": 1.0,
+            "refresh_s": 1.0,
+            "retries_on_error": 0,
+            "arrivals": {"profile": "poisson", "rate_per_s": 1.0},
+        },
+        "service": {
+            "workers": 1,
+            "queue_limit": 100,
+            "queue_timeout_s": 100,
+            "step_s": {"view": 0.1, "cart": 0.2, "pay": 0.3},
+        },
+    }
+    return scenario_with(data, **over)
+
+
+def fixed_schedule(times: list[float]) -> Schedule:
+    """One human arriving at each of ``times`` (s), account and person = index."""
+    n = len(times)
+    ids = np.arange(n, dtype=np.int64)
+    return Schedule(
+        t=np.array(times),
+        kind=np.full(n, HUMAN),
+        account=ids,
+        person=ids,
+        channel=np.zeros(n, dtype=np.uint8),
+        operator=np.full(n, -1, dtype=np.int64),
+    )
 
 
 @pytest.fixture

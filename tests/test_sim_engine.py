@@ -3,56 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flashsale.arrivals import HUMAN, Schedule
 from flashsale.outcome import RESULT, STEP
 from flashsale.scenario import Scenario, load_scenario
 from flashsale.sim import engine
 from flashsale.sim.engine import UnsupportedScenario, simulate
 
-from .conftest import SCENARIOS, scenario_with
-
-
-def _tiny(**over: Any) -> Scenario:
-    data: dict[str, Any] = {
-        "schema_version": 1,
-        "name": "tiny",
-        "seed": 3,
-        "sale": {"units": 3, "window_s": 60},
-        "humans": {
-            "count": 5,
-            "think_s": 1.0,
-            "refresh_s": 1.0,
-            "retries_on_error": 0,
-            "arrivals": {"profile": "poisson", "rate_per_s": 1.0},
-        },
-        "service": {
-            "workers": 1,
-            "queue_limit": 100,
-            "queue_timeout_s": 100,
-            "step_s": {"view": 0.1, "cart": 0.2, "pay": 0.3},
-        },
-    }
-    return scenario_with(data, **over)
-
-
-def _fixed(times: list[float]) -> Schedule:
-    n = len(times)
-    ids = np.arange(n, dtype=np.int64)
-    return Schedule(
-        t=np.array(times),
-        kind=np.full(n, HUMAN),
-        account=ids,
-        person=ids,
-        channel=np.zeros(n, dtype=np.uint8),
-        operator=np.full(n, -1, dtype=np.int64),
-    )
+from .conftest import SCENARIOS, fixed_schedule, tiny_sale
 
 
 def test_hand_computed_sale() -> None:
@@ -63,7 +25,9 @@ def test_hand_computed_sale() -> None:
     1.3-1.5 (C, waited 0.1), 1.7-1.9 (A, the last unit); D's view at 2.0 finds none; pays at
     2.3-2.6 (B), 2.6-2.9 (C, waited), 2.9-3.2 (A); E comes too late.
     """
-    j = simulate(_tiny(), schedule=_fixed([-0.5, 0.0, 0.05, 2.0, 10.0])).outcome.journeys
+    j = simulate(
+        tiny_sale(), schedule=fixed_schedule([-0.5, 0.0, 0.05, 2.0, 10.0])
+    ).outcome.journeys
     purchased, sold_out = RESULT.index("purchased"), RESULT.index("sold_out")
     assert j["result"].tolist() == [purchased] * 3 + [sold_out] * 2
     assert j["units"].tolist() == [1, 1, 1, 0, 0]
@@ -74,7 +38,9 @@ def test_hand_computed_sale() -> None:
 
 
 def test_hand_computed_requests() -> None:
-    rq = simulate(_tiny(), schedule=_fixed([-0.5, 0.0, 0.05, 2.0, 10.0])).outcome.requests
+    rq = simulate(
+        tiny_sale(), schedule=fixed_schedule([-0.5, 0.0, 0.05, 2.0, 10.0])
+    ).outcome.requests
     a = rq["journey"] == 0
     assert [STEP[s] for s in rq["step"][a]] == ["view", "view", "cart", "pay"]
     # the sale page answers 200 and says in its body that it is not open yet, as the

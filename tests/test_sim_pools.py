@@ -12,52 +12,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from flashsale.arrivals import HUMAN, Schedule
 from flashsale.outcome import RESULT, STEP
 from flashsale.scenario import Scenario
 from flashsale.sim.engine import simulate
 
 from ._theory import erlang_c, erlang_c_mean_wait
-from .conftest import scenario_with
+from .conftest import fixed_schedule, tiny_sale
 
 NAN = np.nan
 
 
 def _tiny(**over: Any) -> Scenario:
-    data: dict[str, Any] = {
-        "schema_version": 1,
-        "name": "tiny",
-        "seed": 3,
-        "sale": {"units": 3, "window_s": 60},
-        "humans": {
-            "count": 5,
-            "think_s": 1.0,
-            "refresh_s": 1.0,
-            "retries_on_error": 0,
-            "arrivals": {"profile": "poisson", "rate_per_s": 1.0},
-        },
-        "service": {
-            "workers": 1,
-            "queue_limit": 100,
-            "queue_timeout_s": 100,
-            "step_s": {"view": 0.1, "cart": 0.2, "pay": 0.3},
-            "payment": {"gateway_s": 0.5},
-        },
-    }
-    return scenario_with(data, **over)
-
-
-def _fixed(times: list[float]) -> Schedule:
-    n = len(times)
-    ids = np.arange(n, dtype=np.int64)
-    return Schedule(
-        t=np.array(times),
-        kind=np.full(n, HUMAN),
-        account=ids,
-        person=ids,
-        channel=np.zeros(n, dtype=np.uint8),
-        operator=np.full(n, -1, dtype=np.int64),
-    )
+    """The engine tests' tiny sale, behind a 0.5 s payment gateway."""
+    return tiny_sale(service__payment__gateway_s=0.5, **over)
 
 
 ARRIVALS = [-0.5, 0.0, 0.05, 2.45, 10.0]  # A, B, C, D, E
@@ -77,7 +44,7 @@ def test_hand_computed_sale_with_a_payment_pool() -> None:
     2.3-2.6, C 2.6-2.9 (arrived 2.5, waited 0.1), A 2.9-3.2; each answered 0.5 s after
     its worker let go. D's view at 2.45 does not wait behind B's payment.
     """
-    out = simulate(_tiny(service__pools=PAY_POOL), schedule=_fixed(ARRIVALS)).outcome
+    out = simulate(_tiny(service__pools=PAY_POOL), schedule=fixed_schedule(ARRIVALS)).outcome
     j, rq = out.journeys, out.requests
     purchased, sold_out = RESULT.index("purchased"), RESULT.index("sold_out")
     assert j["result"].tolist() == [purchased] * 3 + [sold_out] * 2
@@ -105,7 +72,7 @@ def test_the_same_sale_in_one_shared_pool_queues_the_view_behind_payments() -> N
     """Without the payment pool: B pays 2.3-2.6 on the only worker, so D's view at 2.45
     waits 0.15 (2.6-2.7), C's payment (at 2.5) waits for it (2.7-3.0) and A's (2.9)
     for C's (3.0-3.3)."""
-    rq = simulate(_tiny(), schedule=_fixed(ARRIVALS)).outcome.requests
+    rq = simulate(_tiny(), schedule=fixed_schedule(ARRIVALS)).outcome.requests
     waits = _by_journey(rq, "queue_wait")
     np.testing.assert_allclose(waits[3], [0.15])
     np.testing.assert_allclose([w[-1] for w in waits[:3]], [0.1, 0.0, 0.2])
