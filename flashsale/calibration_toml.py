@@ -41,10 +41,10 @@ def calibrated_service(
     """The ``[service]`` table (tomlkit) of the calibrated scenario.
 
     ``base`` is the ``[service]`` table it replaces: its settings that no table
-    measures (queue limits and timeouts, the cart hold, the gateway's timeout) are
-    kept. The pools are the replayed scenario's (``cal.pools``), each with its
-    fitted workers multiplied by ``capacity_ratio`` (a scenario with more workers
-    than the replayed one, ``--for``).
+    measures (queue limits and timeouts, the cart hold, the gateway's timeout) and
+    ``emulate_step_s`` are kept. The pools are the replayed scenario's
+    (``cal.pools``), each with its fitted workers multiplied by ``capacity_ratio`` (a
+    scenario with more workers than the replayed one, ``--for``).
     """
     import tomlkit
 
@@ -78,6 +78,11 @@ def calibrated_service(
         note = f"mean demand {f.demand.describe('s')}{shape}"
         step_s.add(s, _commented(f.dist, note))
     svc.add("step_s", step_s)
+    if base.get("emulate_step_s"):  # the reference service's setting, not the model's
+        svc.add(
+            "emulate_step_s",
+            _commented(True, "kept: the reference service holds a worker for a step_s draw"),
+        )
     pay = tomlkit.table()
     pf, base_pay = cal.payment, base.get("payment", {})
     pay.add(

@@ -415,6 +415,12 @@ class Service(_Model):
     pools of their own (``[service.pools.NAME]``: ``steps``, ``workers``,
     ``queue_limit``, ``queue_timeout_s``); a step no pool names stays in the default
     pool, and a step may be in one pool at most.
+
+    ``step_s`` is the simulator's service time per step. The reference service's own
+    work takes well under a millisecond; with ``emulate_step_s`` it also holds each
+    request's worker for a ``step_s`` draw (from the ``service`` stream), so that it
+    has the scenario's service demand: a stand-in for a real shop's work, and a
+    service whose demands are known (what ``flashsale calibrate`` is tested against).
     """
 
     workers: Workers = 64
@@ -426,6 +432,10 @@ class Service(_Model):
     )
     cart_hold_s: PosSeconds = Field(default=600.0, description="a reservation expires after this")
     step_s: StepTimes = Field(default_factory=StepTimes)
+    emulate_step_s: bool = Field(
+        default=False,
+        description="the reference service holds each worker for a step_s draw",
+    )
     payment: Payment = Field(default_factory=Payment)
     pools: dict[str, Pool] = Field(
         default_factory=dict, max_length=len(SERVICE_STEPS), description="pools per step"
@@ -728,8 +738,11 @@ class Scenario(_Model):
     def to_toml_dict(self) -> dict[str, Any]:
         """The resolved scenario, every default filled in, as plain data."""
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
-        if not data["service"]["pools"]:  # one shared pool: written as before pools existed
+        # the defaults added since: written as before they existed (same hash)
+        if not data["service"]["pools"]:
             del data["service"]["pools"]
+        if not data["service"]["emulate_step_s"]:
+            del data["service"]["emulate_step_s"]
         data["thresholds"] = {t.key: f"{t.op} {t.value:g}" for t in self.thresholds}
         return data
 

@@ -85,6 +85,7 @@ def in_worker(handler: Handler, step: str = "view") -> Handler:
             async with limiter.slot(_patience(request)) as timing:
                 request.state.timing = timing
                 try:
+                    await runtime(request).work(step)
                     response = await handler(request)
                 except ApiError as e:
                     response = error_response(e)

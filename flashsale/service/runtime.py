@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from flashsale.defenses.review import Review
+from flashsale.distributions import Distribution
 from flashsale.scenario import SERVICE_STEPS, Scenario, parse_scenario
 from flashsale.service.guards import Guards
 from flashsale.service.limiter import CapacityLimiter
@@ -178,6 +179,15 @@ class Runtime:
             "flagged_bot_orders": cancelled["bots"],
             "flagged_human_orders": cancelled["humans"],
         }
+
+    async def work(self, step: str) -> None:
+        """The step's service demand, on the worker that holds the request: with
+        ``[service] emulate_step_s``, a draw of ``step_s.<step>`` (one of
+        SERVICE_STEPS) from the ``service`` stream, slept; nothing otherwise."""
+        svc = self.scenario.service
+        if svc.emulate_step_s:
+            demand: Distribution = getattr(svc.step_s, step)
+            await asyncio.sleep(float(demand.sample(self.streams["service"], 1)[0]))
 
     # ----------------------------------------------------------------- clock
 
