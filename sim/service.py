@@ -71,6 +71,12 @@ class CheckoutService:
         busy = self.workers if waiting else sum(f > now for f in self._free)
         return (busy + waiting) / self.workers
 
+    def earliest_start(self, now: float) -> float:
+        """The earliest time a worker can take a request that arrives at ``now`` or later
+        (FIFO: no later request starts before an earlier one)."""
+        first_free = self._free[0]
+        return first_free if first_free > now else now
+
     def arrive(self, now: float, service_s: float, patience_s: float) -> tuple[int, float, float]:
         """Submit a request at ``now`` needing ``service_s`` of a worker; its client waits
         at most ``patience_s``. Returns ``(code, start, end)``: SERVED with the worker's

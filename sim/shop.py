@@ -96,6 +96,7 @@ class Shop:
         self._route[CAPTCHA] = self._route[LOTTERY] = self._route[VIEW]
         self.service = self.pools["default"]
         self._pay_queue = self._route[PAY][0]
+        self._serving = list({id(q): q for q, _ in self._route.values()}.values())
         self.stock = Stock(
             scenario.sale.split(scenario.sale.units),
             svc.cart_hold_s,
@@ -178,12 +179,12 @@ class Shop:
                     elif start > self.window_s:
                         answer = _SOLD_OUT
                     else:
-                        self.stock.advance(start)
-                        answer = _OK if self.stock.available[j.channel] > 0 else _SOLD_OUT
+                        self._advance(now, start)
+                        answer = _OK if self.stock.available_at(j.channel, start) else _SOLD_OUT
                 elif step == CART:
-                    answer = self._add_to_cart(j, start)
+                    answer = self._add_to_cart(j, now, start)
                 elif step == PAY:
-                    answer, end, gateway = self._pay(j, k, start, end, load)
+                    answer, end, gateway = self._pay(j, k, now, start, end, load)
                 elif step == LOTTERY:
                     answer = self._enter(j, start)
                 else:  # CAPTCHA: a challenge, always served
@@ -208,13 +209,24 @@ class Shop:
         log_gateway(gateway)
         return answer, end
 
-    def _open(self, at: float) -> int:
-        """OK while the sale is open at ``at``, else the answer that says why not."""
+    def _advance(self, now: float, start: float) -> None:
+        """Bring the stock to a decision that a worker takes at ``start`` for a request
+        sent at ``now``: releases applied up to the earliest start any pool can still
+        give (``start`` itself with one pool), payments known not to begin before the
+        pay pool's earliest start (flashsale.sim.stock)."""
+        settled = start
+        for queue in self._serving:
+            settled = min(settled, queue.earliest_start(now))
+        self.stock.advance(settled, self._pay_queue.earliest_start(now))
+
+    def _open(self, now: float, at: float) -> int:
+        """OK while the sale is open at ``at`` (a request sent at ``now``), else the
+        answer that says why not."""
         if at < 0.0:
             return _NOT_OPEN
         if at > self.window_s:
             return _SOLD_OUT
-        self.stock.advance(at)
+        self._advance(now, at)
         return _OK
 
     def _enter(self, j: Journey, at: float) -> int:
@@ -228,8 +240,8 @@ class Shop:
             return _REJECTED  # the entries have closed (410)
         return _OK
 
-    def _add_to_cart(self, j: Journey, at: float) -> int:
-        closed = self._open(at)
+    def _add_to_cart(self, j: Journey, now: float, at: float) -> int:
+        closed = self._open(now, at)
         if closed:
             return closed
         units = j.units
@@ -241,7 +253,7 @@ class Shop:
         if allowed < units:
             j.allowed = allowed
             return _LIMIT_REACHED
-        if self.stock.available[j.channel] < units:
+        if self.stock.available_at(j.channel, at) < units:
             return _SOLD_OUT
         j.hold = self.stock.reserve(j.channel, units, j.account, at)
         j.solved = False  # a CAPTCHA answer is good for one hold
@@ -252,12 +264,13 @@ class Shop:
         return _OK
 
     def _pay(
-        self, j: Journey, k: int, start: float, end: float, load: float
+        self, j: Journey, k: int, now: float, start: float, end: float, load: float
     ) -> tuple[int, float, float]:
-        """The payment a worker takes at ``start`` and leaves at ``end``: (Answer code,
-        response time, time at the gateway: NaN if the hold had expired)."""
+        """The payment sent at ``now`` that a worker takes at ``start`` and leaves at
+        ``end``: (Answer code, response time, time at the gateway: NaN if the hold had
+        expired)."""
         stock = self.stock
-        stock.advance(start)
+        self._advance(now, start)
         hold = j.hold
         if not stock.begin_payment(hold, start):
             j.hold = -1

@@ -7,6 +7,16 @@ will be at S. Releases (a hold that expires, a payment that fails) are therefore
 kept in a heap by time and applied lazily by :meth:`Stock.advance`, so that a
 decision at S sees exactly the releases up to S.
 
+With pools per step (``[service.pools.*]``) each pool decides in its own time
+order, and one pool may be seconds ahead of another: a release may only be applied
+once no pool can still decide before it (the *settled* time: the earliest start
+any pool can still give a request), or a cart at 10.9 s would take units that a
+payment declined at 11 s only gives back then, and the books would show the stock
+below zero. A decision at S beyond the settled time also counts the releases
+between the two that nothing can undo: a declined payment's, and a hold's expiry
+when no payment can begin before it (``pay_from``). With one pool the settled time
+is S itself, and this is the rule above.
+
 Oversell is impossible by construction (a reservation needs that many units
 available) and is still checked: :meth:`Stock.audit` raises :class:`OversellError`
 if the books ever disagree.
@@ -15,6 +25,7 @@ if the books ever disagree.
 from __future__ import annotations
 
 import heapq
+import math
 from array import array
 from collections.abc import Callable
 
@@ -45,6 +56,8 @@ class Stock:
         self._holds: list[list[float]] = []
         self._pending: list[tuple[float, int, int]] = []  # heap (time, seq, hold id)
         self._seq = 0
+        self._settled = -math.inf  # releases up to here are applied
+        self._pay_from = -math.inf  # no payment begins before this
         self.sold = 0
         # raw facts for the timeline: at `log_t`, available += d_avail, reserved += d_res;
         # sold_by_kind[kind] at `log_t` += d_sold
@@ -61,14 +74,38 @@ class Stock:
         self.log_sold.append(d_sold)
         self.log_kind.append(kind)
 
-    def advance(self, now: float) -> None:
-        """Apply every release due at or before ``now``."""
+    def advance(self, settled: float, pay_from: float = -math.inf) -> None:
+        """Apply every release due at or before ``settled`` (seconds: no pool can still
+        decide before it); no payment can begin before ``pay_from``."""
+        self._settled, self._pay_from = settled, pay_from
         p = self._pending
-        while p and p[0][0] <= now:
+        while p and p[0][0] <= settled:
             t, _, hid = heapq.heappop(p)
             h = self._holds[hid]
             if h[0] == _HELD or (h[0] == _FAILING and h[4] == t):
                 self._release(hid, t)
+
+    def available_at(self, channel: int, at: float) -> int:
+        """Units of ``channel`` available at ``at`` (>= the settled time): those after
+        the releases applied, plus the certain ones due in between (module docstring).
+        A walk of the heap that stops below every entry later than ``at``."""
+        n = self.available[channel]
+        if at <= self._settled:
+            return n
+        p, holds, pay_from = self._pending, self._holds, self._pay_from
+        todo = [0] if p else []
+        while todo:
+            i = todo.pop()
+            t, _, hid = p[i]
+            if t > at:
+                continue
+            h = holds[hid]
+            if h[1] == channel and (
+                (h[0] == _FAILING and h[4] == t) or (h[0] == _HELD and t <= pay_from)
+            ):
+                n += int(h[2])
+            todo.extend(c for c in (2 * i + 1, 2 * i + 2) if c < len(p))
+        return n
 
     def _release(self, hid: int, t: float) -> None:
         h = self._holds[hid]
@@ -86,13 +123,12 @@ class Stock:
     def reserve(self, channel: int, units: int, account: int, now: float) -> int:
         """Hold ``units`` of ``channel`` for ``account`` from ``now``; returns the hold id.
 
-        The caller checks ``available`` first (after :meth:`advance`); asking for more
-        than is available is a bug and raises.
+        The caller checks :meth:`available_at` first (after :meth:`advance`); asking for
+        more than is available is a bug and raises.
         """
-        if units > self.available[channel]:
-            raise OversellError(
-                f"reserve {units} units on channel {channel} with {self.available[channel]} left"
-            )
+        left = self.available_at(channel, now)
+        if units > left:
+            raise OversellError(f"reserve {units} units on channel {channel} with {left} left")
         self.available[channel] -= units
         hid = len(self._holds)
         expires = now + self.hold_s
