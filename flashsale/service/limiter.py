@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flashsale.checkout import OVERLOADED_RETRY_AFTER_S
 
@@ -44,15 +44,17 @@ __all__ = ["Abandoned", "CapacityLimiter", "Overloaded", "Timing"]
 @dataclass
 class Timing:
     """Where one request's time went on the server, in seconds (``time.perf_counter``):
-    waiting for a worker (``queue_s``, both waits if it gave its worker back for a
-    while), holding one (``service_s``, set when the slot ends), outside the worker
-    between the two (``away_s``), and of that at the payment gateway (``gateway_s``;
+    waiting for a worker (``queue_s``), holding one (``service_s``, set when the slot
+    ends), outside the worker after it (``away_s``: the block of
+    :meth:`CapacityLimiter.leave`), and of that at the payment gateway (``gateway_s``;
     None: the request did not reach the gateway)."""
 
     queue_s: float = 0.0
     service_s: float | None = None
     away_s: float = 0.0
     gateway_s: float | None = None
+    left_at: float | None = field(default=None, repr=False)
+    """When the request gave its worker back for good (:meth:`CapacityLimiter.leave`)."""
 
     def header(self) -> str:
         """The ``Server-Timing`` header value (W3C Server Timing; ``dur`` in ms):
@@ -132,9 +134,9 @@ class CapacityLimiter:
 
     @asynccontextmanager
     async def slot(self, patience_s: float = math.inf) -> AsyncIterator[Timing]:
-        """Hold a worker for the block, which gets the request's :class:`Timing`; raises
-        :class:`Overloaded` if none comes within the queue's limits, :class:`Abandoned`
-        if none comes within ``patience_s``."""
+        """Hold a worker for the block (or until :meth:`leave`), which gets the
+        request's :class:`Timing`; raises :class:`Overloaded` if none comes within the
+        queue's limits, :class:`Abandoned` if none comes within ``patience_s``."""
         asked = time.perf_counter()
         waited = await self._acquire(patience_s)
         taken = time.perf_counter()
@@ -144,25 +146,23 @@ class CapacityLimiter:
                 await asyncio.sleep(0)  # hold it for a turn of the loop (module docstring)
             yield timing
         finally:
-            self._release()
-            # on the worker: the whole slot but the time it was given back
-            off = timing.queue_s - (taken - asked) + timing.away_s
-            timing.service_s = max(0.0, time.perf_counter() - taken - off)
+            if timing.left_at is None:
+                self._release()
+            timing.service_s = (timing.left_at or time.perf_counter()) - taken
 
     @asynccontextmanager
-    async def paused(self, timing: Timing | None = None) -> AsyncIterator[None]:
-        """Give the worker back during the block (a wait outside the service, like the
-        payment gateway) and take one again afterwards, ahead of the queue's limits:
-        a request already admitted is never refused half-way. The block's time goes to
-        ``timing.away_s``, the wait for a worker after it to ``timing.queue_s``."""
-        left = time.perf_counter()
+    async def leave(self, timing: Timing) -> AsyncIterator[None]:
+        """Give the worker back for the rest of the request: a wait outside the service
+        (the payment gateway, a CAPTCHA provider's check) and what follows it (the
+        payment's commit) hold no worker and never queue for one again. The simulator
+        models a step so: its time on a worker, then the gateway (sim/shop.py); a
+        payment that queued again behind the payments not yet started would wait
+        twice. The block's time goes to ``timing.away_s``."""
+        if timing.left_at is not None:
+            raise RuntimeError("the request has already given its worker back")
+        timing.left_at = time.perf_counter()
         self._release()
         try:
             yield
         finally:
-            back = time.perf_counter()
-            await self._sem.acquire()
-            self.active += 1
-            if timing is not None:
-                timing.away_s += back - left
-                timing.queue_s += time.perf_counter() - back
+            timing.away_s += time.perf_counter() - timing.left_at

@@ -174,8 +174,10 @@ async def checkout(request: Request) -> Response:
     (201) even if the cart's hold time ran out during the gateway's wait; declined
     (402) or timed out (504) gives them back to the stock. The gateway's verdict
     is drawn at the load the payment met when it reached its pool (requests in
-    service and queued there per worker, itself not counted: as in the simulator),
-    its wait happens outside the workers."""
+    service and queued there per worker, itself not counted: as in the simulator).
+    The payment gives its worker back for the gateway's wait and does not queue for
+    one again: the commit that follows holds none (the simulator's payment: its time
+    on a worker, then the gateway)."""
     rt = runtime(request)
     key = request.headers.get("idempotency-key", "")
     if not 1 <= len(key) <= 200:
@@ -193,7 +195,7 @@ async def checkout(request: Request) -> Response:
     gateway = rt.gateway
 
     async def outside_worker(answer: Awaitable[Charge]) -> Charge:
-        async with limiter.paused(timing):
+        async with limiter.leave(timing):
             return await answer
 
     def charge() -> Charge | Awaitable[Charge]:  # called in the worker, hold claimed
@@ -282,7 +284,7 @@ async def captcha_solve(request: Request) -> Response:
     cid = path_id(request, "challenge_id", "unknown_challenge")
     body = await read_body(request, CaptchaSolveIn)
     if rt.guards.captcha_delay_s > 0:  # the provider's verification call
-        async with request.state.limiter.paused(request.state.timing):
+        async with request.state.limiter.leave(request.state.timing):
             await asyncio.sleep(rt.guards.captcha_delay_s)
     token = rt.guards.solve(cid, body.account, body.answer, rt.t(rt.clock()))
     return JSONResponse({"captcha_token": token, "expires_in_s": CAPTCHA_TOKEN_TTL_S})
