@@ -33,7 +33,13 @@ from flashsale.runs import write_text_atomic
 from flashsale.search import Number, show
 from flashsale.thresholds import BOUND_NAMES
 
-__all__ = ["draw_search_charts", "judged_markers", "write_search_report"]
+__all__ = [
+    "draw_search_charts",
+    "judged_markers",
+    "judged_points",
+    "unfinished_line",
+    "write_search_report",
+]
 
 _HOLDS = OKABE_ITO["bluish_green"]
 _FAILS = OKABE_ITO["vermillion"]
@@ -57,7 +63,7 @@ def _value(point: Mapping[str, Any]) -> Number:
     return value
 
 
-def _judged(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def judged_points(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The tried values that were judged, ordered by value."""
     return sorted((p for p in doc["points"] if p.get("verdicts")), key=_value)
 
@@ -158,7 +164,7 @@ def draw_search_charts(doc: Mapping[str, Any], folder: Path) -> list[Chart]:
     answer as a dotted one, over the whole range and, once bisection has crowded
     values near the answer, zoomed on the nearest ones. Nothing when no value was
     judged."""
-    points = _judged(doc)
+    points = judged_points(doc)
     param = doc["parameter"]["path"]
     answer = (doc.get("answer") or {}).get("value")
     near = (
@@ -228,16 +234,28 @@ def _cell(metric: str, block: Mapping[str, Any], verdicts: Sequence[Mapping[str,
     return text
 
 
+def unfinished_line(doc: Mapping[str, Any]) -> str:
+    """What a search that did not finish (no answer in search.json) says instead of
+    its answer: its status, the error and how many values it judged."""
+    judged = len(judged_points(doc))
+    error = f": {doc['error']}" if doc.get("error") else ""
+    return (
+        f"no answer: the search did not finish (status {doc.get('status')}{error}); "
+        f"{judged} value(s) judged"
+    )
+
+
 def write_search_report(doc: Mapping[str, Any], charts: Sequence[Chart], path: Path) -> Path:
     """The search's report.html: the answer, any warning, the range and thresholds, a
     table of every tried value (each threshold metric with its CI and verdict), links
     to each value's run report, and the charts."""
     param = doc["parameter"]
     body = [f"<h1>Flash sale capacity search: {escape(doc['scenario_name'])}</h1>"]
-    answer = doc.get("answer") or {}
-    body.append(
-        f"<p><b>{escape(answer.get('line', 'no answer: the search did not finish'))}</b></p>"
-    )
+    answer = doc.get("answer")
+    if answer is None:
+        body.append(f'<p class="warn"><b>Partial report</b>: {escape(unfinished_line(doc))}</p>')
+    else:
+        body.append(f"<p><b>{escape(answer['line'])}</b></p>")
     body.extend(f'<p class="warn">warning: {escape(w)}</p>' for w in doc.get("warnings", []))
     step = "" if param["integer"] and param["step"] == 1 else f", to within {show(param['step'])}"
     body.append(
@@ -253,7 +271,7 @@ def write_search_report(doc: Mapping[str, Any], charts: Sequence[Chart], path: P
     body.append("<h2>Thresholds</h2><ul>")
     body.extend(f"<li><code>{escape(t)}</code></li>" for t in doc["thresholds"])
     body.append("</ul>")
-    points = _judged(doc)
+    points = judged_points(doc)
     groups = _by_metric(doc)
     table = []
     for p in points:

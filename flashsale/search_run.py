@@ -36,7 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flashsale.runs import new_results_dir, prepare_output_dir, redact_command, write_json_atomic
+import typer
+
+from flashsale.runs import (
+    IncompleteRun,
+    RunError,
+    new_results_dir,
+    prepare_output_dir,
+    redact_command,
+    write_json_atomic,
+)
 from flashsale.scenario import Scenario, ScenarioError, Threshold
 from flashsale.search import (
     Answer,
@@ -47,7 +56,17 @@ from flashsale.search import (
     contradictions,
     show,
 )
-from flashsale.sweep import Axis, Point, finish_points, keep_honest, plan_sweep, run_points
+from flashsale.sweep import (
+    Axis,
+    Point,
+    finish_points,
+    is_sweep_folder,
+    keep_honest,
+    ledger_state,
+    load_ledger,
+    plan_sweep,
+    run_points,
+)
 from flashsale.sweep_charts import metric_block
 from flashsale.thresholds import Verdict, check_thresholds
 
@@ -57,10 +76,13 @@ __all__ = [
     "SearchResult",
     "Tried",
     "answer_line",
+    "is_search_folder",
     "plan_search",
+    "report_search",
     "run_search",
     "verdict_text",
     "warning_lines",
+    "write_search_pages",
 ]
 
 SEARCH_SCHEMA = "flashsale.search/1"
@@ -241,8 +263,6 @@ def run_search(
     or interrupted job propagates after search.json and every unfinished run folder
     say so.
     """
-    from flashsale.search_charts import draw_search_charts, write_search_report
-
     if replications < 1 or workers < 1 or level not in ("summary", "full"):
         raise ValueError(
             f"replications(={replications}), workers(={workers}) must be >= 1, "
@@ -334,8 +354,57 @@ def run_search(
             "line": answer_line(result),
         }
         doc["warnings"] = warning_lines(result)
-        charts = draw_search_charts(doc, folder / "charts")
-        write_search_report(doc, charts, result.report)
-        doc["report"] = result.report.name
-        doc["charts"] = [str(c.path.relative_to(folder)) for c in charts]
+        write_search_pages(folder, doc)
     return result
+
+
+def write_search_pages(folder: Path, doc: dict[str, Any]) -> Path:
+    """The charts and report.html of the search in ``folder``, drawn from its
+    search.json ``doc`` (which then names them); the page's path."""
+    from flashsale.search_charts import draw_search_charts, write_search_report
+
+    charts = draw_search_charts(doc, folder / "charts")
+    report = write_search_report(doc, charts, folder / "report.html")
+    doc["report"] = report.name
+    doc["charts"] = [str(c.path.relative_to(folder)) for c in charts]
+    return report
+
+
+def is_search_folder(path: Path) -> bool:
+    """A folder written by ``flashsale search`` (search.json, no manifest.json)."""
+    return is_sweep_folder(path, _LEDGER)
+
+
+def report_search(
+    folder: Path, *, partial: bool = False, echo: Callable[[str], None] = typer.echo
+) -> int:
+    """Rebuild a search folder's charts and report.html from its search.json, as the
+    search draws them, each value's status re-read from its run folder; prints any
+    warning, the answer and where the page is.
+
+    A search that found its answer but stopped while drawing is completed. One that
+    stopped before (Ctrl-C, a failure, killed outright) has no answer: without
+    ``partial`` that is IncompleteRun (exit 1); with it the page shows the values it
+    judged and says the search did not finish, and search.json keeps its status.
+    Returns 0 when the search found a value at which every threshold holds, else 1.
+    """
+    from flashsale.search_charts import judged_points, unfinished_line
+
+    doc = load_ledger(folder, _LEDGER, SEARCH_SCHEMA)
+    ledger_state(doc)  # a killed search is incomplete from here on (unfinished_line says so)
+    whole = doc.get("answer") is not None
+    if not whole and not partial:
+        raise IncompleteRun(
+            f"{folder}: {unfinished_line(doc)}; "
+            f"`flashsale report --partial {folder}` reports on the values judged"
+        )
+    if not judged_points(doc):
+        raise RunError(f"{folder}: {unfinished_line(doc)}; nothing to report on")
+    with keep_honest(folder, doc, whole=whole, ledger=_LEDGER):
+        report = write_search_pages(folder, doc)
+    for line in doc["warnings"]:
+        echo(f"warning: {line}")
+    echo(doc["answer"]["line"] if whole else unfinished_line(doc))
+    echo(f"search:  {folder}")
+    echo(f"report:  {report}")
+    return 0 if whole and doc["answer"]["value"] is not None else 1

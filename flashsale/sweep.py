@@ -83,7 +83,9 @@ __all__ = [
     "finish_points",
     "is_sweep_folder",
     "keep_honest",
+    "ledger_state",
     "literal",
+    "load_ledger",
     "parse_vary",
     "plan_sweep",
     "report_sweep",
@@ -516,25 +518,42 @@ def run_sweep(
     return result
 
 
-def is_sweep_folder(path: Path) -> bool:
-    """A folder written by ``flashsale sweep`` (sweep.json, no manifest.json)."""
-    return _sweep_json(path).is_file() and not (path / "manifest.json").exists()
+def is_sweep_folder(path: Path, ledger: str = "sweep.json") -> bool:
+    """A folder written by ``flashsale sweep`` (sweep.json, no manifest.json); with
+    ``ledger`` search.json, by ``flashsale search``."""
+    return _sweep_json(path, ledger).is_file() and not (path / "manifest.json").exists()
 
 
-def _load_sweep(folder: Path) -> dict[str, Any]:
-    path = _sweep_json(folder)
+def load_ledger(
+    folder: Path, ledger: str = "sweep.json", schema: str = SWEEP_SCHEMA
+) -> dict[str, Any]:
+    """A stored sweep.json (or a search's search.json, ``schema`` its own); RunError
+    naming the file when it cannot be read, is not that schema or has no point."""
+    path = _sweep_json(folder, ledger)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise RunError(f"{path}: cannot read: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: invalid JSON: {e}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SWEEP_SCHEMA:
+    if not isinstance(doc, dict) or doc.get("schema") != schema:
         found = doc.get("schema") if isinstance(doc, dict) else None
-        raise RunError(f"{path}: schema {found!r}, this build reads {SWEEP_SCHEMA!r}")
+        raise RunError(f"{path}: schema {found!r}, this build reads {schema!r}")
     if not isinstance(doc.get("points"), list) or not doc["points"]:
         raise RunError(f"{path}: points: missing or empty")
     return doc
+
+
+def ledger_state(doc: dict[str, Any]) -> str:
+    """How a stored sweep.json (or search.json) stands, in words: ``status incomplete``;
+    one still ``running`` whose process is gone (killed outright) is ``status running,
+    but its process (pid N) is gone: killed``, and ``doc`` then says ``incomplete``."""
+    state = f"status {doc.get('status')}"
+    gone = process_gone(doc)
+    if gone is None:
+        return state
+    doc.update(status="incomplete", error=f"killed: its process (pid {gone}) is gone")
+    return f"{state}, but its process (pid {gone}) is gone: killed"
 
 
 def _stored_point(folder: Path, entry: dict[str, Any]) -> Point:
@@ -553,7 +572,7 @@ def _stored_point(folder: Path, entry: dict[str, Any]) -> Point:
 def sweep_note(folder: Path) -> str:
     """What a stopped sweep left in ``folder`` and the command that reports on it."""
     try:
-        doc = _load_sweep(folder)
+        doc = load_ledger(folder)
     except RunError as e:
         return str(e)
     done = sum(p.get("status") == "complete" for p in doc["points"])
@@ -589,7 +608,7 @@ def report_sweep(
     sweep report covers the whole points and says which are missing. Returns 1 when
     a reported point breached its thresholds, else 0.
     """
-    doc = _load_sweep(folder)
+    doc = load_ledger(folder)
     _refresh_points(folder, doc)
     runs: list[RunFolder | None] = []
     for entry in doc["points"]:
@@ -599,10 +618,7 @@ def report_sweep(
             runs.append(None)
     whole = [i for i, run in enumerate(runs) if run is not None and run.whole]
     missing = [doc["points"][i]["folder"] for i in range(len(runs)) if i not in whole]
-    gone = process_gone(doc)
-    state = f"status {doc.get('status')}" + (
-        f", but its process (pid {gone}) is gone: killed" if gone is not None else ""
-    )
+    state = ledger_state(doc)  # a killed sweep is incomplete from here on
     if missing and not partial:
         raise IncompleteRun(
             f"{folder}: {len(missing)} of {len(runs)} points are not whole ({state}): "
@@ -610,8 +626,6 @@ def report_sweep(
         )
     if not whole:
         raise RunError(f"{folder}: no point is whole ({state}); nothing to report on")
-    if gone is not None:  # the sweep is not running: say how it ended
-        doc.update(status="incomplete", error=f"killed: its process (pid {gone}) is gone")
     points = [_stored_point(folder, doc["points"][i]) for i in whole]
     n = workers or os.cpu_count() or 1
     with keep_honest(folder, doc, whole=not missing):

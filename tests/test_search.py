@@ -286,8 +286,6 @@ def test_smallest_workers_for_a_sellout_time_on_the_smoke_sale(
     assert charts == ["threshold-0-oversold_units.png", "threshold-1-sellout_time_s.png"]
     page = (out / "report.html").read_text()
     assert doc["answer"]["line"].split(" (")[0] in page and "point-000" in page
-    res = cli.invoke(app, ["report", str(out)])  # a search folder is not a run folder
-    assert res.exit_code == 2 and "a search folder, not a run folder" in res.output
 
     # Independently: simulate the answer and the value below it with the same seed and
     # replications: the answer holds every threshold, the value below does not.
@@ -316,6 +314,86 @@ def test_no_value_in_range_exits_1_naming_the_end_that_fails(
     doc = json.loads((out / "search.json").read_text())
     assert doc["status"] == "complete" and doc["answer"]["value"] is None
     assert [p["passed"] for p in doc["points"]] == [False, False]
+
+
+def test_report_rebuilds_a_search_page_and_charts_as_the_search_drew_them(
+    smoke_path: Path, tmp_path: Path
+) -> None:
+    """`flashsale report SEARCH_DIR` draws the charts and page again from search.json:
+    the same bytes the search wrote, the answer on the page, the search still complete."""
+    out = tmp_path / "search"
+    res = _search(
+        [
+            str(smoke_path),
+            *("--vary", "service.workers=2..8", "--integer", "--replications", "1"),
+            *("--workers", "1", "--set", "thresholds.sellout_time_s=<= 30", "--out", str(out)),
+        ]
+    )
+    assert res.exit_code == 0, res.output
+    before = json.loads((out / "search.json").read_text())
+    charts = {c: (out / c).read_bytes() for c in before["charts"]}
+    page = (out / "report.html").read_bytes()
+    assert charts and before["answer"]["value"] is not None
+    (out / "report.html").unlink()
+    for c in charts:
+        (out / c).unlink()
+
+    res = cli.invoke(app, ["report", str(out)])
+    assert res.exit_code == 0, res.output
+    assert before["answer"]["line"] in res.output.splitlines()
+    assert f"report:  {out / 'report.html'}" in res.output.splitlines()
+    assert (out / "report.html").read_bytes() == page
+    assert {c: (out / c).read_bytes() for c in charts} == charts
+    assert before["answer"]["line"].split(" (")[0] in page.decode()
+    after = json.loads((out / "search.json").read_text())
+    assert after["status"] == "complete" and after["charts"] == before["charts"]
+    assert after["points"] == before["points"] and after["answer"] == before["answer"]
+
+
+def test_report_on_an_interrupted_search_needs_partial_and_keeps_it_incomplete(
+    smoke_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sim_runner.replication_outcome
+    calls: list[int] = []
+
+    def interrupted(scenario: Scenario, seed: int, replication: int) -> Outcome:
+        calls.append(replication)
+        if len(calls) > 2:  # LOW and HIGH are judged, then Ctrl-C in the bisection
+            raise KeyboardInterrupt
+        outcome: Outcome = real(scenario, seed, replication)
+        return outcome
+
+    monkeypatch.setattr(sim_runner, "replication_outcome", interrupted)
+    out = tmp_path / "search"
+    res = _search(
+        [
+            str(smoke_path),
+            *("--vary", "service.workers=2..8", "--integer", "--replications", "1"),
+            *("--workers", "1", "--set", "thresholds.sellout_time_s=<= 30", "--out", str(out)),
+        ]
+    )
+    assert res.exit_code == 130, res.output
+    assert not (out / "report.html").exists()
+    stopped = json.loads((out / "search.json").read_text())
+    assert [p["passed"] for p in stopped["points"]] == [False, True, None]
+
+    res = cli.invoke(app, ["report", str(out)])
+    assert res.exit_code == 1, res.output
+    assert "did not finish (status incomplete: interrupted (Ctrl-C)); 2 value(s) judged" in (
+        res.output
+    )
+    assert f"flashsale report --partial {out}" in res.output
+    assert not (out / "report.html").exists()
+
+    res = cli.invoke(app, ["report", "--partial", str(out)])
+    assert res.exit_code == 1, res.output  # no answer
+    assert f"report:  {out / 'report.html'}" in res.output
+    page = (out / "report.html").read_text()
+    assert "Partial report" in page and "did not finish" in page
+    assert "point-000" in page and "point-001" in page
+    assert len(list((out / "charts").glob("*.png"))) == 2  # oversold_units, sellout_time_s
+    doc = json.loads((out / "search.json").read_text())
+    assert (doc["status"], doc["error"], doc["answer"]) == ("incomplete", stopped["error"], None)
 
 
 def test_ctrl_c_marks_the_search_incomplete_and_exits_130(

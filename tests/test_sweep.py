@@ -181,6 +181,33 @@ def test_sweep_writes_a_run_folder_per_point_and_an_honest_manifest(
 
 
 @pytest.mark.slow
+def test_off_a_terminal_the_output_is_the_table_without_progress_bars(
+    smoke_path: Path, tmp_path: Path
+) -> None:
+    """Piped, as in a CI log: no bar's last frame on stdout or stderr, only the table
+    (a header, a line per point) and the paths."""
+    out = tmp_path / "s"
+    proc = start(
+        "sweep",
+        str(smoke_path),
+        *("--vary", "service.workers=4,8", "--replications", "1", "--workers", "2"),
+        *("--out", str(out)),
+    )
+    stdout, stderr = proc.communicate(timeout=300)  # a safety bound, not a deadline
+    assert proc.returncode == 0, stdout + stderr
+    assert stderr == ""
+    assert "━" not in stdout and "sweeping" not in stdout and "point reports" not in stdout
+    lines = stdout.splitlines()
+    assert lines[0].split()[:2] == ["point", "settings"] and "thresholds" in lines[0]
+    assert [ln.split()[:2] for ln in lines[1:3]] == [
+        ["point-000", "service.workers=4"],
+        ["point-001", "service.workers=8"],
+    ]
+    assert lines[3:] == [f"sweep:   {out}", f"report:  {out / 'report.html'}"]
+    assert [r["folder"] for r in _doc(out)["results"]] == ["point-000", "point-001"]
+
+
+@pytest.mark.slow
 def test_points_are_paired_same_people_same_arrivals(swept: tuple[Path, Any]) -> None:
     """Points 0 and 2 differ only in service.workers: under common random numbers
     replication r of each saw the very same humans arriving at the very same times."""
