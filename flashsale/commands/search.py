@@ -120,7 +120,7 @@ def search(
     typer.echo(f"thresholds: {'; '.join(str(th) for th in plan.thresholds)}")
     judged: list[Tried] = []
     try:
-        with progress_bar(transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("", total=None)
 
             def batch(values: Sequence[Number]) -> None:

@@ -90,7 +90,7 @@ def sweep(
     try:
         with _executor(dask_scheduler) as executor:
             prepare_output_dir(folder)  # a bad --out: exit 2 before anything is drawn
-            with progress_bar(transient=True) as bar:
+            with progress_bar() as bar:
                 task = bar.add_task(
                     f"sweeping {points[0].scenario.name}: {len(points)} points x {replications}",
                     total=jobs,
@@ -148,11 +148,11 @@ def _executor(address: str | None) -> Iterator[Executor | None]:
         yield client.get_executor()  # type: ignore[no-untyped-call,unused-ignore]
 
 
-def progress_bar(*, transient: bool = False) -> Progress:
-    """A job bar: what runs, the bar, done of total, elapsed (sweep and search).
-    ``transient``: the bar is erased when it stops, and off a terminal (a CI log, a
-    pipe) it is never drawn, not even a blank line: what stays is the command's own
-    output (a search's line per value, a sweep's table)."""
+def progress_bar() -> Progress:
+    """A job bar: what runs, the bar, done of total, elapsed (sweep and search). It is
+    erased when it stops, and off a terminal (a CI log, a pipe) it is never drawn,
+    not even a blank line: what stays is the command's own output (a search's line
+    per value, a sweep's table)."""
     from rich import get_console
     from rich.progress import (
         BarColumn,
@@ -169,6 +169,6 @@ def progress_bar(*, transient: bool = False) -> Progress:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=transient,
-        disable=transient and not console.is_interactive,
+        transient=True,
+        disable=not console.is_interactive,
     )
