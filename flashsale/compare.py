@@ -4,7 +4,11 @@ Used to compare mitigations (the same sale with a defense on and off) or a
 simulation with a replay of the same scenario. Each run is labelled by every
 setting whose value differs between the runs' resolved scenarios and manifests
 (e.g. ``defenses.waiting_room.enabled=true``), not by folder names nobody can read.
-A run that differs from run 1 in more than one setting gets a note saying so: an
+A distribution (a table with ``dist``) is one setting, shown with its parameters
+(``humans.patience_s=exponential(mean=600.0)``). Where that list is too long for a
+chart's legend, the charts name each run by its folder, engine and replications
+instead; the console, the report's "What differs" table and compare.json keep it
+in full. A run that differs from run 1 in more than one setting gets a note saying so: an
 effect seen there cannot be attributed to any one of them (a defense switched on
 or off counts once, whatever its parameters; so does the engine with its replay
 scale).
@@ -47,6 +51,7 @@ from flashsale.stats import paired_diff
 from flashsale.thresholds import check_thresholds
 
 __all__ = [
+    "chart_labels",
     "compare_runs",
     "compare_summary",
     "paired_differences",
@@ -65,9 +70,23 @@ _NOT_A_SETTING = ("name",)
 _SWITCH = re.compile(r"^(defenses\.[^.]+)\.enabled$")
 """A defense's on/off switch: switched, it and its parameters are one change."""
 _DEFENSE = re.compile(r"^(defenses\.[^.]+)\.")
+_CHART_LABEL_MAX = 70
+"""Longest run label (characters) a chart's legend shows as it is: one line under the
+key-metric bars (wrapped at 70), two beside the curves (wrapped at 48)."""
+
+
+def _show_distribution(dist: Mapping[str, Any]) -> str:
+    """A distribution as one setting's value: ``lognormal(median=0.0002395, sigma=0.3564)``,
+    its parameters in the scenario's order, each shown as a setting is."""
+    params = ", ".join(f"{k}={show_setting(v)}" for k, v in dist.items() if k != "dist")
+    return f"{dist['dist']}({params})"
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested scenario fields as ``{"a.b.c": value}``; a distribution (a table with
+    ``dist``, as :mod:`flashsale.distributions` writes one) is one field, shown whole."""
+    if isinstance(data, Mapping) and "dist" in data:
+        return {prefix: _show_distribution(data)}
     if isinstance(data, Mapping):
         out: dict[str, Any] = {}
         for k, v in data.items():
@@ -98,9 +117,10 @@ def _same(a: Any, b: Any) -> bool:
 
 def run_differences(manifests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every setting whose value is not the same in all runs, none left out:
-    ``[{"setting": "humans.patience_s.mean", "values": [300.0, 600.0]}, ...]``, one
-    value per run (None where a run has no such field), scenario fields in file
-    order, then engine, replay scale and seed. Description and thresholds do not
+    ``[{"setting": "humans.patience_s", "values": ["exponential(mean=300.0)",
+    "exponential(mean=600.0)"]}, ...]``, one value per run (None where a run has no
+    such field; a distribution whole, as text), scenario fields in file order, then
+    engine, replay scale and seed. Description and thresholds do not
     change a sale and are not compared."""
     flats = [_settings(m) for m in manifests]
     keys = dict.fromkeys(k for f in flats for k in f)
@@ -125,6 +145,33 @@ def run_labels(manifests: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def chart_labels(
+    labels: Sequence[str],
+    paths: Sequence[Path],
+    manifests: Sequence[Mapping[str, Any]],
+    n_replications: Sequence[int],
+) -> list[str]:
+    """The run labels a chart's legend shows: ``labels`` (:func:`run_labels`) when each
+    fits (:data:`_CHART_LABEL_MAX`), else for every run its folder's name, engine,
+    replay scale and replications, e.g. ``poco-sim (sim, 30 replications)``,
+    ``poco-01 (replay, scale 0.01)`` (one replication goes unsaid: the charts say a run
+    of one has no interval). Folders of one name are named by their whole path."""
+    if all(len(lab) <= _CHART_LABEL_MAX for lab in labels):
+        return list(labels)
+    names = [p.name for p in paths]
+    if len(set(names)) < len(names):
+        names = [str(p) for p in paths]
+    out = []
+    for name, m, n in zip(names, manifests, n_replications, strict=True):
+        facts = [str(m.get("engine"))]
+        if m.get("scale") is not None:
+            facts.append(f"scale {show_setting(m['scale'])}")
+        if n > 1:
+            facts.append(f"{n} replications")
+        out.append(f"{name} ({', '.join(facts)})")
+    return out
+
+
 def _change(setting: str, switched: set[str], engine_changed: bool) -> str:
     """The change a differing setting is part of: a parameter of a defense switched
     on or off is part of that switch; a replay's scale, of a change of engine (a
@@ -138,7 +185,7 @@ def _change(setting: str, switched: set[str], engine_changed: bool) -> str:
 def run_changes(differences: Sequence[Mapping[str, Any]], n_runs: int) -> list[dict[str, Any]]:
     """For each of ``n_runs`` runs after the first, the settings it changes from
     run 1 (from :func:`run_differences`), and a note when there is more than one:
-    ``[{"run": 1, "settings": ["humans.patience_s.mean", "defenses.waiting_room"],
+    ``[{"run": 1, "settings": ["humans.patience_s", "defenses.waiting_room"],
     "note": "These runs differ in 2 settings (...): an effect cannot be attributed
     to one of them."}]``; the note is None for one setting or none.
 
@@ -237,7 +284,10 @@ def compare_runs(paths: Sequence[Path], out: Path | None = None) -> Path:
         differences = run_differences(manifests)
         changes = run_changes(differences, len(runs))
         pairs, reason = paired_differences(docs, [r.manifest.get("seed") for r in runs])
-        charts = draw_compare_charts(docs, labels, KEY_FIGURES, pairs, folder / "charts")
+        short = chart_labels(
+            labels, [r.path for r in runs], manifests, [len(d["replications"]) for d in docs]
+        )
+        charts = draw_compare_charts(docs, short, KEY_FIGURES, pairs, folder / "charts")
         return write_compare_report(
             docs, labels, charts, pairs, reason, folder, differences=differences, changes=changes
         )

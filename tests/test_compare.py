@@ -4,14 +4,18 @@ points, files, bad input."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
 from flashsale.cli import app
 from flashsale.compare import (
+    chart_labels,
+    compare_runs,
     compare_summary,
     paired_differences,
     run_changes,
@@ -24,6 +28,7 @@ from flashsale.runs import open_run
 from flashsale.scenario import Scenario, load_scenario
 
 from .conftest import SCENARIOS
+from .test_chart_readability import _keep_figures, _legend_clear_of_axes
 from .test_metrics_data import make_outcome, make_run, scenario, synthetic_outcome
 
 
@@ -82,14 +87,18 @@ def test_every_difference_is_named_in_full() -> None:
     assert run_differences(runs) == [
         {"setting": "name", "values": ["poco_m3", "waiting_room"]},
         {"setting": "sale.date", "values": ["2021-01-26", None]},
-        {"setting": "humans.patience_s.mean", "values": [300.0, 600.0]},
+        {
+            "setting": "humans.patience_s",
+            "values": ["exponential(mean=300.0)", "exponential(mean=600.0)"],
+        },
         {"setting": "defenses.account_limit.enabled", "values": [False, True]},
         {"setting": "defenses.waiting_room.enabled", "values": [False, True]},
         {"setting": "defenses.waiting_room.new_users_per_min", "values": [6000.0, 12000.0]},
         {"setting": "defenses.waiting_room.max_active", "values": [5000, 6000]},
     ]
     assert run_labels(runs)[1] == (
-        "sale.date=none, humans.patience_s.mean=600.0, defenses.account_limit.enabled=true, "
+        "sale.date=none, humans.patience_s=exponential(mean=600.0), "
+        "defenses.account_limit.enabled=true, "
         "defenses.waiting_room.enabled=true, defenses.waiting_room.new_users_per_min=12000.0, "
         "defenses.waiting_room.max_active=6000"
     )
@@ -102,12 +111,12 @@ def test_runs_that_change_several_settings_say_so() -> None:
     [change] = run_changes(run_differences(runs), 2)
     assert change["settings"] == [
         "sale.date",
-        "humans.patience_s.mean",
+        "humans.patience_s",
         "defenses.account_limit",
         "defenses.waiting_room",
     ]
     assert change["note"] == (
-        "These runs differ in 4 settings (sale.date, humans.patience_s.mean, "
+        "These runs differ in 4 settings (sale.date, humans.patience_s, "
         "defenses.account_limit, defenses.waiting_room): an effect cannot be attributed "
         "to one of them."
     )
@@ -115,6 +124,68 @@ def test_runs_that_change_several_settings_say_so() -> None:
     alone = [_file("poco_m3.toml"), _file("poco_m3_waiting_room.toml")]
     assert run_changes(run_differences(alone), 2) == [
         {"run": 1, "settings": ["defenses.waiting_room"], "note": None}
+    ]
+
+
+def _crowd(count: int, patience: dict[str, object]) -> Scenario:
+    return scenario(
+        sale={"units": 150, "window_s": 30},
+        humans={"count": count, "patience_s": patience},
+        bots={"operators": 2, "accounts_per_operator": 10, "units_per_order": 2},
+    )
+
+
+def test_a_distribution_is_one_setting_shown_with_its_parameters() -> None:
+    """Patience changed from exponential to lognormal: one difference, each run's
+    distribution whole, not a ``none`` for every parameter the other one lacks; with
+    the crowd changed too, the note counts two settings, not five."""
+    a = _crowd(300, {"dist": "exponential", "mean": 300.0})
+    b = _crowd(350, {"dist": "lognormal", "median": 240.0, "sigma": 0.5})
+    differences = run_differences([_manifest(a), _manifest(b)])
+    assert differences == [
+        {"setting": "humans.count", "values": [300, 350]},
+        {
+            "setting": "humans.patience_s",
+            "values": ["exponential(mean=300.0)", "lognormal(median=240.0, sigma=0.5)"],
+        },
+    ]
+    assert run_labels([_manifest(a), _manifest(b)]) == [
+        "humans.count=300, humans.patience_s=exponential(mean=300.0)",
+        "humans.count=350, humans.patience_s=lognormal(median=240.0, sigma=0.5)",
+    ]
+    assert run_changes(differences, 2) == [
+        {
+            "run": 1,
+            "settings": ["humans.count", "humans.patience_s"],
+            "note": "These runs differ in 2 settings (humans.count, humans.patience_s): an "
+            "effect cannot be attributed to one of them.",
+        }
+    ]
+    # A parameter changed within one kind of distribution is that one setting too.
+    c = _crowd(300, {"dist": "exponential", "mean": 600.0})
+    assert run_differences([_manifest(a), _manifest(c)]) == [
+        {
+            "setting": "humans.patience_s",
+            "values": ["exponential(mean=300.0)", "exponential(mean=600.0)"],
+        }
+    ]
+
+
+def test_long_labels_give_way_to_folder_engine_and_replications_in_charts() -> None:
+    long = ["x" * 71, "short"]
+    paths = [Path("/r/poco-sim"), Path("/r/poco-01")]
+    manifests: list[dict[str, object]] = [{"engine": "sim"}, {"engine": "replay", "scale": 0.01}]
+    assert chart_labels(long, paths, manifests, [30, 1]) == [
+        "poco-sim (sim, 30 replications)",
+        "poco-01 (replay, scale 0.01)",
+    ]
+    # labels that fit stay: they say what differs
+    assert chart_labels(["x" * 70, "y"], paths, manifests, [30, 1]) == ["x" * 70, "y"]
+    # folders of one name are told apart by their path
+    same = [Path("/a/run"), Path("/b/run")]
+    assert chart_labels(long, same, manifests, [2, 2]) == [
+        "/a/run (sim, 2 replications)",
+        "/b/run (replay, scale 0.01, 2 replications)",
     ]
 
 
@@ -277,6 +348,106 @@ def test_compare_json_report_and_console_name_three_changes(tmp_path: Path) -> N
     assert f"run 2: {label}" in res.output and note in res.output
     bot = next(x for x in res.output.splitlines() if x.strip().startswith("bot share of units"))
     assert " pp, CI " in bot and "%," not in bot
+
+
+def _legends(fig: Figure) -> list[str]:
+    """A chart's legend entries, the runs' only (not the equality line)."""
+    texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    return [t for t in texts if t.startswith("run ")]
+
+
+@pytest.mark.slow
+def test_charts_of_runs_differing_in_many_settings_name_runs_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The calibration workflow's comparison (issue 14): the scenario's own service
+    model simulated, the calibrated one simulated, the sale replayed. Every run's label
+    (every difference) runs past 70 characters, so every chart's legend names the runs
+    by folder, engine and replications, clear of the axes, and no warning (such as
+    matplotlib's "constrained_layout not applied") reaches the user; compare.json keeps
+    the labels in full."""
+    rng = np.random.default_rng
+    own = _crowd(300, {"dist": "exponential", "mean": 300.0})
+    calibrated = scenario(
+        sale={"units": 150, "window_s": 30},
+        humans={"count": 300, "patience_s": {"dist": "lognormal", "median": 240.0, "sigma": 0.5}},
+        bots={"operators": 2, "accounts_per_operator": 10, "units_per_order": 2},
+        service={
+            "step_s": {
+                "view": {"dist": "lognormal", "median": 0.0002395, "sigma": 0.3564},
+                "cart": {"dist": "lognormal", "median": 0.000388, "sigma": 0.42},
+                "pay": {"dist": "lognormal", "median": 0.0005918, "sigma": 0.4748},
+            },
+            "payment": {"failure_prob": 0.01316},
+        },
+    )
+    own_outs = [synthetic_outcome(own, rng(i)) for i in range(2)]
+    paths = [
+        make_run(tmp_path / "own-sim", own, own_outs, engine="sim").path,
+        make_run(
+            tmp_path / "calibrated-sim",
+            calibrated,
+            [synthetic_outcome(calibrated, rng(i)) for i in range(2)],
+            engine="sim",
+        ).path,
+        make_run(tmp_path / "replay", own, own_outs, engine="replay", extra={"scale": 0.01}).path,
+    ]
+    figures = _keep_figures(monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = compare_runs(paths, tmp_path / "cmp")
+    assert [str(w.message) for w in caught] == []
+    short = [
+        "own-sim (sim, 2 replications)",
+        "calibrated-sim (sim, 2 replications)",
+        "replay (replay, scale 0.01, 2 replications)",
+    ]
+    assert set(figures) == {
+        "compare_metrics",
+        "compare_paired",
+        "compare_stock_left",
+        "compare_human_sales",
+        "compare_bot_sales",
+        "compare_success_by_arrival",
+        "compare_lorenz",
+    }
+    for name, fig in figures.items():
+        baseline = " (baseline)" if name == "compare_paired" else ""
+        expected = [f"run 1{baseline}: {short[0]}", f"run 2: {short[1]}", f"run 3: {short[2]}"]
+        assert _legends(fig) == expected, name
+        _legend_clear_of_axes(fig)
+    doc = json.loads((report.parent / "compare.json").read_text())
+    assert [len(r["label"]) > 70 for r in doc["runs"]] == [True, True, True]
+    assert doc["runs"][1]["label"].startswith(
+        "humans.patience_s=lognormal(median=240.0, sigma=0.5), "
+        "service.step_s.view=lognormal(median=0.0002395, sigma=0.3564), "
+    )
+
+
+@pytest.mark.slow
+def test_charts_of_runs_differing_in_one_setting_keep_it_in_the_legend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng
+    a = _crowd(300, {"dist": "exponential", "mean": 300.0})
+    b = _crowd(300, {"dist": "exponential", "mean": 600.0})
+    paths = [
+        make_run(tmp_path / n, sc, [synthetic_outcome(sc, rng(i)) for i in range(2)]).path
+        for n, sc in (("a", a), ("b", b))
+    ]
+    figures = _keep_figures(monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compare_runs(paths, tmp_path / "cmp")
+    assert [str(w.message) for w in caught] == []
+    assert _legends(figures["compare_stock_left"]) == [
+        "run 1: humans.patience_s=exponential(mean=300.0)",
+        "run 2: humans.patience_s=exponential(mean=600.0)",
+    ]
+    assert _legends(figures["compare_paired"]) == [
+        "run 1 (baseline): humans.patience_s=exponential(mean=300.0)",
+        "run 2: humans.patience_s=exponential(mean=600.0)",
+    ]
 
 
 def test_compare_refuses_bad_input(tmp_path: Path) -> None:
