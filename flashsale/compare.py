@@ -246,7 +246,8 @@ def paired_differences(
 
 def run_metrics(run: RunFolder) -> dict[str, Any]:
     """The run's stored metrics.json, or the metrics recomputed from its tables (a
-    missing, unreadable or older document). Raises RunError as
+    missing, unreadable or older document), with the folder's path as given (a
+    folder copied or moved since keeps its old path in the file). Raises RunError as
     :func:`flashsale.postrun.load_run_metrics` does."""
     path = run.path / "metrics.json"
     if path.exists():
@@ -255,6 +256,7 @@ def run_metrics(run: RunFolder) -> dict[str, Any]:
         except json.JSONDecodeError:
             doc = {}
         if doc.get("schema") == METRICS_SCHEMA and all(n in doc["metrics"] for n, _ in KEY_FIGURES):
+            doc.setdefault("run", {})["path"] = str(run.path)  # where it is now (it may move)
             return doc
     return load_run_metrics(run)
 

@@ -4,6 +4,7 @@ points, files, bad input."""
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -526,3 +527,15 @@ def test_a_comparison_that_fails_leaves_no_folder_behind(tmp_path: Path) -> None
     out.mkdir()
     res = CliRunner().invoke(app, ["compare", runs[0], str(tmp_path / "empty"), "--out", str(out)])
     assert res.exit_code == 2 and out.is_dir() and not any(out.iterdir())
+
+
+def test_a_run_folder_moved_since_its_report_is_named_where_it_is_now(tmp_path: Path) -> None:
+    """metrics.json keeps the folder's path at the time it was written; compare names
+    the folder it was given."""
+    a, b = _two_runs(tmp_path)
+    assert CliRunner().invoke(app, ["report", a]).exit_code == 0  # writes metrics.json
+    moved = tmp_path / "moved"
+    shutil.move(a, moved)
+    res = CliRunner().invoke(app, ["compare", str(moved), b, "--out", str(tmp_path / "cmp")])
+    assert res.exit_code == 0, res.output
+    assert f"[{moved}]" in res.output and f"[{a}]" not in res.output
