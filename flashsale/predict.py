@@ -159,7 +159,9 @@ def judge(name: str, observed: float | None, predicted: Sequence[float | None]) 
 
 def _curves(observed: Mapping[str, Any], predicted: Mapping[str, Any]) -> dict[str, Any]:
     """The main sale's curves: the replay as a line, the simulation as its mean with a
-    95% prediction band (:func:`flashsale.stats.prediction_band`) over its replications."""
+    95% prediction band (:func:`flashsale.stats.prediction_band`) over its replications.
+    Timeline: stock left and units held in carts (``reserved``) at the end of each bin,
+    units paid per second by humans and by bots."""
     n = len(predicted["replications"])
     obs_tl = observed["series"]["timeline"].get("main")
     sim_tl = predicted["series"]["timeline"].get("main")
@@ -171,6 +173,7 @@ def _curves(observed: Mapping[str, Any], predicted: Mapping[str, Any]) -> dict[s
         }
         for col, at in (
             ("stock_left", "t_end_s"),
+            ("reserved", "t_end_s"),
             ("sold_human_per_s", "t_s"),
             ("sold_bot_per_s", "t_s"),
         ):

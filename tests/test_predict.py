@@ -12,12 +12,17 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from typer.testing import CliRunner
 
 import flashsale.figures as figures_mod
@@ -202,7 +207,8 @@ def test_charts_draw_the_replay_against_the_band(
         legend = [t.get_text() for t in fig.legends[0].get_texts()]
         assert "replay (observed)" in legend, name
         for ax in fig.axes:  # the replay's line and the simulation's on every panel
-            assert len(ax.lines) == 2, (name, ax.get_ylabel())
+            curves = [line for line in ax.lines if not _vertical(line)]
+            assert len(curves) == 2, (name, ax.get_ylabel())
         if reps == "one":
             assert _bands(fig) == [0] * len(fig.axes), name
             assert "no prediction band" in fig.get_suptitle(), name
@@ -211,6 +217,193 @@ def test_charts_draw_the_replay_against_the_band(
             assert "95% prediction band" in legend, name
     lat = drawn["predict_latency_p95"]
     assert [ax.get_ylabel().split("\n")[0] for ax in lat.axes] == ["view", "cart", "pay"]
+
+
+# ---------------------------------------------------------------- the time axis and sell-out
+
+
+WINDOW = np.arange(-60.0, 361.0)  # 1 s bins from 60 s before the opening to 360 s after
+UNITS = 100
+
+
+def _vertical(line: Line2D) -> bool:
+    x = np.asarray(line.get_xdata(), dtype=float)
+    return x.size == 2 and x[0] == x[1]
+
+
+def _paid_per_s(last_t: float, tail: float) -> np.ndarray:
+    """Units paid per second in the bin starting at each t: 5 a second from 0 to 19 s
+    (95 units), then the held units' ``tail`` in the bin at ``last_t``."""
+    v = np.where((WINDOW >= 0) & (WINDOW < 19), 5.0, 0.0)
+    at = WINDOW.searchsorted([19, last_t])
+    v[at[0]] = 5.0 - tail
+    v[at[1]] = tail
+    return v
+
+
+def _hand_made(
+    rep_rate: np.ndarray,
+    sim_rate: np.ndarray,
+    sellout: Mapping[str, Any],
+    reps: int = 30,
+) -> dict[str, Any]:
+    """A predict.json document whose curves change only where the sales do: stock left
+    and units held in carts follow the units paid; the band is the mean +- 10%; every
+    step's latency is recorded all through the window in 8 s bins."""
+
+    def line(rate: np.ndarray) -> dict[str, Any]:
+        paid = np.cumsum(rate)
+        held = np.where((WINDOW >= -1) & (paid < UNITS), np.minimum(5.0, UNITS - paid), 0.0)
+        return {
+            "stock_left": {"t": WINDOW + 1, "v": UNITS - paid - held},
+            "reserved": {"t": WINDOW + 1, "v": held},
+            "sold_human_per_s": {"t": WINDOW, "v": rate},
+            "sold_bot_per_s": {"t": WINDOW, "v": np.zeros_like(rate)},
+        }
+
+    rep, sim = line(rep_rate), line(sim_rate)
+    timeline: dict[str, Any] = {"replay_bin_s": 1.0, "simulation_bin_s": 1.0}
+    for col in rep:
+        mean = sim[col]["v"]
+        timeline[col] = {
+            "replay": {"t_s": rep[col]["t"].tolist(), "value": rep[col]["v"].tolist()},
+            "simulation": {
+                "t_s": sim[col]["t"].tolist(),
+                "mean": mean.tolist(),
+                "pi_low": (0.9 * mean).tolist(),
+                "pi_high": (1.1 * mean).tolist(),
+            },
+        }
+    lat_t = np.arange(-60.0, 360.0, 8.0).tolist()
+    flat = {"t_s": lat_t, "value": [0.01] * len(lat_t)}
+    band = {"mean": [0.001] * len(lat_t), "pi_low": [0.0009] * len(lat_t)}
+    steps = {
+        s: {"replay": flat, "simulation": {"t_s": lat_t, **band, "pi_high": [0.0011] * len(lat_t)}}
+        for s in ("view", "cart", "pay")
+    }
+    return {
+        "simulation": {"replications": list(range(reps))},
+        "figures": [{"name": "sellout_time_s", "replications": reps, **sellout}],
+        "curves": {
+            "timeline": timeline,
+            "latency_p95_s": {"replay_bin_s": 8.0, "simulation_bin_s": 8.0, "steps": steps},
+        },
+    }
+
+
+SOLD_OUT = {"observed": 30.0, "mean": 28.0, "pi_low": 24.0, "pi_high": 32.0, "n": 30}
+
+
+def _drawn(
+    doc: Mapping[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Figure]:
+    drawn = _keep_figures(monkeypatch)
+    draw_predict_charts(doc, tmp_path)
+    assert set(drawn) == {"predict_stock_left", "predict_sales_per_second", "predict_latency_p95"}
+    return drawn
+
+
+def _xlim(drawn: Mapping[str, Figure]) -> tuple[float, float]:
+    """The one time axis of all the charts' panels."""
+    lims = {ax.get_xlim() for fig in drawn.values() for ax in fig.axes}
+    assert len(lims) == 1, lims
+    lo, hi = lims.pop()
+    return lo, hi
+
+
+def test_the_time_axis_is_cropped_to_the_sale_and_its_sell_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replay: its last (held) unit paid in the bin at 29 s; the mean's in the bin at 31 s.
+    doc = _hand_made(_paid_per_s(29, 1.0), _paid_per_s(31, 1.0), SOLD_OUT)
+    drawn = _drawn(doc, tmp_path, monkeypatch)
+    # Sales start in the bin at 0 s (the axis starts a sample, 1 s, before: -1 s); the
+    # mean's last sale ends at 32 s, as does the sell-out's interval: span 33 s, margin
+    # 5% of it on either side.
+    margin = 0.05 * 33
+    assert _xlim(drawn) == pytest.approx((-1 - margin, 32 + margin))
+    lo, hi = _xlim(drawn)
+    for col in ("stock_left", "reserved", "sold_human_per_s"):  # nothing that changes is cut
+        curve = doc["curves"]["timeline"][col]
+        rep, sim = curve["replay"], curve["simulation"]
+        for t, v in ((rep["t_s"], rep["value"]), (sim["t_s"], sim["mean"])):
+            moves = np.flatnonzero(np.diff(v))  # a change between t[i] and t[i + 1]
+            t = np.asarray(t)
+            assert lo < t[moves].min() and t[moves + 1].max() < hi, col
+    for fig in drawn.values():
+        label = fig.axes[-1].get_xlabel()
+        assert "axis cropped to -2.7 to 33.6 s: the curves run -60 to 364 s" in label, label
+        assert "change only from -1 to 32 s" in label
+    assert "view, cart, pay requests also outside the axis" in (
+        drawn["predict_latency_p95"].axes[-1].get_xlabel()
+    )
+
+
+def test_a_sale_over_the_whole_window_is_not_cropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rate = _paid_per_s(19, 0.0)
+    rate[WINDOW.searchsorted([-50, 340])] = 1.0  # one sale early, one late
+    drawn = _drawn(
+        _hand_made(rate, rate, {**SOLD_OUT, "observed": 341.0, "mean": 341.0, "pi_high": 350.0}),
+        tmp_path,
+        monkeypatch,
+    )
+    assert _xlim(drawn) == (-60, 364)  # the whole window: to the last latency bin's end
+    for fig in drawn.values():
+        assert "cropped" not in fig.axes[-1].get_xlabel()
+
+
+def _marks(ax: Axes) -> tuple[dict[str, float], list[tuple[float, float]]]:
+    """A panel's vertical lines by line style, and its shaded spans as (from, to)."""
+    lines = {
+        str(line.get_linestyle()): float(np.asarray(line.get_xdata())[0])
+        for line in ax.lines
+        if _vertical(line)
+    }
+    spans = [(p.get_x(), p.get_x() + p.get_width()) for p in ax.patches if isinstance(p, Rectangle)]
+    return lines, spans
+
+
+def _legend_texts(fig: Figure) -> list[str]:
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_the_sell_out_is_marked_where_it_was_observed_and_predicted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = _drawn(
+        _hand_made(_paid_per_s(29, 1.0), _paid_per_s(31, 1.0), SOLD_OUT), tmp_path, monkeypatch
+    )
+    for name in ("predict_stock_left", "predict_sales_per_second"):
+        fig = drawn[name]
+        for ax in fig.axes:  # observed dotted at 30 s, mean dashed at 28 s, PI 24-32 s
+            assert _marks(ax) == ({":": 30.0, "--": 28.0}, [(24.0, 32.0)]), (name, ax)
+        texts = _legend_texts(fig)
+        assert "observed sell-out: 30.0 s" in texts
+        assert "predicted sell-out (mean): 28.0 s" in texts
+        assert "predicted sell-out, 95% PI: 24.0 s to 32.0 s" in texts
+    for ax in drawn["predict_latency_p95"].axes:
+        assert _marks(ax) == ({}, [])
+
+
+def test_no_sell_out_is_said_not_drawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The replay kept 1 unit; 20 of 30 replications sold out (their mean and interval).
+    unsold = _paid_per_s(29, 0.0)
+    some = {"observed": None, "mean": 28.0, "pi_low": 24.0, "pi_high": 32.0, "n": 20}
+    drawn = _drawn(_hand_made(unsold, _paid_per_s(31, 1.0), some), tmp_path, monkeypatch)
+    fig = drawn["predict_stock_left"]
+    assert _marks(fig.axes[0]) == ({"--": 28.0}, [(24.0, 32.0)])
+    texts = _legend_texts(fig)
+    assert "observed sell-out: none, the replay did not sell out" in texts
+    assert "predicted sell-out (mean, 20 of 30 replications sold out): 28.0 s" in texts
+    # None sold out, in either: no mark; the axis still ends after the last sale (20 s).
+    none = {"observed": None, "mean": None, "pi_low": None, "pi_high": None, "n": 0}
+    drawn = _drawn(_hand_made(unsold, unsold, none), tmp_path / "none", monkeypatch)
+    fig = drawn["predict_stock_left"]
+    assert _marks(fig.axes[0]) == ({}, [])
+    assert "predicted sell-out: none of 30 replications sold out" in _legend_texts(fig)
+    assert _xlim(drawn) == pytest.approx((-1 - 0.05 * 21, 20 + 0.05 * 21))
 
 
 # ---------------------------------------------------------------- a real replay
