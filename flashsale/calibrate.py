@@ -30,9 +30,9 @@ and the gateway as work (issue 14). This module separates them two ways:
   the requests of the same pool sent before and not yet answered, a payment
   counting only until its gateway call. For each ``c`` the model is linear in
   ``a``; ``c`` is the one with the least squared error, and ``G`` the one whose
-  load counts fit best. ``c`` is identified only where requests found the
-  workers busy; a replay that never queued leaves it unknown (then the
-  scenario's value is kept, and said so).
+  load counts fit best. ``c`` is identified only where at least
+  :data:`MIN_REQUESTS` requests found the workers busy; otherwise it is unknown
+  (then the scenario's value is kept, and said so).
 
 Payment failures: the scenario's own law, ``p = min(1, failure_prob +
 failure_growth * max(0, L - load_knee))`` with ``L`` the pay pool's occupancy
@@ -421,7 +421,8 @@ def fit_pool(
             float(point[0]),
             float(top),
             math.inf,
-            f"not identified: the replay never queued (at most {top} in flight)",
+            f"not identified: {point[3]:.0f} requests found {point[0]:.0f} or more others in "
+            f"flight, fewer than the {MIN_REQUESTS} needed (at most {top - 1} in flight)",
         )
     fit = PoolFit(
         concurrency=conc,
@@ -666,13 +667,7 @@ def calibrate_outcomes(
     if timed:
         gw = np.where(np.isfinite(rq.gateway_time), rq.gateway_time, 0.0)
         end = rq.sent + np.maximum(0.0, rq.latency - gw)  # off the workers at the gateway
-        for name, steps in pools.items():
-            fit = _timed_pool(rq, steps, fitted, rng)
-            if not fit.identified:  # the model needs workers: the scenario's, said so
-                e = fit.concurrency
-                kept = float(_workers_of(service, name))
-                fit = dataclasses.replace(fit, concurrency=Estimate(kept, e.low, e.high, e.method))
-            pool_fits[name] = fit
+        pool_fits = {name: _timed_pool(rq, steps, fitted, rng) for name, steps in pools.items()}
         gsel = reached & np.isfinite(rq.gateway_time)
         timeout_s = float(service.get("payment", {}).get("timeout_s", 30.0))
         cut = (rq.step == "pay") & (rq.status == _GATEWAY_TIMEOUT) & np.isfinite(rq.gateway_time)
@@ -696,6 +691,13 @@ def calibrate_outcomes(
             gateway_dist = {"dist": "constant", "value": round_fit(gateway_est.value)}
         name = pool_of["pay"]
         pool_fits[name] = dataclasses.replace(pool_fits[name], gateway=gateway_est)
+    for name, fit in pool_fits.items():
+        if not fit.identified:  # the model needs workers: the scenario's, said so
+            e = fit.concurrency
+            kept = float(_workers_of(service, name))
+            pool_fits[name] = dataclasses.replace(
+                fit, concurrency=Estimate(kept, e.low, e.high, e.method)
+            )
     for name, steps in pools.items():
         members = np.isin(rq.step, steps)
         load = _others_in_flight(rq, members, rq.sent, rq.sent, end)

@@ -305,8 +305,8 @@ def prediction_summary(doc: Mapping[str, Any]) -> list[str]:
     lines = [f"warning: {text}" for text in doc["not_whole"]]
     for d in doc["scenario_differences"]:
         lines.append(
-            f"warning: the scenarios differ in {d['setting']}: replay {d['replay']!r}, "
-            f"simulation {d['simulation']!r}"
+            f"warning: the scenarios differ in {d['setting']}: replay {d['replay']}, "
+            f"simulation {d['simulation']}"
         )
     sim = doc["simulation"]
     lines.append(f"observed:  {doc['replay']['path']} (replay, scale {doc['replay']['scale']})")

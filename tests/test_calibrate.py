@@ -93,7 +93,8 @@ def test_a_queue_that_never_filled_leaves_the_concurrency_unknown() -> None:
         others, depart - arrive, np.full(arrive.size, "cart"), ("cart",), np.random.default_rng(4)
     )
     assert not fit.identified
-    assert math.isinf(fit.concurrency.high) and "never queued" in fit.concurrency.method
+    assert math.isinf(fit.concurrency.high)
+    assert "fewer than the 30 needed" in fit.concurrency.method
     assert fit.demands["cart"].value == pytest.approx(0.1, rel=0.1)
 
 
@@ -217,6 +218,23 @@ def test_server_timing_recovers_the_set_service(simulated: Outcome) -> None:
     assert p.failure_prob.low <= 0.05 <= p.failure_prob.high
     assert p.failure_growth.value == pytest.approx(0.3, rel=0.1)
     assert p.load_knee == pytest.approx(1.0, abs=0.15)
+
+
+@pytest.mark.parametrize("server_timing", [True, False])
+def test_workers_not_identified_are_the_scenarios_with_the_reason(server_timing: bool) -> None:
+    """64 workers that never all get busy: both methods keep the scenario's 64 and say
+    why (the regression used to print its own guess, outside its own interval)."""
+    sc = _known_sale().to_toml_dict()
+    sc["service"]["workers"] = 64
+    sc["humans"]["count"] = 800
+    outcome = replication_outcome(parse_scenario(sc, "idle"), 3, 0)
+    if not server_timing:
+        outcome = _without_server_timing(outcome)
+    cal = calibrate_outcomes([outcome], sc["service"], server_timing=server_timing)
+    for f in cal.steps.values():
+        assert not f.identified and f.concurrency is not None
+        assert f.concurrency.value == 64
+        assert "not identified" in f.concurrency.method
 
 
 def test_response_times_alone_recover_the_set_service(simulated: Outcome) -> None:
