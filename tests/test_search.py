@@ -350,20 +350,25 @@ def test_report_rebuilds_a_search_page_and_charts_as_the_search_drew_them(
     assert after["points"] == before["points"] and after["answer"] == before["answer"]
 
 
-def test_report_on_an_interrupted_search_needs_partial_and_keeps_it_incomplete(
-    smoke_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _ctrl_c_after(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulate the first ``n`` replications as usual, then press Ctrl-C."""
     real = sim_runner.replication_outcome
     calls: list[int] = []
 
     def interrupted(scenario: Scenario, seed: int, replication: int) -> Outcome:
         calls.append(replication)
-        if len(calls) > 2:  # LOW and HIGH are judged, then Ctrl-C in the bisection
+        if len(calls) > n:
             raise KeyboardInterrupt
         outcome: Outcome = real(scenario, seed, replication)
         return outcome
 
     monkeypatch.setattr(sim_runner, "replication_outcome", interrupted)
+
+
+def test_report_on_an_interrupted_search_needs_partial_and_keeps_it_incomplete(
+    smoke_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ctrl_c_after(2, monkeypatch)  # LOW and HIGH are judged, then Ctrl-C in the bisection
     out = tmp_path / "search"
     res = _search(
         [
@@ -399,17 +404,7 @@ def test_report_on_an_interrupted_search_needs_partial_and_keeps_it_incomplete(
 def test_ctrl_c_marks_the_search_incomplete_and_exits_130(
     smoke_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = sim_runner.replication_outcome
-    calls: list[int] = []
-
-    def interrupted(scenario: Scenario, seed: int, replication: int) -> Outcome:
-        calls.append(replication)
-        if len(calls) > 3:  # LOW's two replications and HIGH's first run; then Ctrl-C
-            raise KeyboardInterrupt
-        outcome: Outcome = real(scenario, seed, replication)
-        return outcome
-
-    monkeypatch.setattr(sim_runner, "replication_outcome", interrupted)
+    _ctrl_c_after(3, monkeypatch)  # LOW's two replications and HIGH's first; then Ctrl-C
     out = tmp_path / "search"
     res = _search(
         [
