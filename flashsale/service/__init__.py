@@ -160,8 +160,10 @@ Admin API (header ``Authorization: Bearer <admin token>``, else 401)::
 
 Capacity (scenario ``[service]``): at most ``workers`` requests are served at once,
 at most ``queue_limit`` wait, none longer than ``queue_timeout_s`` (then 503 with
-Retry-After). The payment gateway waits ``payment.gateway_s`` outside the workers
-(slower than ``timeout_s``: 504 after ``timeout_s``) and declines with the
+Retry-After). With ``emulate_step_s`` each request also holds its worker for a draw
+of its step's ``step_s``. The payment gateway waits ``payment.gateway_s`` outside the
+workers, and the payment takes no worker again after it (slower than ``timeout_s``:
+504 after ``timeout_s``) and declines with the
 scenario's probability at the load the payment met when it reached the pay step's
 pool (itself not counted, as in the simulator), drawn from the ``payment`` random
 stream of the scenario's seed.
