@@ -96,7 +96,9 @@ class Shop:
         self._route[CAPTCHA] = self._route[LOTTERY] = self._route[VIEW]
         self.service = self.pools["default"]
         self._pay_queue = self._route[PAY][0]
-        self._serving = list({id(q): q for q, _ in self._route.values()}.values())
+        # the pools whose decisions hold stock (carts reserve, payments begin): a
+        # release waits for them; a pool that only reads it (the sale page) does not
+        self._holding = list({id(q): q for q, _ in (self._route[CART], self._route[PAY])}.values())
         self.stock = Stock(
             scenario.sale.split(scenario.sale.units),
             svc.cart_hold_s,
@@ -211,11 +213,13 @@ class Shop:
 
     def _advance(self, now: float, start: float) -> None:
         """Bring the stock to a decision that a worker takes at ``start`` for a request
-        sent at ``now``: releases applied up to the earliest start any pool can still
-        give (``start`` itself with one pool), payments known not to begin before the
-        pay pool's earliest start (flashsale.sim.stock)."""
+        sent at ``now``: releases applied up to the earliest start the cart and pay
+        pools can still give (``start`` itself with one pool), payments known not to
+        begin before the pay pool's earliest start (flashsale.sim.stock). A sale page
+        served by a pool behind them may see a unit given back a little before its
+        own time: it reads the stock, it takes none."""
         settled = start
-        for queue in self._serving:
+        for queue in self._holding:
             settled = min(settled, queue.earliest_start(now))
         self.stock.advance(settled, self._pay_queue.earliest_start(now))
 

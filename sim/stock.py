@@ -9,8 +9,9 @@ decision at S sees exactly the releases up to S.
 
 With pools per step (``[service.pools.*]``) each pool decides in its own time
 order, and one pool may be seconds ahead of another: a release may only be applied
-once no pool can still decide before it (the *settled* time: the earliest start
-any pool can still give a request), or a cart at 10.9 s would take units that a
+once no pool that reserves or pays can still decide before it (the *settled*
+time: the earliest start the cart and pay pools can still give a request), or a
+cart at 10.9 s would take units that a
 payment declined at 11 s only gives back then, and the books would show the stock
 below zero. A decision at S beyond the settled time also counts the releases
 between the two that nothing can undo: a declined payment's, and a hold's expiry
@@ -54,7 +55,10 @@ class Stock:
         self._on_release = on_release  # (account, units): a defense giving units back
         # hold id -> [state, channel, units, account, expires]
         self._holds: list[list[float]] = []
-        self._pending: list[tuple[float, int, int]] = []  # heap (time, seq, hold id)
+        # heaps of (time, seq, hold id): holds' expiries (stale once paid for) and the
+        # releases of payments that failed (each certain)
+        self._expiries: list[tuple[float, int, int]] = []
+        self._failures: list[tuple[float, int, int]] = []
         self._seq = 0
         self._settled = -math.inf  # releases up to here are applied
         self._pay_from = -math.inf  # no payment begins before this
@@ -75,36 +79,41 @@ class Stock:
         self.log_kind.append(kind)
 
     def advance(self, settled: float, pay_from: float = -math.inf) -> None:
-        """Apply every release due at or before ``settled`` (seconds: no pool can still
-        decide before it); no payment can begin before ``pay_from``."""
+        """Apply every release due at or before ``settled`` (seconds: no pool that
+        reserves or pays can still decide before it); no payment can begin before
+        ``pay_from``."""
         self._settled, self._pay_from = settled, pay_from
-        p = self._pending
-        while p and p[0][0] <= settled:
-            t, _, hid = heapq.heappop(p)
-            h = self._holds[hid]
-            if h[0] == _HELD or (h[0] == _FAILING and h[4] == t):
-                self._release(hid, t)
+        for heap in (self._expiries, self._failures):
+            while heap and heap[0][0] <= settled:
+                t, _, hid = heapq.heappop(heap)
+                if self._due(hid, t):
+                    self._release(hid, t)
+
+    def _due(self, hid: int, t: float) -> bool:
+        """The release of ``hid`` at ``t`` still stands: a hold not paid for, or the
+        failed payment's own release."""
+        h = self._holds[hid]
+        return h[0] == _HELD or (h[0] == _FAILING and h[4] == t)
 
     def available_at(self, channel: int, at: float) -> int:
-        """Units of ``channel`` available at ``at`` (>= the settled time): those after
-        the releases applied, plus the certain ones due in between (module docstring).
-        A walk of the heap that stops below every entry later than ``at``."""
+        """Units of ``channel`` available at ``at``: those after the releases applied,
+        plus the certain ones due from the settled time to ``at`` (module docstring):
+        failed payments', and holds' expiries no payment can precede. Walks of the
+        heaps that stop below every entry later than the bound."""
         n = self.available[channel]
         if at <= self._settled:
             return n
-        p, holds, pay_from = self._pending, self._holds, self._pay_from
-        todo = [0] if p else []
-        while todo:
-            i = todo.pop()
-            t, _, hid = p[i]
-            if t > at:
-                continue
-            h = holds[hid]
-            if h[1] == channel and (
-                (h[0] == _FAILING and h[4] == t) or (h[0] == _HELD and t <= pay_from)
-            ):
-                n += int(h[2])
-            todo.extend(c for c in (2 * i + 1, 2 * i + 2) if c < len(p))
+        for heap, bound in ((self._failures, at), (self._expiries, min(at, self._pay_from))):
+            todo = [0] if heap and heap[0][0] <= bound else []
+            while todo:
+                i = todo.pop()
+                t, _, hid = heap[i]
+                if t > bound:
+                    continue
+                h = self._holds[hid]
+                if h[1] == channel and self._due(hid, t):
+                    n += int(h[2])
+                todo.extend(c for c in (2 * i + 1, 2 * i + 2) if c < len(heap))
         return n
 
     def _release(self, hid: int, t: float) -> None:
@@ -116,9 +125,9 @@ class Stock:
         if self._on_release is not None:
             self._on_release(account, units)
 
-    def _schedule(self, t: float, hid: int) -> None:
+    def _schedule(self, heap: list[tuple[float, int, int]], t: float, hid: int) -> None:
         self._seq += 1
-        heapq.heappush(self._pending, (t, self._seq, hid))
+        heapq.heappush(heap, (t, self._seq, hid))
 
     def reserve(self, channel: int, units: int, account: int, now: float) -> int:
         """Hold ``units`` of ``channel`` for ``account`` from ``now``; returns the hold id.
@@ -134,7 +143,7 @@ class Stock:
         expires = now + self.hold_s
         self._holds.append([_HELD, channel, units, account, expires])
         self._log(now, -units, units, 0, 0)
-        self._schedule(expires, hid)
+        self._schedule(self._expiries, expires, hid)
         return hid
 
     def begin_payment(self, hid: int, now: float) -> bool:
@@ -156,7 +165,7 @@ class Stock:
         else:
             h[0] = _FAILING
             h[4] = at  # released when the simulation reaches `at`
-            self._schedule(at, hid)
+            self._schedule(self._failures, at, hid)
 
     def settle(self) -> None:
         """At the end of the run: apply every release still pending (holds expire)."""
