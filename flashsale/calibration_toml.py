@@ -60,7 +60,7 @@ def calibrated_service(
 
     def workers_item(e: Estimate | None, identified: bool, kept: int) -> Any:
         if e is None or not identified:
-            why = e.method if e is not None else "no step of this pool was fitted"
+            why = e.method if e is not None else "every step is served by a pool of its own"
             return _commented(kept, f"kept: {why}")
         n = max(1, round(e.value * capacity_ratio))
         return _commented(n, f"{ratio_note}{e.describe()}")
@@ -117,9 +117,9 @@ def calibrated_service(
             fitted, known = _pool_workers(cal, steps)
             pool_kept = int(kept.get("workers", base.get("workers", 64)))
             t.add("workers", workers_item(fitted, known, pool_kept))
-            for key in ("queue_limit", "queue_timeout_s"):
-                if key in kept or key in base:
-                    t.add(key, _commented(kept.get(key, base.get(key)), "kept: not measured"))
+            for key in ("queue_limit", "queue_timeout_s"):  # else [service]'s, as before
+                if key in kept:
+                    t.add(key, _commented(kept[key], "kept: not measured"))
             pools.add(name, t)
         svc.add("pools", pools)
     return svc

@@ -304,6 +304,9 @@ def test_response_times_tell_a_payment_pool_from_a_shared_one(pools: bool) -> No
         text = calibrated_scenario(_sale_with_a_payment_pool(False).to_toml(), cal)
         back = parse_scenario(tomllib.loads(text), "calibrated")
         assert back.service.pools["pay"].steps == ["pay"] and back.service.pools["pay"].workers == 1
+        # what no table measures stays inherited, as declared: no difference for compare
+        assert "queue_limit" not in tomllib.loads(text)["service"]["pools"]["pay"]
+        assert back.service.pool_of("pay").queue_limit == back.service.queue_limit == 100_000
     else:
         assert cal.pools == {"default": ("view", "cart", "pay")}
     assert cal.payment.gateway is not None
