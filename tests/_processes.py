@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["FLASHSALE", "LINUX", "children", "cpu_s", "dead", "start", "wait_until"]
+__all__ = [
+    "FLASHSALE",
+    "LINUX",
+    "children",
+    "cpu_s",
+    "dead",
+    "run_flashsale",
+    "start",
+    "wait_until",
+]
 
 LINUX = sys.platform.startswith("linux")
 FLASHSALE = Path(sys.executable).parent / "flashsale"
@@ -82,4 +91,12 @@ def start(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=_own_group,
+    )
+
+
+def run_flashsale(*args: str, timeout_s: float = 900.0) -> subprocess.CompletedProcess[str]:
+    """``flashsale ARGS...`` to its end, stdout and stderr captured; ``timeout_s`` is a
+    safety bound for a hung command, not a speed target."""
+    return subprocess.run(
+        [str(FLASHSALE), *args], capture_output=True, text=True, timeout=timeout_s, check=False
     )

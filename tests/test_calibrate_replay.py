@@ -51,7 +51,6 @@ the workers found.
 from __future__ import annotations
 
 import math
-import subprocess
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -63,7 +62,7 @@ from flashsale.calibrate import PaymentFit, calibrate_outcomes
 from flashsale.runs import RunFolder
 from flashsale.scenario import parse_scenario
 
-from ._processes import FLASHSALE
+from ._processes import run_flashsale
 
 pytestmark = pytest.mark.slow
 
@@ -104,23 +103,17 @@ EMULATED: dict[str, tuple[list[str], dict[str, int]]] = {
 """Workers set per case (before ``--scale``) and the replay's, per pool."""
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(FLASHSALE), *args], capture_output=True, text=True, timeout=900, check=False
-    )
-
-
 def _replay(out: Path, *sets: str) -> None:
     """Replay smoke against the reference service with the set gateway and failure
     probability, ``sets`` on top, into ``out``; then calibrate it (Server-Timing)."""
-    proc = _run(
+    proc = run_flashsale(
         "replay", str(SMOKE),
         "--set", f"service.payment.gateway_s={GATEWAY_S}",
         "--set", f"service.payment.failure_prob={FAILURE_PROB}",
         *sets, "--out", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = _run("calibrate", str(out))
+    proc = run_flashsale("calibrate", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "calibrated from Server-Timing" in proc.stdout, proc.stdout
     assert (out / "calibration" / "calibration.html").is_file()
@@ -172,7 +165,7 @@ def test_calibrate_recovers_the_reference_services_settings(case: str, tmp_path:
     assert math.isclose(
         sc.service.payment.failure_prob, cal.payment.failure_prob.value, rel_tol=1e-3
     )
-    proc = _run(
+    proc = run_flashsale(
         "simulate", str(replay / "calibrated.toml"), "--replications", "2",
         "--out", str(tmp_path / "sim"),
     )  # fmt: skip

@@ -146,9 +146,11 @@ class CapacityLimiter:
                 await asyncio.sleep(0)  # hold it for a turn of the loop (module docstring)
             yield timing
         finally:
-            if timing.left_at is None:
+            if timing.left_at is None:  # still on the worker
                 self._release()
-            timing.service_s = (timing.left_at or time.perf_counter()) - taken
+                timing.service_s = time.perf_counter() - taken
+            else:
+                timing.service_s = timing.left_at - taken
 
     @asynccontextmanager
     async def leave(self, timing: Timing) -> AsyncIterator[None]:
